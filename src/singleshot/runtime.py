@@ -1,0 +1,153 @@
+"""The ``Detector``: image -> preprocess -> onnxruntime -> (raw graphs: numpy NMS) -> Detections.
+
+Works with zoo-contract graphs (in-graph NMS) and raw-head graphs (loc, conf). On zoo graphs, the
+NMS constants are part of the graph: a looser score threshold, any other IoU threshold or a larger
+detection cap is applied by rewriting those constants when the session is built; a stricter score
+threshold or smaller cap is applied to the outputs (exactly equivalent, and cheaper).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .anchors import default_boxes
+from .detections import Detections
+from .errors import ModelError
+from .imageio import load_image
+from .nms import NmsParams, postprocess_raw
+from .onnxgraph import graph_io, load_model, read_nms_params, read_spec, rewrite_nms_params
+from .preprocess import preprocess
+from .spec import ModelSpec
+
+
+def make_session(model: onnx.ModelProto | str, threads: int | None = None,
+                 providers: list[str] | None = None):
+    """An onnxruntime session with explicit providers (CUDA first when present, then CPU)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    available = ort.get_available_providers()
+    if providers is None:
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    try:
+        return ort.InferenceSession(data, opts, providers=providers)
+    except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelError(f"onnxruntime cannot load the model: {first[:300]}") from None
+
+
+class Detector:
+    """Run an SSD-ResNet34 ONNX model on images.
+
+    Args:
+        model: path of an ONNX file, a registry name (``ssd-12``; downloaded when missing), or a
+            ``onnx.ModelProto``.
+        conf, iou, max_det: post-processing; None keeps the model's own (zoo: 0.05, 0.5, 200).
+        exif: apply EXIF orientation when reading files (default on).
+        threads: onnxruntime intra-op threads (None: onnxruntime's default).
+
+    ``detector(image)`` takes a path, encoded bytes or an RGB uint8 array [H, W, 3] and returns
+    :class:`Detections` in pixels of that image, clipped to it.
+    """
+
+    def __init__(self, model: str | os.PathLike | onnx.ModelProto, *, conf: float | None = None,
+                 iou: float | None = None, max_det: int | None = None, exif: bool = True,
+                 threads: int | None = None, providers: list[str] | None = None) -> None:
+        if isinstance(model, onnx.ModelProto):
+            proto, self.name = model, "<model>"
+        else:
+            path = resolve_model_path(model)
+            proto, self.name = load_model(path), str(path)
+        self.io = graph_io(proto, self.name)
+        self.spec: ModelSpec = read_spec(proto, self.io)
+        self.exif = exif
+        self.graph_params = read_nms_params(proto) if self.io.contract == "zoo" else None
+        base = self.graph_params or NmsParams()
+        want = NmsParams(
+            base.score_threshold if conf is None else float(conf),
+            base.iou_threshold if iou is None else float(iou),
+            max(base.max_per_class, max_det or 0),
+            base.max_det if max_det is None else int(max_det),
+        )
+        self.params = want
+        if self.io.contract == "zoo" and self.graph_params is None:
+            if (conf, iou, max_det) != (None, None, None):
+                raise ModelError(f"{self.name}: cannot find the NMS node to apply conf/iou/max-det")
+        elif self.io.contract == "zoo":
+            g = self.graph_params
+            needs = (want.iou_threshold != g.iou_threshold or want.score_threshold <
+                     g.score_threshold or want.max_det > g.max_det)
+            if needs:
+                rewritten = NmsParams(min(want.score_threshold, g.score_threshold),
+                                      want.iou_threshold, max(g.max_per_class, want.max_per_class),
+                                      max(g.max_det, want.max_det))
+                proto = rewrite_nms_params(proto, rewritten)
+        else:
+            self.anchors = default_boxes(self.spec.default_boxes)
+        self.session = make_session(proto, threads, providers)
+
+    def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Preprocessed input [1, 3, h, w] -> (boxes [K, 4] xyxy normalised, labels [K], scores [K])
+        with this detector's thresholds applied."""
+        outs = self.session.run(list(self.io.outputs), {self.io.input: tensor})
+        if self.io.contract == "raw":
+            loc, conf = outs
+            if loc.shape[-1] != self.anchors.shape[0]:
+                raise ModelError(
+                    f"{self.name}: graph predicts {loc.shape[-1]} boxes but its default-box config "
+                    f"has {self.anchors.shape[0]}; the model metadata is wrong")
+            return postprocess_raw(loc[0], conf[0], self.anchors, self.params)
+        boxes, labels, scores = (o.reshape(o.shape[-2:] if o.ndim == 3 else o.shape[-1:])
+                                 for o in outs)
+        keep = scores > self.params.score_threshold
+        boxes, labels, scores = boxes[keep], labels[keep], scores[keep]
+        n = self.params.max_det
+        return boxes[:n], labels[:n], scores[:n]
+
+    def detect_array(self, image_rgb: np.ndarray, *, clip: bool = True,
+                     path: str | None = None) -> Detections:
+        """RGB uint8 [H, W, 3] -> Detections (pixels of this array)."""
+        t0 = time.perf_counter()
+        x = preprocess(image_rgb, self.spec)
+        t1 = time.perf_counter()
+        boxes, labels, scores = self.infer(x)
+        t2 = time.perf_counter()
+        h, w = image_rgb.shape[:2]
+        det = Detections.from_normalized(boxes, labels, scores, self.spec, w, h, clip=clip,
+                                         path=path)
+        t3 = time.perf_counter()
+        det.timings.update(preprocess=(t1 - t0) * 1e3, inference=(t2 - t1) * 1e3,
+                           postprocess=(t3 - t2) * 1e3)
+        return det
+
+    def __call__(self, image: str | os.PathLike | bytes | np.ndarray, *,
+                 clip: bool = True) -> Detections:
+        if isinstance(image, np.ndarray):
+            return self.detect_array(image, clip=clip)
+        t0 = time.perf_counter()
+        rgb = load_image(image, exif=self.exif)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        det = self.detect_array(rgb, clip=clip,
+                                path=None if isinstance(image, bytes) else str(image))
+        det.timings = {"decode": decode_ms, **det.timings}
+        return det
+
+
+def resolve_model_path(model: str | os.PathLike) -> Path:
+    """A file path as is; a registry name -> the cached file (downloaded when missing)."""
+    p = Path(model)
+    if p.suffix == ".onnx" or p.exists() or os.sep in str(model):
+        return p
+    from .registry import get_entry
+    from .hub import ensure_model
+
+    return ensure_model(get_entry(str(model)))
