@@ -63,7 +63,7 @@ def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
             if not path.exists():
                 raise ImageError(f"{name}: no such file")
             if path.is_dir():
-                raise ImageError(f"{name}: is a folder, not an image")
+                raise ImageError(f"{name}: is a folder with no image files")
             if path.stat().st_size == 0:
                 raise ImageError(f"{name}: empty file (0 bytes)")
             fp = open(path, "rb")

@@ -42,17 +42,17 @@ class RegistryEntry:
 _ZOO = (
     RegistryEntry("ssd-10", "ssd-10.onnx",
                   "80013dd940efc1462c616143b461ef35885bcc1706e0670b66623293b4b52c59", 80363696, 10,
-                  0.195, "pycocotools AP@[.5:.95], val2017", "fp32, zoo contract"),
+                  0.195, "pycocotools, val2017", "fp32, zoo contract"),
     RegistryEntry("ssd-12", "ssd-12.onnx",
                   "5ec1e058e666ef980a6213ac40088877865aafb2b6676b9af204b3828e4bb9d5", 80366315, 12,
-                  0.1898, "Intel Neural Compressor metric (not pycocotools)", "fp32, zoo contract"),
+                  0.1898, "INC metric (not pycocotools)", "fp32, zoo contract"),
     RegistryEntry("ssd-12-int8", "ssd-12-int8.onnx",
                   "56d2c03a8c74c03f704509ccfcd91763991c6e1b92f63da730fb2b3d07565453", 20485276, 12,
-                  0.1892, "Intel Neural Compressor metric (not pycocotools)",
+                  0.1892, "INC metric (not pycocotools)",
                   "int8 QOperator (onnxruntime only)"),
     RegistryEntry("ssd-12-qdq", "ssd-12-qdq.onnx",
                   "fba599b77e556525844e4e1022a9f60969b0e9130baa03640539cb0b58f474a2", 20479614, 12,
-                  0.1863, "Intel Neural Compressor metric (not pycocotools)",
+                  0.1863, "INC metric (not pycocotools)",
                   "int8 QDQ, per-tensor weights"),
 )
 _EXTRA: dict[str, RegistryEntry] = {}

@@ -10,6 +10,7 @@ whole-module ``.pytorch`` checkpoint outright and ``pickle`` has no safe mode.
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import pickle
 from typing import Any
@@ -28,6 +29,7 @@ def _allowed() -> dict[tuple[str, str], Any]:
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
         ("builtins", "slice"): slice,
+        ("builtins", "object"): object,  # copyreg._reconstructor's base argument
         ("torch", "Size"): torch.Size,
         ("torch", "device"): torch.device,
         ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
@@ -122,6 +124,11 @@ class Unpickler(pickle.Unpickler):
     _allowed_cache: dict | None = None
 
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 names in protocol-0..2 pickles (__builtin__.set, copy_reg...), as pickle maps them.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         if Unpickler._allowed_cache is None:
             Unpickler._allowed_cache = _allowed()
         hit = Unpickler._allowed_cache.get((module, name))

@@ -1,0 +1,255 @@
+"""The ``singleshot`` command line: thin wrappers over the library (no logic of its own)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import SingleshotError, UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
+                  help="SSD-ResNet34 (ONNX Model Zoo) detection, export, evaluation and more.")
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def user_errors(fn):
+    """Turn SingleshotError into a one-line message and its exit code (no traceback)."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SingleshotError as err:
+            _err(str(err))
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+@app.command()
+@user_errors
+def detect(
+    sources: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="ONNX file or registry name.")] = "demo",
+    conf: Annotated[Optional[float], typer.Option(help="Score threshold (model's own: 0.05).")] = None,
+    iou: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (model's own: 0.5).")] = None,
+    max_det: Annotated[Optional[int], typer.Option(help="Detections per image (model's: 200).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write annotated images and detections.json here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    no_exif: Annotated[bool, typer.Option("--no-exif", help="Do not apply EXIF orientation.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Refuse images with more pixels.")] = None,
+) -> None:
+    """Detect objects in images. Exit 0: all inputs done; 1: some failed; 2: usage error."""
+    from .draw import annotate
+    from .imageio import MAX_PIXELS, load_image
+    from .runtime import Detector
+    from .sources import expand_sources
+    from .errors import ImageError
+
+    for name, value, lo, hi in (("--conf", conf, 0.0, 1.0), ("--iou", iou, 0.0, 1.0)):
+        if value is not None and not lo <= value <= hi:
+            raise UsageError(f"{name} must be between {lo} and {hi}, got {value}")
+    if max_det is not None and max_det < 1:
+        raise UsageError(f"--max-det must be at least 1, got {max_det}")
+    det = Detector(model, conf=conf, iou=iou, max_det=max_det, exif=not no_exif, threads=threads)
+    paths, notes = expand_sources(sources, recursive)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    results, failed, used_names = [], 0, set()
+    for path in paths:
+        entry = {"path": path, "width": None, "height": None, "detections": [], "error": None}
+        try:
+            rgb = load_image(path, exif=not no_exif, max_pixels=max_pixels or MAX_PIXELS)
+            d = det.detect_array(rgb, path=path)
+            entry.update(width=d.width, height=d.height, detections=d.to_dicts())
+            if out is not None:
+                stem = Path(path).stem
+                name, k = f"{stem}.jpg", 1
+                while name in used_names:
+                    k += 1
+                    name = f"{stem}_{k}.jpg"
+                used_names.add(name)
+                annotate(rgb, d).save(out / name, quality=90)
+                entry["annotated"] = name
+            if not as_json:
+                top = ", ".join(f"{x['category']} {x['score']:.2f}" for x in entry["detections"][:5])
+                print(f"{path}: {len(d)} detections" + (f" ({top}{', ...' if len(d) > 5 else ''})"
+                                                         if len(d) else ""))
+        except ImageError as err:
+            failed += 1
+            entry["error"] = str(err)
+            _err(str(err))
+        results.append(entry)
+    doc = {"model": det.name, "images": results}
+    if out is not None:
+        _write_json_atomic(out / "detections.json", doc)
+        print(f"wrote {len(results) - failed} annotated image(s) and detections.json to {out}",
+              file=sys.stderr)
+    if as_json:
+        print(json.dumps(doc))
+    if failed:
+        print(f"{failed} of {len(paths)} input(s) failed", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="MLPerf .pth/.pytorch, torchvision or singleshot checkpoint.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .onnx file.")],
+    opset: Annotated[int, typer.Option(help="ONNX opset (10, 12, 13, 17...).")] = 13,
+    raw: Annotated[bool, typer.Option("--raw", help="Output head logits loc/conf with a dynamic batch (no NMS).")] = False,
+    input_size: Annotated[Optional[str], typer.Option(help="Model config when the checkpoint does not say: 1200 or 300.")] = None,
+    classes: Annotated[Optional[Path], typer.Option(help="Text file with one class name per line.")] = None,
+    check: Annotated[bool, typer.Option(help="Run the parity check against torch.")] = True,
+) -> None:
+    """Export a checkpoint to ONNX in the zoo contract (or raw heads with --raw)."""
+    try:
+        from .export import export_onnx
+        from .model import build_model
+        from .model.checkpoint import load_checkpoint, load_weights
+    except ImportError as err:
+        raise UsageError(f"export needs PyTorch ({err.name} is missing): "
+                         "pip install 'singleshot[torch]'") from None
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.backbone_only:
+        raise UsageError(f"{checkpoint}: holds only an ImageNet backbone; train a detector first")
+    if input_size is not None and input_size not in ("1200", "300"):
+        raise UsageError(f"--input-size must be 1200 or 300, got {input_size}")
+    cfg = ckpt.infer_config(input_size)
+    model = build_model(cfg)
+    load_weights(model, ckpt)
+    names = ckpt.class_names
+    if classes is not None:
+        if not classes.is_file():
+            raise UsageError(f"{classes}: no such file")
+        names = tuple(n.strip() for n in classes.read_text().splitlines() if n.strip())
+    report = export_onnx(model, output, opset=opset, raw=raw, check=check, class_names=names,
+                         category_ids=ckpt.category_ids)
+    print(f"{checkpoint} ({ckpt.kind}) -> {output}: {'raw heads' if raw else 'zoo contract'}, "
+          f"opset {opset}, input {cfg.input_size}x{cfg.input_size}, {cfg.num_classes} classes, "
+          f"{cfg.default_boxes().num_anchors} default boxes")
+    if report is not None:
+        print(report)
+
+
+@app.command()
+@user_errors
+def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the known models (zoo files and the bundled one) and whether they are cached."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .hub import model_path
+    from .registry import list_entries
+
+    rows = []
+    for e in list_entries():
+        rows.append({"name": e.name, "file": e.filename, "url": e.url, "sha256": e.sha256,
+                     "size": e.size, "opset": e.opset, "card_map": e.card_map,
+                     "card_metric": e.card_metric, "description": e.description,
+                     "local": str(model_path(e)) if model_path(e).is_file() else None})
+    if as_json:
+        print(json.dumps({"models": rows}, indent=2))
+        return
+    table = Table()
+    for col in ("name", "opset", "size", "card mAP", "measured with", "cached", "about"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], str(r["opset"]), f"{r['size'] / 1e6:.1f} MB" if r["size"] else "-",
+                      f"{r['card_map']}" if r["card_map"] is not None else "-", r["card_metric"],
+                      "yes" if r["local"] else "no", r["description"])
+    console = Console(width=140)
+    console.print(table)
+    for r in rows:
+        if r["url"]:
+            console.print(f"{r['name']:12} sha256 {r['sha256']}\n{'':12} {r['url']}",
+                          soft_wrap=True, highlight=False)
+
+
+@app.command()
+@user_errors
+def download(
+    name: Annotated[str, typer.Argument(help="Registry name, e.g. ssd-12.")],
+    force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False,
+) -> None:
+    """Download a zoo model into the cache ($SINGLESHOT_HOME, default ~/.cache/singleshot)."""
+    from .hub import ensure_model
+    from .registry import get_entry
+
+    path = ensure_model(get_entry(name), force=force)
+    print(path)
+
+
+@app.command()
+@user_errors
+def info(
+    model: Annotated[str, typer.Argument(help="ONNX file or registry name.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Describe an ONNX model: I/O, opset, ops, metadata, contract, quantization."""
+    from .onnxgraph import describe
+    from .runtime import resolve_model_path
+
+    d = describe(resolve_model_path(model))
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return
+    print(f"{d['path']}  ({d['size_bytes'] / 1e6:.1f} MB, {d['parameters']:,} parameters, "
+          f"producer: {d['producer'] or '-'})")
+    print("opset:   " + ", ".join(f"{k} {v}" for k, v in d["opset"].items()))
+    for kind in ("inputs", "outputs"):
+        for t in d[kind]:
+            print(f"{kind[:-1]:7}: {t['name']} {t['dtype']} {t['shape']}")
+    if d.get("contract"):
+        s = d["spec"]
+        src = "metadata" if s["from_metadata"] else "zoo defaults (no metadata)"
+        print(f"contract: {d['contract']} - input {s['input_size'][0]}x{s['input_size'][1]}, "
+              f"{s['classes']} classes, {s['anchors']} default boxes, spec from {src}")
+        if d.get("nms"):
+            n = d["nms"]
+            print(f"nms:     score > {n['score_threshold']}, IoU > {n['iou_threshold']} "
+                  f"suppressed, {n['max_per_class']} per class, {n['max_det']} per image")
+    else:
+        print(f"contract: none ({d.get('contract_error')})")
+    q = d["quantization"]
+    print("quantized: " + (f"{q['format']}, activations {'/'.join(q['activations']) or '?'}, "
+                           f"weights {'/'.join(q['weights']) or '?'}, "
+                           f"{'per-channel' if q['per_channel'] else 'per-tensor'}"
+                           if q else "no (float)"))
+    print("ops:     " + ", ".join(f"{k} {v}" for k, v in d["ops"].items()))
+    if d["metadata"]:
+        print("metadata:")
+        for k, v in d["metadata"].items():
+            print(f"  {k}: {v if len(v) <= 100 else v[:97] + '...'}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
