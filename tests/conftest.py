@@ -6,28 +6,14 @@ import random
 
 import numpy as np
 import pytest
+import torch
+from helpers import lively_model
 
-torch = pytest.importorskip("torch")  # the `torch` extra is installed by .ci/run; never skipped there
 
-
-def lively_model(cfg_name: str = "300", width: float = 0.125, num_classes: int = 80, seed: int = 0):
-    """A narrow SSD-ResNet34 with random weights whose class scores vary like a trained model's
-    (a few classes get biases so that candidates exist above 0.05)."""
-    from singleshot.model import build_model
-
-    torch.manual_seed(seed)
-    model = build_model(cfg_name, width=width, num_classes=num_classes).eval()
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        for i, head in enumerate(model.conf):
-            nd = model.cfg.num_anchors_per_location[i]
-            bias = head.bias.view(num_classes + 1, nd)
-            bias.zero_()
-            bias[0] = 2.0  # background
-            for c in rng.choice(np.arange(1, num_classes + 1), size=min(4, num_classes), replace=False):
-                bias[c] = float(rng.uniform(1.5, 4.0))
-            head.weight.mul_(4.0)  # spread the logits over locations
-    return model
+@pytest.fixture(scope="session")
+def make_model():
+    """The :func:`lively_model` factory, for tests that need other class counts or sizes."""
+    return lively_model
 
 
 @pytest.fixture(scope="session")

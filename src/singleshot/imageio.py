@@ -88,8 +88,8 @@ def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image, or a format that cannot be read") from None
-    except Image.DecompressionBombError as err:
-        raise ImageError(f"{name}: {err}") from None
+    except Image.DecompressionBombError as err:  # PIL's own guard fired before ours
+        raise ImageError(f"{name}: image is over the limit of decodable pixels ({err})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         msg = str(err) or type(err).__name__
         if "truncated" in msg or isinstance(err, EOFError):

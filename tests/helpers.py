@@ -1,0 +1,73 @@
+"""Helpers shared by the tests (importable because pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def lively_model(cfg_name: str = "300", width: float = 0.125, num_classes: int = 80, seed: int = 0):
+    """A narrow SSD-ResNet34 with random weights whose class scores vary like a trained model's
+    (a few classes get biases so that candidates exist above 0.05)."""
+    from singleshot.model import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(cfg_name, width=width, num_classes=num_classes).eval()
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for i, head in enumerate(model.conf):
+            nd = model.cfg.num_anchors_per_location[i]
+            bias = head.bias.view(num_classes + 1, nd)
+            bias.zero_()
+            bias[0] = 2.0  # background
+            for c in rng.choice(np.arange(1, num_classes + 1), size=min(4, num_classes), replace=False):
+                bias[c] = float(rng.uniform(1.5, 4.0))
+            head.weight.mul_(4.0)  # spread the logits over locations
+    return model
+
+
+def _png_with_header_size(width, height):
+    """A valid tiny PNG whose IHDR claims ``width`` x ``height``."""
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+def make_corpus(folder):
+    """Good images in every odd mode, and bad files. Returns (good names, bad names)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    good = {
+        "rgb.jpg": Image.fromarray(rgb),
+        "gray.png": Image.fromarray(rgb[..., 0], "L"),
+        "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+        "rgba.png": Image.fromarray(np.dstack([rgb, rgb[..., :1]]), "RGBA"),
+        "palette.gif": Image.fromarray(rgb).convert("P"),
+        "gray16.png": Image.fromarray(rgb[..., 0].astype(np.uint16) * 257),
+        "one_pixel.png": Image.new("RGB", (1, 1), (5, 6, 7)),
+        "la.png": Image.merge("LA", [Image.fromarray(rgb[..., 0])] * 2),
+        "bw.png": Image.fromarray(rgb[..., 0] > 128),
+    }
+    for name, img in good.items():
+        img.save(folder / name)
+    full = (folder / "rgb.jpg").read_bytes()
+    bad = {
+        "empty.jpg": b"",
+        "truncated.jpg": full[: len(full) // 3],
+        "notes.jpg": b"this is text, not a JPEG\n" * 4,
+        "huge.png": _png_with_header_size(100_000, 100_000),
+    }
+    for name, data in bad.items():
+        (folder / name).write_bytes(data)
+    (folder / "README.txt").write_text("not an image extension: skipped by folder expansion")
+    return sorted(good), sorted(bad)

@@ -1,0 +1,123 @@
+"""The Detector: zoo vs raw graphs, thresholds on zoo graphs, EXIF, and the bad-input corpus."""
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from singleshot.errors import ImageError, ModelError
+from singleshot.export import match_detections
+from singleshot.imageio import load_image
+from singleshot.nms import NmsParams, postprocess_raw
+from singleshot.anchors import default_boxes
+from singleshot.preprocess import preprocess
+from singleshot.runtime import Detector, make_session
+
+from helpers import make_corpus
+
+
+def test_zoo_and_raw_graphs_agree(tiny_zoo_onnx, tiny_raw_onnx, photo):
+    zoo, raw = Detector(tiny_zoo_onnx), Detector(tiny_raw_onnx)
+    assert zoo.io.contract == "zoo" and raw.io.contract == "raw"
+    a, b = zoo(photo), raw(photo)
+    assert len(a) > 10
+    assert match_detections((a.xyxy, a.labels, a.scores), (b.xyxy, b.labels, b.scores),
+                            box_tol=1e-2, score_tol=1e-5) == 0
+    assert set(a.timings) == {"decode", "preprocess", "inference", "postprocess"}
+
+
+def test_preprocess_matches_card(photo, tiny_zoo_onnx):
+    """The card's recipe written out literally."""
+    det = Detector(tiny_zoo_onnx)
+    rgb = load_image(photo)
+    img = Image.open(photo).convert("RGB").resize((300, 300), Image.BILINEAR)
+    data = np.array(img).transpose(2, 0, 1).astype("float32")
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    ref = np.zeros(data.shape).astype("float32")
+    for i in range(3):
+        ref[i] = (data[i] / 255 - mean[i]) / std[i]
+    np.testing.assert_allclose(preprocess(rgb, det.spec)[0], ref, atol=1e-6)
+
+
+def _raw_reference(tiny_raw_onnx, photo, params):
+    det = Detector(tiny_raw_onnx)
+    x = preprocess(load_image(photo), det.spec)
+    loc, conf = make_session(str(tiny_raw_onnx)).run(None, {"image": x})
+    return postprocess_raw(loc[0], conf[0], default_boxes(det.spec.default_boxes), params)
+
+
+@pytest.mark.parametrize("params", [
+    NmsParams(0.2, 0.5, 200, 200),     # stricter score: applied to the outputs
+    NmsParams(0.01, 0.5, 200, 200),    # looser score: graph constant rewritten
+    NmsParams(0.05, 0.3, 200, 200),    # other IoU: rewritten
+    NmsParams(0.05, 0.5, 200, 17),     # fewer detections: cut
+    NmsParams(0.02, 0.6, 300, 300),    # more detections than the graph's cap: rewritten
+])
+def test_zoo_thresholds_are_applied(tiny_zoo_onnx, tiny_raw_onnx, photo, params):
+    det = Detector(tiny_zoo_onnx, conf=params.score_threshold, iou=params.iou_threshold,
+                   max_det=params.max_det)
+    x = preprocess(load_image(photo), det.spec)
+    got = det.infer(x)
+    ref = _raw_reference(tiny_raw_onnx, photo, params)
+    assert len(got[2]) == len(ref[2])
+    assert match_detections(got, ref, box_tol=1e-4, score_tol=1e-5) <= max(1, len(ref[2]) // 100)
+    assert (got[2] > params.score_threshold).all()
+
+
+def test_default_thresholds_leave_graph_untouched(tiny_zoo_onnx):
+    det = Detector(tiny_zoo_onnx)
+    assert det.params == det.graph_params == NmsParams()
+
+
+def test_exif_orientation(tmp_path, tiny_zoo_onnx):
+    img = Image.new("RGB", (64, 32), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "phone.jpg"
+    img.save(path, exif=exif)
+    assert load_image(path).shape == (64, 32, 3)
+    assert load_image(path, exif=False).shape == (32, 64, 3)
+    d = Detector(tiny_zoo_onnx)(path)
+    assert (d.width, d.height) == (32, 64)
+    d = Detector(tiny_zoo_onnx, exif=False)(path)
+    assert (d.width, d.height) == (64, 32)
+
+
+def test_odd_images_decode(tmp_path):
+    good, bad = make_corpus(tmp_path / "c")
+    for name in good:
+        arr = load_image(tmp_path / "c" / name)
+        assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3, name
+    g16 = load_image(tmp_path / "c" / "gray16.png")
+    g8 = load_image(tmp_path / "c" / "gray.png")
+    assert np.abs(g16.astype(int) - g8.astype(int)).max() <= 1  # scaled, not clipped to 255
+    messages = {}
+    for name in bad:
+        with pytest.raises(ImageError) as err:
+            load_image(tmp_path / "c" / name)
+        messages[name] = str(err.value)
+        assert name in messages[name] and "\n" not in messages[name]
+    assert "empty" in messages["empty.jpg"]
+    assert "truncated" in messages["truncated.jpg"]
+    assert "not an image" in messages["notes.jpg"]
+    assert "over the limit" in messages["huge.png"]
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "missing.jpg")
+
+
+def test_wrong_model_files(tmp_path):
+    from onnx import TensorProto, helper
+
+    with pytest.raises(ModelError, match="no such model"):
+        Detector(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00\x01garbage" * 50)
+    with pytest.raises(ModelError, match="junk.onnx"):
+        Detector(junk)
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])])
+    wrong = tmp_path / "wrong_inputs.onnx"
+    onnx.save(helper.make_model(g), str(wrong))
+    with pytest.raises(ModelError, match="expected one image input"):
+        Detector(wrong)

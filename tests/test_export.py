@@ -1,0 +1,111 @@
+"""Export at each opset, parity with torch, raw heads with a dynamic batch, metadata round trip,
+and one full-size 1200x1200 export and run."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from singleshot.anchors import DefaultBoxConfig, default_boxes
+from singleshot.export import _sample_input, build_onnx, check_parity, export_onnx, match_detections
+from singleshot.model import build_model
+from singleshot.nms import postprocess_raw
+from singleshot.onnxgraph import graph_io, read_nms_params, read_spec
+from singleshot.runtime import Detector, make_session
+from singleshot.spec import ModelSpec, zoo_spec
+
+
+@pytest.mark.parametrize("opset", [10, 12, 13, 17])
+def test_zoo_export_each_opset(tiny_model, opset):
+    proto = build_onnx(tiny_model, opset=opset)
+    assert proto.opset_import[0].version == opset
+    onnx.checker.check_model(proto, full_check=True)
+    assert [i.name for i in proto.graph.input] == ["image"]
+    outs = {o.name: o for o in proto.graph.output}
+    assert list(outs) == ["bboxes", "labels", "scores"]
+    assert outs["labels"].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"NonMaxSuppression", "TopK", "Softmax", "Exp"} <= ops
+    report = check_parity(proto, tiny_model)
+    assert report.detections > 20 and report.unmatched == 0
+    # torch heads + numpy post-processing = the graph's outputs, on a second input
+    x = _sample_input(300, seed=7)
+    b, l, s = make_session(proto).run(None, {"image": x})
+    with torch.no_grad():
+        loc, conf = (t.numpy() for t in tiny_model(torch.from_numpy(x)))
+    ref = postprocess_raw(loc[0], conf[0], default_boxes(DefaultBoxConfig.ssd300()))
+    assert b.shape[0] == 1 and b.shape[2] == 4 and l.dtype == np.int64
+    assert 1 <= l.min() and l.max() <= 80
+    assert match_detections((b[0], l[0], s[0]), ref, box_tol=1e-4, score_tol=1e-4) == 0
+
+
+@pytest.mark.parametrize("opset", [10, 13, 17])
+def test_raw_export_dynamic_batch(tiny_model, opset):
+    proto = build_onnx(tiny_model, opset=opset, raw=True)
+    assert graph_io(proto).contract == "raw"
+    x = np.concatenate([_sample_input(300, 1), _sample_input(300, 2), _sample_input(300, 3)])
+    loc, conf = make_session(proto).run(None, {"image": x})
+    assert loc.shape == (3, 4, 8732) and conf.shape == (3, 81, 8732)
+    with torch.no_grad():
+        tl, tc = tiny_model(torch.from_numpy(x))
+    np.testing.assert_allclose(loc, tl.numpy(), atol=1e-3, rtol=1e-3)
+    np.testing.assert_allclose(conf, tc.numpy(), atol=1e-3, rtol=1e-3)
+    assert "NonMaxSuppression" not in {n.op_type for n in proto.graph.node}
+
+
+def test_metadata_roundtrip(tmp_path, make_model):
+    model = make_model(num_classes=3)
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, opset=12, class_names=("cat", "dog", "fox"), category_ids=(5, 7, 9))
+    proto = onnx.load(str(path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    for key in ("contract", "input_size", "layout", "input_dtype", "mean", "std", "default_boxes",
+                "class_names", "category_ids", "model_config"):
+        assert key in props
+    spec = read_spec(proto, graph_io(proto))
+    assert spec.contract == "zoo" and spec.input_size == (300, 300)
+    assert spec.class_names == ("cat", "dog", "fox") and spec.category_ids == (5, 7, 9)
+    assert spec.default_boxes == DefaultBoxConfig.ssd300()
+    assert ModelSpec.from_metadata(spec.to_metadata()) == spec
+    det = Detector(path)
+    assert det.spec.num_classes == 3
+
+
+def test_zoo_file_without_metadata_gets_zoo_defaults(tiny_zoo_onnx):
+    proto = onnx.load(str(tiny_zoo_onnx))
+    del proto.metadata_props[:]
+    spec = read_spec(proto, graph_io(proto))
+    assert spec.class_names == zoo_spec().class_names
+    assert spec.input_size == (300, 300) and spec.default_boxes == DefaultBoxConfig.ssd300()
+    assert read_nms_params(proto).score_threshold == 0.05
+
+
+def test_export_refuses_wrong_class_names(tiny_model):
+    from singleshot.errors import ModelError
+
+    with pytest.raises(ModelError, match="class names"):
+        build_onnx(tiny_model, class_names=("a", "b"))
+    with pytest.raises(ModelError, match="opset"):
+        build_onnx(tiny_model, opset=9)
+
+
+@pytest.mark.slow
+def test_full_size_1200_export_and_run(tmp_path, photo):
+    """The real architecture (width 1.0, 15130 anchors) end to end: export, parity, detect."""
+    torch.manual_seed(0)
+    model = build_model("1200").eval()
+    with torch.no_grad():  # realistic score ranges: a few classes above the background
+        for i, head in enumerate(model.conf):
+            bias = head.bias.view(81, -1)
+            bias.zero_()
+            bias[[1, 3, 18]] = torch.tensor([2.5, 2.0, 1.5])[:, None]
+    path = tmp_path / "full.onnx"
+    report = export_onnx(model, path, opset=12)
+    assert report.unmatched == 0 and report.detections == 200
+    proto = onnx.load(str(path))
+    assert read_spec(proto, graph_io(proto)).default_boxes.num_anchors == 15130
+    det = Detector(path)
+    d = det(photo)
+    assert 0 < len(d) <= 200 and d.width == 320 and d.height == 240
+    assert (d.xyxy[:, [0, 2]] <= 320).all() and (d.xyxy[:, [1, 3]] <= 240).all() and (d.xyxy >= 0).all()
+    assert set(d.category_ids.tolist()) <= {1, 3, 18}
