@@ -95,6 +95,8 @@ def test_detect_human_output_and_glob(tiny_zoo_onnx, photo):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "no-such-model"], "unknown model"),
+    (["--model", "missing.onnx"], "no such model file"),
+    (["--model", "README.md"], "not a valid ONNX model"),
     (["--conf", "1.5"], "--conf"),
     (["--max-det", "0"], "--max-det"),
 ])
@@ -130,3 +132,20 @@ def test_console_script_runs(tiny_zoo_onnx, photo):
                          capture_output=True, text=True, timeout=120, env=os.environ.copy())
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["images"][0]["error"] is None
+
+
+def test_inference_needs_no_torch(tiny_zoo_onnx, photo):
+    """detect / info / models work with torch made unimportable (the core install has no torch)."""
+    code = (
+        "import sys, json; sys.modules['torch'] = None\n"
+        "from typer.testing import CliRunner\n"
+        "from singleshot.cli import app\n"
+        f"r = CliRunner().invoke(app, ['detect', {str(photo)!r}, '--model', {str(tiny_zoo_onnx)!r}, '--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        f"assert CliRunner().invoke(app, ['info', {str(tiny_zoo_onnx)!r}]).exit_code == 0\n"
+        "assert CliRunner().invoke(app, ['models']).exit_code == 0\n"
+        "print(len(json.loads(r.stdout)['images'][0]['detections']))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout.strip()) > 0

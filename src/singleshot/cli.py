@@ -65,14 +65,18 @@ def detect(
     from .imageio import MAX_PIXELS, load_image
     from .runtime import Detector
     from .sources import expand_sources
-    from .errors import ImageError
+    from .errors import ImageError, ModelError
 
     for name, value, lo, hi in (("--conf", conf, 0.0, 1.0), ("--iou", iou, 0.0, 1.0)):
         if value is not None and not lo <= value <= hi:
             raise UsageError(f"{name} must be between {lo} and {hi}, got {value}")
     if max_det is not None and max_det < 1:
         raise UsageError(f"--max-det must be at least 1, got {max_det}")
-    det = Detector(model, conf=conf, iou=iou, max_det=max_det, exif=not no_exif, threads=threads)
+    try:
+        det = Detector(model, conf=conf, iou=iou, max_det=max_det, exif=not no_exif,
+                       threads=threads)
+    except ModelError as err:  # a --model that is not a usable detector is a usage error
+        raise UsageError(str(err)) from None
     paths, notes = expand_sources(sources, recursive)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
