@@ -71,3 +71,35 @@ def make_corpus(folder):
         (folder / name).write_bytes(data)
     (folder / "README.txt").write_text("not an image extension: skipped by folder expansion")
     return sorted(good), sorted(bad)
+
+
+def synthetic_coco(seed: int = 0, n_images: int = 12, n_classes: int = 5, crowd: bool = True,
+                   empty_images: int = 2):
+    """Ground truth and noisy detections (COCO dicts) covering small/medium/large boxes, crowd
+    regions, images without annotations and classes without detections."""
+    rng = np.random.default_rng(seed)
+    cats = [{"id": 10 + 3 * k, "name": f"cls{k}", "supercategory": "x"} for k in range(n_classes)]
+    images, anns, dets = [], [], []
+    for i in range(n_images):
+        w, h = int(rng.integers(200, 640)), int(rng.integers(200, 640))
+        images.append({"id": 100 + i, "file_name": f"img{i:03d}.png", "width": w, "height": h})
+        if i >= n_images - empty_images:
+            continue
+        for _ in range(int(rng.integers(1, 8))):
+            side = float(rng.choice([12, 50, 150]))  # small / medium / large
+            bw, bh = side * rng.uniform(0.6, 1.4), side * rng.uniform(0.6, 1.4)
+            x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+            cat = cats[int(rng.integers(0, n_classes - 1))]["id"]  # the last class: no GT
+            is_crowd = int(crowd and rng.uniform() < 0.1)
+            anns.append({"id": len(anns) + 1, "image_id": 100 + i, "category_id": cat,
+                         "bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": is_crowd})
+            for _ in range(int(rng.integers(0, 3))):  # matches of varying quality
+                j = rng.normal(0, side * 0.15, 4)
+                dets.append({"image_id": 100 + i, "category_id": cat,
+                             "bbox": [x + j[0], y + j[1], max(1.0, bw + j[2]), max(1.0, bh + j[3])],
+                             "score": float(rng.uniform(0.05, 1))})
+        for _ in range(int(rng.integers(0, 4))):  # false positives, some in the empty class
+            dets.append({"image_id": 100 + i, "category_id": cats[int(rng.integers(0, n_classes))]["id"],
+                         "bbox": [float(rng.uniform(0, w - 40)), float(rng.uniform(0, h - 40)), 30.0, 30.0],
+                         "score": float(rng.uniform(0.05, 0.6))})
+    return {"images": images, "annotations": anns, "categories": cats}, dets

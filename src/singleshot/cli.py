@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import SingleshotError, UsageError
+from .errors import ModelError, SingleshotError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
@@ -65,7 +65,7 @@ def detect(
     from .imageio import MAX_PIXELS, load_image
     from .runtime import Detector
     from .sources import expand_sources
-    from .errors import ImageError, ModelError
+    from .errors import ImageError
 
     for name, value, lo, hi in (("--conf", conf, 0.0, 1.0), ("--iou", iou, 0.0, 1.0)):
         if value is not None and not lo <= value <= hi:
@@ -158,6 +158,109 @@ def export(
           f"{cfg.default_boxes().num_anchors} default boxes")
     if report is not None:
         print(report)
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="ONNX file or registry name; repeat to compare side by side (the first is the baseline).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Folder with the dataset's images.")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help="COCO instances JSON.")] = None,
+    results: Annotated[Optional[list[Path]], typer.Option("--results", help="Score an existing COCO results file instead (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Report folder (default runs/eval/<timestamp>); give the same one again to resume an interrupted run.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
+    mlperf: Annotated[bool, typer.Option("--mlperf", help="MLPerf convention: drop images without annotations.")] = False,
+    clip: Annotated[bool, typer.Option("--clip", help="Clip boxes to the image (the reference does not).")] = False,
+    fast: Annotated[bool, typer.Option("--fast", help="faster-coco-eval instead of pycocotools (unofficial).")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N images (by id).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
+) -> None:
+    """COCO box mAP (the 12 standard metrics and per-class AP) of models or results files."""
+    import datetime
+
+    from .coco_data import load_annotations
+    from .evaluate import (check_results, coco_score, markdown_table, plot_pr, run_detection,
+                           write_json_atomic)
+    from .runtime import Detector
+
+    models, result_files = list(model or []), list(results or [])
+    if not models and not result_files:
+        raise UsageError("give --model (with --images) or --results, and --annotations")
+    if annotations is None:
+        raise UsageError("--annotations is required")
+    if models and images is None:
+        raise UsageError("--images is required to run a model")
+    if images is not None and not images.is_dir():
+        raise UsageError(f"{images}: no such folder")
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1")
+    gt = load_annotations(annotations)
+    for fix in gt.fixes:
+        print(f"note: {annotations}: {fix}", file=sys.stderr)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = out or Path("runs") / "eval" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    rows, names = [], set()
+
+    def unique(name: str) -> str:
+        base, k = name, 1
+        while name in names:
+            k += 1
+            name = f"{base}-{k}"
+        names.add(name)
+        return name
+
+    for m in models:
+        name = unique(Path(m).stem if m.endswith(".onnx") else m)
+        try:
+            detector = Detector(m, threads=threads, exif=False)
+        except ModelError as err:
+            raise UsageError(str(err)) from None
+        run = run_detection(detector, gt, images, out / name, name=name, clip=clip, mlperf=mlperf,
+                            limit=limit, progress=not as_json or sys.stderr.isatty())
+        for file_name, error in run.failures:
+            _err(error)
+        if run.resumed:
+            print(f"note: {name}: resumed, {run.resumed} image(s) already done in {out / name}",
+                  file=sys.stderr)
+        write_json_atomic(out / name / "results.json", run.results)
+        score = coco_score(gt, run.results, img_ids=run.done_ids, fast=fast)
+        plot_pr(score, name, out / name / "pr.png")
+        rows.append({"model": name, **score.flat(), "images": len(run.done_ids),
+                     "failed": len(run.failures), "images_per_s": run.images_per_s,
+                     "evaluator": score.backend})
+    for rf in result_files:
+        name = unique(rf.stem)
+        if not rf.is_file():
+            raise UsageError(f"{rf}: no such results file")
+        try:
+            res = json.loads(rf.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UsageError(f"{rf}: not valid JSON ({err})") from None
+        score = coco_score(gt, check_results(res, gt, str(rf)), fast=fast)
+        (out / name).mkdir(parents=True, exist_ok=True)
+        plot_pr(score, name, out / name / "pr.png")
+        rows.append({"model": name, **score.flat(), "images": len(gt.images), "failed": 0,
+                     "images_per_s": None, "evaluator": score.backend})
+    table = markdown_table(rows)
+    (out / "summary.md").write_text(
+        f"# COCO evaluation\n\nannotations: {annotations}\nevaluator: {rows[0]['evaluator']}\n"
+        f"conventions: {'clipped' if clip else 'unclipped'} boxes, "
+        f"{'MLPerf (images without annotations dropped)' if mlperf else 'all images'}, "
+        "no EXIF rotation\n\n" + table)
+    write_json_atomic(out / "summary.json", {"models": rows})
+    keys = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+            "per_class")
+    if as_json:
+        flat = [{k: r[k] for k in keys} for r in rows]
+        doc = flat[0] if len(rows) == 1 else {"models": [{"model": r["model"], **f}
+                                                         for r, f in zip(rows, flat)]}
+        print(json.dumps(doc))
+    stream = sys.stderr if as_json else sys.stdout
+    print(table, file=stream, end="")
+    print(f"evaluator: {rows[0]['evaluator']}; report in {out}", file=stream)
+    if any(r["failed"] for r in rows):
+        raise typer.Exit(1)
 
 
 @app.command()

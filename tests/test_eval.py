@@ -1,0 +1,245 @@
+"""COCO evaluation: differential tests against pycocotools used directly, the CLI end to end
+(run, resume, side by side, bad input), and --results on files made by others."""
+
+import contextlib
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+from helpers import synthetic_coco
+from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from typer.testing import CliRunner
+
+from singleshot.cli import app
+from singleshot.coco_data import AnnotationError, load_annotations
+from singleshot.evaluate import METRIC_KEYS, coco_score
+from singleshot.runtime import Detector
+
+
+def pycocotools_direct(gt_path, dets):
+    """The official recipe, written out as a user would (an empty detection list gets an empty
+    results COCO because loadRes cannot take one)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+        if dets:
+            dt = gt.loadRes(copy.deepcopy(dets))
+        else:
+            dt = COCO()
+            dt.dataset = {"images": gt.dataset["images"], "categories": gt.dataset["categories"],
+                          "annotations": []}
+            dt.createIndex()
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    per_class = {}
+    for k, cid in enumerate(ev.params.catIds):
+        p = ev.eval["precision"][:, :, k, 0, -1]
+        per_class[gt.cats[cid]["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else -1.0
+    return dict(zip(METRIC_KEYS, ev.stats.tolist())), per_class
+
+
+CASES = {
+    "typical": dict(seed=0),
+    "many_classes": dict(seed=1, n_classes=40, n_images=20),
+    "no_crowd": dict(seed=2, crowd=False),
+    "all_empty_gt": dict(seed=3, empty_images=12),
+    "empty_detections": dict(seed=4),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_differential_against_pycocotools(tmp_path, case):
+    gt, dets = synthetic_coco(**CASES[case])
+    if case == "empty_detections":
+        dets = []
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    ours = coco_score(load_annotations(path), dets)
+    ref, ref_pc = pycocotools_direct(path, dets)
+    assert ours.metrics == ref  # identical, not merely close
+    assert ours.per_class == ref_pc
+    if case == "all_empty_gt":
+        assert all(v == -1 for v in ours.metrics.values())
+    if case == "empty_detections":
+        assert ours.metrics["AP"] == 0
+
+
+def test_fast_backend_agrees(tmp_path):
+    gt, dets = synthetic_coco(seed=5, n_images=30)
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    a = coco_score(load_annotations(path), dets)
+    b = coco_score(load_annotations(path), dets, fast=True)
+    assert b.backend.endswith("(unofficial)")
+    for k in METRIC_KEYS:
+        assert b.metrics[k] == pytest.approx(a.metrics[k], abs=1e-4), k
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    ("[]", "expected a JSON object"),
+    ('{"images": [], "annotations": []}', "'categories'"),
+    ('{"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": 2, "category_id": 1,'
+     ' "bbox": [0,0,1,1]}], "categories": [{"id": 1, "name": "a"}]}', "image id 2"),
+    ('{"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": 1, "category_id": 1,'
+     ' "bbox": [0,0,1]}], "categories": [{"id": 1, "name": "a"}]}', "bbox"),
+])
+def test_malformed_annotations(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(AnnotationError, match=message):
+        load_annotations(path)
+    res = CliRunner().invoke(app, ["eval", "--results", str(path), "--annotations", str(path),
+                                   "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_results_file_made_by_others(tmp_path):
+    gt, dets = synthetic_coco(seed=6, n_images=15)
+    gt_path, res_path = tmp_path / "instances.json", tmp_path / "detections_results.json"
+    gt_path.write_text(json.dumps(gt))
+    res_path.write_text(json.dumps(dets))
+    res = CliRunner().invoke(app, ["eval", "--results", str(res_path), "--annotations", str(gt_path),
+                                   "--json", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    ref, ref_pc = pycocotools_direct(gt_path, dets)
+    assert {k: doc[k] for k in METRIC_KEYS} == ref
+    assert doc["per_class"] == ref_pc
+    bad = tmp_path / "bad_results.json"
+    bad.write_text(json.dumps([{"image_id": 99999, "category_id": 10, "bbox": [0, 0, 1, 1], "score": 1}]))
+    res = CliRunner().invoke(app, ["eval", "--results", str(bad), "--annotations", str(gt_path)])
+    assert res.exit_code == 2 and "99999" in res.stderr
+
+
+# ---- end to end with a model ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_dataset(tmp_path_factory, tiny_zoo_onnx):
+    """Images the tiny model is run on, with ground truth made from its own confident detections
+    (unclipped, in the stored pixel frame): evaluating it must then give AP near 1."""
+    root = tmp_path_factory.mktemp("ds")
+    (root / "images").mkdir()
+    det = Detector(tiny_zoo_onnx, exif=False)
+    rng = np.random.default_rng(0)
+    images, anns, all_dets = [], [], []
+    for i in range(8):
+        w, h = int(rng.integers(160, 400)), int(rng.integers(160, 400))
+        arr = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)
+        img = Image.fromarray(arr).resize((w, h), Image.BILINEAR)
+        if i == 3:
+            img = img.convert("L")  # a grayscale image, as COCO has
+        img.save(root / "images" / f"{i:012d}.png")
+        images.append({"id": i + 1, "file_name": f"{i:012d}.png", "width": w, "height": h})
+        all_dets.append(det(root / "images" / f"{i:012d}.png", clip=False))
+    # Ground truth: every detection above a score that leaves at most 40 per image, so no
+    # detection outside the ground truth outranks one inside it (image 6 gets none).
+    cut = max(float(d.scores[40]) if len(d) > 40 else 0.0 for d in all_dets)
+    for i, d in enumerate(all_dets):
+        for box, score, cat in zip(d.xyxy, d.scores, d.category_ids):
+            if score > cut and i != 5:
+                x1, y1, x2, y2 = (float(v) for v in box)
+                anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(cat),
+                             "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                             "iscrowd": 0})
+    from singleshot.coco import COCO_CATEGORY_IDS, COCO_NAMES
+
+    cats = [{"id": c, "name": n} for c, n in zip(COCO_CATEGORY_IDS, COCO_NAMES)]
+    (root / "instances.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                     "categories": cats}))
+    assert len(anns) > 10
+    results = [r for i, d in enumerate(all_dets) for r in d.to_coco(i + 1)]
+    (root / "expected_results.json").write_text(json.dumps(results))
+    return root
+
+
+def _eval(*args):
+    res = CliRunner().invoke(app, ["eval", *[str(a) for a in args]])
+    return res
+
+
+def test_eval_model_end_to_end(model_dataset, tiny_zoo_onnx, tmp_path):
+    out = tmp_path / "report"
+    res = _eval("--model", tiny_zoo_onnx, "--images", model_dataset / "images", "--annotations",
+                model_dataset / "instances.json", "--json", "--out", out)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert set(doc) == set(METRIC_KEYS) | {"per_class"}
+    # ground truth = its own detections (image 6's are false positives): high, and exactly what
+    # pycocotools gives on the detections made outside the evaluator
+    assert doc["AP50"] > 0.85 and doc["AP"] > 0.85
+    expected = json.loads((model_dataset / "expected_results.json").read_text())
+    ref, ref_pc = pycocotools_direct(model_dataset / "instances.json", expected)
+    assert {k: doc[k] for k in METRIC_KEYS} == pytest.approx(ref, abs=1e-9)
+    assert len(doc["per_class"]) == 80 and -1 in doc["per_class"].values()
+    sub = out / "tiny_zoo"
+    for f in ("detections.jsonl", "results.json", "pr.png", "run.json"):
+        assert (sub / f).is_file(), f
+    assert (out / "summary.md").read_text().count("| tiny_zoo |") == 1
+    lines = (sub / "detections.jsonl").read_text().splitlines()
+    assert len(lines) == 8
+
+
+def test_eval_resumes_and_compares_side_by_side(model_dataset, tiny_zoo_onnx, tiny_raw_onnx, tmp_path):
+    out = tmp_path / "r"
+    args = ["--images", model_dataset / "images", "--annotations", model_dataset / "instances.json",
+            "--out", out]
+    first = _eval("--model", tiny_zoo_onnx, *args, "--limit", "3", "--json")
+    assert first.exit_code == 0
+    jsonl = out / "tiny_zoo" / "detections.jsonl"
+    assert len(jsonl.read_text().splitlines()) == 3
+    with open(jsonl, "a") as f:
+        f.write('{"image_id": 4, "file_na')  # a line cut by an interruption
+    res = _eval("--model", tiny_zoo_onnx, "--model", tiny_raw_onnx, *args, "--json")
+    assert res.exit_code == 0, res.output
+    assert "resumed, 3 image(s)" in res.stderr
+    doc = json.loads(res.stdout)
+    zoo, raw = doc["models"]
+    assert [zoo["model"], raw["model"]] == ["tiny_zoo", "tiny_raw"]
+    assert raw["AP"] == pytest.approx(zoo["AP"], abs=0.02)
+    fresh = _eval("--model", tiny_zoo_onnx, "--images", model_dataset / "images", "--annotations",
+                  model_dataset / "instances.json", "--out", tmp_path / "fresh", "--json")
+    assert json.loads(fresh.stdout)["AP"] == zoo["AP"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [m["model"] for m in summary["models"]] == ["tiny_zoo", "tiny_raw"]
+    assert "AP vs first" in (out / "summary.md").read_text()
+
+
+def test_eval_missing_images_and_conventions(model_dataset, tiny_zoo_onnx, tmp_path):
+    import shutil
+
+    images = tmp_path / "imgs"
+    shutil.copytree(model_dataset / "images", images)
+    (images / "000000000001.png").unlink()
+    res = _eval("--model", tiny_zoo_onnx, "--images", images, "--annotations",
+                model_dataset / "instances.json", "--json", "--out", tmp_path / "o")
+    assert res.exit_code == 1
+    assert "000000000001.png" in res.stderr and "no such file" in res.stderr
+    assert json.loads(res.stdout)["AP"] > 0.8  # the rest was evaluated
+    mlperf = _eval("--model", tiny_zoo_onnx, "--images", model_dataset / "images", "--annotations",
+                   model_dataset / "instances.json", "--json", "--mlperf", "--out", tmp_path / "m")
+    assert mlperf.exit_code == 0
+    jsonl = (tmp_path / "m" / "tiny_zoo" / "detections.jsonl").read_text().splitlines()
+    gt = json.loads((model_dataset / "instances.json").read_text())
+    annotated = {a["image_id"] for a in gt["annotations"]}
+    assert len(jsonl) == len(annotated) < len(gt["images"])  # images without annotations dropped
+    clipped = _eval("--model", tiny_zoo_onnx, "--images", model_dataset / "images", "--annotations",
+                    model_dataset / "instances.json", "--json", "--clip", "--out", tmp_path / "c")
+    assert clipped.exit_code == 0
+    boxes = json.loads((tmp_path / "c" / "tiny_zoo" / "results.json").read_text())
+    unclipped = json.loads((tmp_path / "m" / "tiny_zoo" / "results.json").read_text())
+    assert min(b["bbox"][0] for b in boxes) >= 0
+    assert min(b["bbox"][0] for b in unclipped) < 0  # the reference leaves boxes unclipped
+
+
+def test_eval_usage_errors(tmp_path, tiny_zoo_onnx):
+    res = _eval("--model", tiny_zoo_onnx, "--annotations", tmp_path / "x.json")
+    assert res.exit_code == 2 and "--images" in res.stderr
+    res = _eval("--annotations", tmp_path / "x.json")
+    assert res.exit_code == 2
