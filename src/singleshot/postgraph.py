@@ -106,3 +106,18 @@ def append_zoo_postprocess(model: onnx.ModelProto, anchors_cxcywh: np.ndarray, n
         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, "nbox"]),
     ])
     return model
+
+
+def postprocess_model(anchors_cxcywh: np.ndarray, num_classes: int,
+                      params: NmsParams = NmsParams(), opset: int = 13) -> onnx.ModelProto:
+    """A standalone graph ``loc`` [1,4,A], ``conf`` [1,C+1,A] -> the zoo outputs: raw-head models
+    get onnxruntime's C++ NMS (the numpy one in :mod:`singleshot.nms` is the reference, and
+    slower when many classes have candidates)."""
+    a = anchors_cxcywh.shape[0]
+    graph = helper.make_graph([], "zoo_postprocess", [
+        helper.make_tensor_value_info("loc", TensorProto.FLOAT, [1, 4, a]),
+        helper.make_tensor_value_info("conf", TensorProto.FLOAT, [1, num_classes + 1, a]),
+    ], [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = min(model.ir_version, 8)
+    return append_zoo_postprocess(model, anchors_cxcywh, num_classes, params)

@@ -1,6 +1,7 @@
 """The ``Detector``: image -> preprocess -> onnxruntime -> (raw graphs: numpy NMS) -> Detections.
 
-Works with zoo-contract graphs (in-graph NMS) and raw-head graphs (loc, conf). On zoo graphs, the
+Works with zoo-contract graphs (in-graph NMS) and raw-head graphs (loc, conf; their decode + NMS
+runs as a second small onnxruntime graph with the zoo semantics). On zoo graphs, the
 NMS constants are part of the graph: a looser score threshold, any other IoU threshold or a larger
 detection cap is applied by rewriting those constants when the session is built; a stricter score
 threshold or smaller cap is applied to the outputs (exactly equivalent, and cheaper).
@@ -19,8 +20,9 @@ from .anchors import default_boxes
 from .detections import Detections
 from .errors import ModelError
 from .imageio import load_image
-from .nms import NmsParams, postprocess_raw
+from .nms import NmsParams
 from .onnxgraph import graph_io, load_model, read_nms_params, read_spec, rewrite_nms_params
+from .postgraph import postprocess_model
 from .preprocess import preprocess
 from .spec import ModelSpec
 
@@ -93,6 +95,8 @@ class Detector:
                 proto = rewrite_nms_params(proto, rewritten)
         else:
             self.anchors = default_boxes(self.spec.default_boxes)
+            self.post_session = make_session(
+                postprocess_model(self.anchors, self.spec.num_classes, want), threads)
         self.session = make_session(proto, threads, providers)
 
     def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,13 +105,12 @@ class Detector:
         outs = self.session.run(list(self.io.outputs), {self.io.input: tensor})
         if self.io.contract == "raw":
             loc, conf = outs
-            if loc.shape[-1] != self.anchors.shape[0]:
+            if loc.shape[-1] != self.anchors.shape[0] or conf.shape[1] != self.spec.num_classes + 1:
                 raise ModelError(
-                    f"{self.name}: graph predicts {loc.shape[-1]} boxes but its default-box config "
-                    f"has {self.anchors.shape[0]}; the model metadata is wrong")
-            return postprocess_raw(loc[0], conf[0], self.anchors, self.params)
-        boxes, labels, scores = (o.reshape(o.shape[-2:] if o.ndim == 3 else o.shape[-1:])
-                                 for o in outs)
+                    f"{self.name}: graph predicts {loc.shape[-1]} boxes and {conf.shape[1]} classes "
+                    f"but its metadata says {self.anchors.shape[0]} and {self.spec.num_classes} + 1")
+            outs = self.post_session.run(None, {"loc": loc[:1], "conf": conf[:1]})
+        boxes, labels, scores = (o[0] for o in outs)  # drop the batch dim
         keep = scores > self.params.score_threshold
         boxes, labels, scores = boxes[keep], labels[keep], scores[keep]
         n = self.params.max_det
