@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Optional
@@ -261,6 +262,70 @@ def eval_(
     print(f"evaluator: {rows[0]['evaluator']}; report in {out}", file=stream)
     if any(r["failed"] for r in rows):
         raise typer.Exit(1)
+
+
+data_app = typer.Typer(help="Datasets: the synthetic scene generator.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("synth")
+@user_errors
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Folder to write images/ and annotations.json into.")],
+    images: Annotated[int, typer.Option(help="Number of scenes.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same dataset.")] = 0,
+) -> None:
+    """Write a COCO-format dataset of synthetic scenes (6 shape classes on textured backgrounds)."""
+    from .data.synth import write_dataset
+
+    if images < 1:
+        raise UsageError("--images must be at least 1")
+    path = write_dataset(out, images, seed, progress=sys.stderr.isatty())
+    print(f"wrote {images} scenes to {out / 'images'} and {path}")
+
+
+@app.command()
+@user_errors
+def train(
+    data: Annotated[Path, typer.Option(help="Training set folder (images/ + annotations.json).")],
+    out: Annotated[Path, typer.Option(help="Run folder: last.pt, best.pt, train_config.json.")],
+    val: Annotated[Optional[Path], typer.Option(help="Validation set folder for periodic COCO mAP.")] = None,
+    config: Annotated[str, typer.Option(help="Model config: 300 (training size) or 1200.")] = "300",
+    width: Annotated[float, typer.Option(help="Channel multiplier (1.0 = the MLPerf model).")] = 1.0,
+    epochs: Annotated[int, typer.Option()] = 70,
+    batch: Annotated[int, typer.Option()] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate for --batch images (MLPerf: 2.5e-3 per 32).")] = 2.5e-3,
+    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 300,
+    milestones: Annotated[str, typer.Option(help="Epochs after which lr x0.1, comma-separated.")] = "40,50",
+    backbone: Annotated[Optional[Path], typer.Option(help="torchvision ImageNet ResNet-34 weights for the trunk.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from a checkpoint (MLPerf or ours); class heads are new when the classes differ.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    eval_every: Annotated[int, typer.Option(help="Evaluate on --val every N epochs.")] = 5,
+    eval_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N validation images.")] = None,
+    workers: Annotated[int, typer.Option(help="Data-loading processes.")] = 1,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
+) -> None:
+    """Train or fine-tune an SSD-ResNet34 with the MLPerf recipe."""
+    try:
+        from .train import TrainConfig, train as run_training
+    except ImportError as err:
+        raise UsageError(f"train needs PyTorch ({err.name} is missing): "
+                         "pip install 'singleshot[torch]'") from None
+    try:
+        stones = tuple(int(m) for m in milestones.split(",") if m.strip())
+    except ValueError:
+        raise UsageError(f"--milestones must be comma-separated epochs, got {milestones!r}") from None
+    cfg = TrainConfig(data=str(data), out=str(out), val=str(val) if val else None, config=config,
+                      width=width, epochs=epochs, batch=batch, lr=lr, warmup=warmup,
+                      milestones=stones, seed=seed, workers=workers,
+                      backbone=str(backbone) if backbone else None,
+                      init=str(init) if init else None, eval_every=eval_every,
+                      eval_images=eval_images, max_steps=max_steps)
+    t0 = time.monotonic()
+    last = run_training(cfg, resume=resume, progress=sys.stderr.isatty())
+    print(f"done in {(time.monotonic() - t0) / 60:.1f} min: {last}"
+          + (f" (best validation mAP in {out / 'best.pt'})" if (out / 'best.pt').exists() else ""))
 
 
 @app.command()

@@ -60,6 +60,10 @@ class Detections:
         the aspect ratio). Labels outside 1..C raise ValueError."""
         boxes = np.asarray(boxes_xyxy_norm, dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        finite = np.isfinite(boxes).all(axis=1)  # an untrained model can decode exp() to inf
+        if not finite.all():
+            boxes, labels, scores = boxes[finite], labels[finite], scores[finite]
         if labels.size and (labels.min() < 1 or labels.max() > spec.num_classes):
             raise ValueError(f"model produced labels outside 1..{spec.num_classes}")
         scale = np.asarray([width, height, width, height], dtype=np.float32)
@@ -69,8 +73,7 @@ class Detections:
         cats = np.asarray(spec.category_ids, dtype=np.int64)[labels - 1] if labels.size else \
             np.empty(0, dtype=np.int64)
         names = [spec.class_names[i - 1] for i in labels]
-        return cls(abs_boxes, np.asarray(scores, dtype=np.float32).reshape(-1), labels, cats,
-                   names, int(width), int(height), path)
+        return cls(abs_boxes, scores, labels, cats, names, int(width), int(height), path)
 
     def to_dicts(self, decimals: int = 2) -> list[dict]:
         """The CLI's JSON: ``[{"box": [x1, y1, x2, y2], "score", "category_id", "category"}]``."""

@@ -1,0 +1,1 @@
+"""Datasets: the synthetic scene generator, COCO-format training data and SSD augmentations."""

@@ -1,0 +1,74 @@
+"""A COCO-format detection dataset for training (torch ``Dataset``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..coco_data import load_annotations
+from ..imageio import load_image
+from ..spec import IMAGENET_MEAN, IMAGENET_STD
+from .augment import train_transform
+
+
+def resolve_dataset(folder: str | os.PathLike) -> tuple[Path, Path]:
+    """A dataset folder -> (images dir, annotations file): ``annotations.json`` + ``images/``
+    (what ``singleshot data synth`` writes)."""
+    root = Path(folder)
+    return root / "images", root / "annotations.json"
+
+
+class CocoDetection(torch.utils.data.Dataset):
+    """Images and boxes of a COCO-format set.
+
+    ``__getitem__`` -> (image float32 [3, S, S] normalised, boxes float32 [N, 4] xyxy normalised,
+    labels int64 [N] contiguous 1..C in sorted category-id order). Crowd boxes are skipped.
+    ``train=True`` applies the SSD augmentations with a generator seeded by (seed, epoch, index),
+    so a resumed run sees the same samples.
+    """
+
+    def __init__(self, images_dir, annotations, size: int, train: bool = True, seed: int = 0):
+        self.images_dir = Path(images_dir)
+        self.coco = load_annotations(annotations)
+        self.size, self.train, self.seed, self.epoch = size, train, seed, 0
+        self.cat_ids = sorted(c["id"] for c in self.coco.categories)
+        self.class_names = tuple(self.coco.category_names()[c] for c in self.cat_ids)
+        label_of = {c: i + 1 for i, c in enumerate(self.cat_ids)}
+        by_image: dict[int, list] = {im["id"]: [] for im in self.coco.images}
+        for a in self.coco.data["annotations"]:
+            x, y, w, h = a["bbox"]
+            if not a.get("iscrowd") and w > 1 and h > 1:
+                by_image[a["image_id"]].append((x, y, x + w, y + h, label_of[a["category_id"]]))
+        self.items = [(im["file_name"], np.asarray(by_image[im["id"]], np.float32).reshape(-1, 5))
+                      for im in sorted(self.coco.images, key=lambda im: im["id"])]
+        self.mean = np.asarray(IMAGENET_MEAN, np.float32)
+        self.std = np.asarray(IMAGENET_STD, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        name, ann = self.items[index]
+        img = load_image(self.images_dir / name, exif=False)
+        boxes, labels = ann[:, :4].copy(), ann[:, 4].astype(np.int64)
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            img, boxes, labels = train_transform(img, boxes, labels, self.size, rng)
+        else:
+            h, w = img.shape[:2]
+            from PIL import Image
+
+            img = np.asarray(Image.fromarray(img).resize((self.size, self.size), Image.BILINEAR))
+            boxes = boxes / np.array([w, h, w, h], np.float32)
+        x = (img.astype(np.float32) / 255 - self.mean) / self.std
+        return (torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))),
+                torch.from_numpy(boxes.astype(np.float32)), torch.from_numpy(labels))
+
+
+def collate(batch):
+    """Stack images; keep per-image box and label tensors in lists."""
+    images = torch.stack([b[0] for b in batch])
+    return images, [b[1] for b in batch], [b[2] for b in batch]
