@@ -120,7 +120,8 @@ def _names_spec(class_names, cat_ids):
     return ModelSpec(class_names=tuple(class_names), category_ids=tuple(int(c) for c in cat_ids))
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
+          log_every: int = 50) -> Path:
     """Run (or resume) training; returns the path of the last checkpoint (``out/last.pt``;
     ``out/best.pt`` holds the best validation mAP)."""
     from tqdm import tqdm
@@ -199,6 +200,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                                 ips=f"{seen / (time.monotonic() - t0):.1f}",
                                 lr=f"{opt.param_groups[0]['lr']:.2e}")
                 cfg.history.append({"step": step, "loss": round(loss.item(), 5)})
+                if not progress and step % log_every == 0:  # a log file gets plain lines
+                    print(f"step {step}/{total_steps} epoch {epoch} loss {loss.item():.3f} "
+                          f"{seen / (time.monotonic() - t0):.1f} img/s", file=sys.stderr, flush=True)
                 if time.monotonic() - last_save > cfg.save_every_s:
                     save(last)
                     last_save = time.monotonic()
