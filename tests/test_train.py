@@ -8,7 +8,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from singleshot.anchors import DefaultBoxConfig, default_boxes
 from singleshot.coder import decode
 from singleshot.data.augment import hflip, random_crop, train_transform
 from singleshot.data.synth import CLASSES, make_scene, write_dataset

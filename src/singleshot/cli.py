@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from functools import wraps
@@ -13,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import ModelError, SingleshotError, UsageError
+from .fileutil import write_json_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
@@ -38,12 +38,6 @@ def user_errors(fn):
             raise typer.Exit(130) from None
 
     return wrapper
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 @app.command()
@@ -110,7 +104,7 @@ def detect(
         results.append(entry)
     doc = {"model": det.name, "images": results}
     if out is not None:
-        _write_json_atomic(out / "detections.json", doc)
+        write_json_atomic(out / "detections.json", doc)
         print(f"wrote {len(results) - failed} annotated image(s) and detections.json to {out}",
               file=sys.stderr)
     if as_json:
@@ -177,83 +171,17 @@ def eval_(
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
 ) -> None:
     """COCO box mAP (the 12 standard metrics and per-class AP) of models or results files."""
-    import datetime
+    from .evaluate import METRIC_KEYS, evaluate_many
 
-    from .coco_data import load_annotations
-    from .evaluate import (check_results, coco_score, markdown_table, plot_pr, run_detection,
-                           write_json_atomic)
-    from .runtime import Detector
-
-    models, result_files = list(model or []), list(results or [])
-    if not models and not result_files:
+    if not model and not results:
         raise UsageError("give --model (with --images) or --results, and --annotations")
     if annotations is None:
         raise UsageError("--annotations is required")
-    if models and images is None:
-        raise UsageError("--images is required to run a model")
-    if images is not None and not images.is_dir():
-        raise UsageError(f"{images}: no such folder")
-    if limit is not None and limit < 1:
-        raise UsageError("--limit must be at least 1")
-    gt = load_annotations(annotations)
-    for fix in gt.fixes:
-        print(f"note: {annotations}: {fix}", file=sys.stderr)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = out or Path("runs") / "eval" / stamp
-    out.mkdir(parents=True, exist_ok=True)
-    rows, names = [], set()
-
-    def unique(name: str) -> str:
-        base, k = name, 1
-        while name in names:
-            k += 1
-            name = f"{base}-{k}"
-        names.add(name)
-        return name
-
-    for m in models:
-        name = unique(Path(m).stem if m.endswith(".onnx") else m)
-        try:
-            detector = Detector(m, threads=threads, exif=False)
-        except ModelError as err:
-            raise UsageError(str(err)) from None
-        run = run_detection(detector, gt, images, out / name, name=name, clip=clip, mlperf=mlperf,
-                            limit=limit, progress=not as_json or sys.stderr.isatty())
-        for file_name, error in run.failures:
-            _err(error)
-        if run.resumed:
-            print(f"note: {name}: resumed, {run.resumed} image(s) already done in {out / name}",
-                  file=sys.stderr)
-        write_json_atomic(out / name / "results.json", run.results)
-        score = coco_score(gt, run.results, img_ids=run.done_ids, fast=fast)
-        plot_pr(score, name, out / name / "pr.png")
-        rows.append({"model": name, **score.flat(), "images": len(run.done_ids),
-                     "failed": len(run.failures), "images_per_s": run.images_per_s,
-                     "evaluator": score.backend})
-    for rf in result_files:
-        name = unique(rf.stem)
-        if not rf.is_file():
-            raise UsageError(f"{rf}: no such results file")
-        try:
-            res = json.loads(rf.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise UsageError(f"{rf}: not valid JSON ({err})") from None
-        score = coco_score(gt, check_results(res, gt, str(rf)), fast=fast)
-        (out / name).mkdir(parents=True, exist_ok=True)
-        plot_pr(score, name, out / name / "pr.png")
-        rows.append({"model": name, **score.flat(), "images": len(gt.images), "failed": 0,
-                     "images_per_s": None, "evaluator": score.backend})
-    table = markdown_table(rows)
-    (out / "summary.md").write_text(
-        f"# COCO evaluation\n\nannotations: {annotations}\nevaluator: {rows[0]['evaluator']}\n"
-        f"conventions: {'clipped' if clip else 'unclipped'} boxes, "
-        f"{'MLPerf (images without annotations dropped)' if mlperf else 'all images'}, "
-        "no EXIF rotation\n\n" + table)
-    write_json_atomic(out / "summary.json", {"models": rows})
-    keys = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
-            "per_class")
+    rows, table, out = evaluate_many(
+        list(model or []), list(results or []), annotations, images, out, clip=clip, mlperf=mlperf,
+        fast=fast, limit=limit, threads=threads, progress=not as_json or sys.stderr.isatty())
     if as_json:
-        flat = [{k: r[k] for k in keys} for r in rows]
+        flat = [{k: r[k] for k in (*METRIC_KEYS, "per_class")} for r in rows]
         doc = flat[0] if len(rows) == 1 else {"models": [{"model": r["model"], **f}
                                                          for r, f in zip(rows, flat)]}
         print(json.dumps(doc))
@@ -262,7 +190,6 @@ def eval_(
     print(f"evaluator: {rows[0]['evaluator']}; report in {out}", file=stream)
     if any(r["failed"] for r in rows):
         raise typer.Exit(1)
-
 
 @app.command()
 @user_errors

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from .coco_data import load_annotations
 from .data.synth import CLASSES, make_scene
 from .draw import annotate
 from .evaluate import coco_score
+from .fileutil import write_json_atomic, write_text_atomic
 from .imageio import load_image
 from .runtime import Detector
 
@@ -69,7 +69,7 @@ def run_demo(out: Path, model: str = "demo", n_images: int = 12, conf: float = 0
         annotate(rgb, shown).save(out / "annotated" / im["file_name"], quality=90)
         doc["images"].append({"path": str(path), "width": d.width, "height": d.height,
                               "detections": shown.to_dicts(), "error": None})
-    (out / "detections.json").write_text(json.dumps(doc, indent=2))
+    write_json_atomic(out / "detections.json", doc)
     score = coco_score(load_annotations(out / "annotations.json"), results)
     timings = {k: float(np.mean(v)) for k, v in stages.items()}
     timings["scene generation (all)"] = generate_ms
@@ -88,7 +88,7 @@ def _write_reports(res: DemoResult, det: Detector, doc: dict, conf: float) -> No
           f"| stage | ms per image |\n|---|---|\n{rows}\n\n"
           f"Annotated images (detections with score >= {conf}) are in `annotated/`; all "
           "detections above it in `detections.json`.\n")
-    (res.out / "report.md").write_text(md)
+    write_text_atomic(res.out / "report.md", md)
     figs = "\n".join(
         f'<figure><img src="annotated/{html.escape(Path(i["path"]).name)}" width="320">'
         f'<figcaption>{len(i["detections"])} detections</figcaption></figure>'
@@ -102,6 +102,4 @@ def _write_reports(res: DemoResult, det: Detector, doc: dict, conf: float) -> No
             f"{res.n_images} held-out synthetic scenes: <b>AP {m['AP']:.3f}</b>, "
             f"AP50 {m['AP50']:.3f}, AP75 {m['AP75']:.3f} (pycocotools).</p>"
             f"<table><tr><th>stage</th><th>ms per image</th></tr>{trs}</table>{figs}</body></html>")
-    tmp = res.out / "report.html.tmp"
-    tmp.write_text(page)
-    os.replace(tmp, res.out / "report.html")
+    write_text_atomic(res.out / "report.html", page)

@@ -24,6 +24,7 @@ import numpy as np
 
 from .coco_data import AnnotationError, CocoAnnotations
 from .errors import ImageError, UsageError
+from .fileutil import write_json_atomic, write_text_atomic
 from .spec import ModelSpec
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl",
@@ -271,11 +272,84 @@ def plot_pr(score: CocoScore, title: str, path: Path) -> bool:
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
+    os.replace(tmp, path)  # atomic, like every report file
     return True
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+def _unique(name: str, taken: set[str]) -> str:
+    base, k = name, 1
+    while name in taken:
+        k += 1
+        name = f"{base}-{k}"
+    taken.add(name)
+    return name
+
+
+def evaluate_many(models: list[str], result_files: list[Path], annotations: Path,
+                  images: Path | None, out: Path | None, *, clip: bool = False,
+                  mlperf: bool = False, fast: bool = False, limit: int | None = None,
+                  threads: int | None = None, progress: bool = True) -> tuple[list[dict], str, Path]:
+    """Evaluate models (run over ``images``) and results files against ``annotations``, side by
+    side. Writes per-model folders and summary.md / summary.json into ``out`` (default
+    runs/eval/<timestamp>). Returns (rows, markdown table, out). Failures per image are printed
+    to stderr and counted in each row's ``failed``."""
+    import datetime
+
+    from .coco_data import load_annotations
+    from .errors import ModelError
+    from .runtime import Detector
+
+    if models and images is None:
+        raise UsageError("--images is required to run a model")
+    if images is not None and not Path(images).is_dir():
+        raise UsageError(f"{images}: no such folder")
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1")
+    gt = load_annotations(annotations)
+    for fix in gt.fixes:
+        print(f"note: {annotations}: {fix}", file=sys.stderr)
+    out = Path(out or Path("runs") / "eval" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    taken: set[str] = set()
+    for m in models:
+        name = _unique(Path(m).stem if m.endswith(".onnx") else m, taken)
+        try:
+            detector = Detector(m, threads=threads, exif=False)
+        except ModelError as err:
+            raise UsageError(str(err)) from None
+        run = run_detection(detector, gt, images, out / name, name=name, clip=clip, mlperf=mlperf,
+                            limit=limit, progress=progress)
+        for _, error in run.failures:
+            print(f"error: {error}", file=sys.stderr)
+        if run.resumed:
+            print(f"note: {name}: resumed, {run.resumed} image(s) already done in {out / name}",
+                  file=sys.stderr)
+        write_json_atomic(out / name / "results.json", run.results)
+        score = coco_score(gt, run.results, img_ids=run.done_ids, fast=fast)
+        plot_pr(score, name, out / name / "pr.png")
+        rows.append({"model": name, **score.flat(), "images": len(run.done_ids),
+                     "failed": len(run.failures), "images_per_s": run.images_per_s,
+                     "evaluator": score.backend})
+    for rf in result_files:
+        rf = Path(rf)
+        name = _unique(rf.stem, taken)
+        if not rf.is_file():
+            raise UsageError(f"{rf}: no such results file")
+        try:
+            res = json.loads(rf.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UsageError(f"{rf}: not valid JSON ({err})") from None
+        score = coco_score(gt, check_results(res, gt, str(rf)), fast=fast)
+        (out / name).mkdir(parents=True, exist_ok=True)
+        plot_pr(score, name, out / name / "pr.png")
+        rows.append({"model": name, **score.flat(), "images": len(gt.images), "failed": 0,
+                     "images_per_s": None, "evaluator": score.backend})
+    table = markdown_table(rows)
+    write_text_atomic(out / "summary.md", (
+        f"# COCO evaluation\n\nannotations: {annotations}\nevaluator: {rows[0]['evaluator']}\n"
+        f"conventions: {'clipped' if clip else 'unclipped'} boxes, "
+        f"{'MLPerf (images without annotations dropped)' if mlperf else 'all images'}, "
+        "no EXIF rotation\n\n" + table))
+    write_json_atomic(out / "summary.json", {"models": rows})
+    return rows, table, out

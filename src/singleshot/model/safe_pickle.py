@@ -115,9 +115,9 @@ def _reconstructor(cls, base, state):
 def _rebuild_from_type_v2(func, new_type, args, state):
     if new_type not in (torch.Tensor, torch.nn.Parameter):
         raise RefusedPickle(f"refused: tensor subclass {new_type!r} in the checkpoint")
-    import torch._tensor
+    from torch._tensor import _rebuild_from_type_v2 as rebuild
 
-    return torch._tensor._rebuild_from_type_v2(func, new_type, args, state)
+    return rebuild(func, new_type, args, state)
 
 
 class Unpickler(pickle.Unpickler):
