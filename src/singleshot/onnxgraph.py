@@ -127,16 +127,23 @@ def _nms_node(model: onnx.ModelProto) -> onnx.NodeProto | None:
 
 
 def read_nms_params(model: onnx.ModelProto) -> NmsParams | None:
-    """The thresholds baked into a zoo graph (None when it has no single NMS node)."""
+    """The thresholds baked into a zoo graph (None when it has no single NMS node). A value that
+    is not a plain constant (computed in the graph) reads as the zoo default."""
     node = _nms_node(model)
     if node is None:
         return None
     vals = [(_const_value(model, node.input[i]) if len(node.input) > i and node.input[i] else None)
             for i in (2, 3, 4)]
-    max_pc = int(vals[0].reshape(-1)[0]) if vals[0] is not None else 0
+    default = NmsParams()
+    # An absent input means 0 boxes / IoU 0 / no score threshold (ONNX defaults).
+    absent = [len(node.input) <= i or not node.input[i] for i in (2, 3, 4)]
+    max_pc = int(vals[0].reshape(-1)[0]) if vals[0] is not None else \
+        (0 if absent[0] else default.max_per_class)
     # float(str(float32)) gives the short decimal (0.05, not 0.0500000007) users typed.
-    iou = float(str(vals[1].reshape(-1)[0])) if vals[1] is not None else 0.0
-    score = float(str(vals[2].reshape(-1)[0])) if vals[2] is not None else float("-inf")
+    iou = float(str(vals[1].reshape(-1)[0])) if vals[1] is not None else \
+        (0.0 if absent[1] else default.iou_threshold)
+    score = float(str(vals[2].reshape(-1)[0])) if vals[2] is not None else \
+        (float("-inf") if absent[2] else default.score_threshold)
     return NmsParams(score, iou, max_pc, _topk_cap(model, max_pc) or max_pc)
 
 

@@ -81,6 +81,7 @@ class Detector:
             base.max_det if max_det is None else int(max_det),
         )
         self.params = want
+        self._filter_outputs = (conf, max_det) != (None, None)
         if self.io.contract == "zoo" and self.graph_params is None:
             if (conf, iou, max_det) != (None, None, None):
                 raise ModelError(f"{self.name}: cannot find the NMS node to apply conf/iou/max-det")
@@ -111,10 +112,12 @@ class Detector:
                     f"but its metadata says {self.anchors.shape[0]} and {self.spec.num_classes} + 1")
             outs = self.post_session.run(None, {"loc": loc[:1], "conf": conf[:1]})
         boxes, labels, scores = (o[0] for o in outs)  # drop the batch dim
-        keep = scores > self.params.score_threshold
-        boxes, labels, scores = boxes[keep], labels[keep], scores[keep]
-        n = self.params.max_det
-        return boxes[:n], labels[:n], scores[:n]
+        if self._filter_outputs:  # only when the user asked for stricter than the graph does
+            keep = scores > self.params.score_threshold
+            boxes, labels, scores = boxes[keep], labels[keep], scores[keep]
+            n = self.params.max_det
+            boxes, labels, scores = boxes[:n], labels[:n], scores[:n]
+        return boxes, labels, scores
 
     def detect_array(self, image_rgb: np.ndarray, *, clip: bool = True,
                      path: str | None = None) -> Detections:

@@ -111,7 +111,7 @@ def _strip_module_prefix(sd: dict) -> "OrderedDict[str, torch.Tensor]":
 
 def _interpret(obj: Any, name: str) -> Checkpoint:
     if isinstance(obj, safe_pickle.Stub):
-        return Checkpoint(_module_state_dict(obj), "mlperf-module",
+        return Checkpoint(_strip_module_prefix(_module_state_dict(obj)), "mlperf-module",
                           extra={"class": type(obj).__qualname__})
     if isinstance(obj, dict) and obj.get("format") == FORMAT_TAG:
         try:
