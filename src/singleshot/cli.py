@@ -220,6 +220,32 @@ def demo(
           f"detections: {out / 'detections.json'}")
 
 
+@app.command()
+@user_errors
+def quantize(
+    model: Annotated[Path, typer.Argument(help="Float32 ONNX model (zoo contract or raw heads).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the int8 model.")],
+    calib: Annotated[Path, typer.Option(help="Folder of calibration images.")],
+    format: Annotated[str, typer.Option("--format", help="qdq (portable: onnxruntime, OpenVINO) or qoperator (onnxruntime only).")] = "qdq",
+    num_images: Annotated[int, typer.Option(help="Calibration images to use.")] = 100,
+    method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
+    per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="Weight scales per output channel.")] = True,
+    activations: Annotated[str, typer.Option(help="uint8 (asymmetric, fast here) or int8.")] = "uint8",
+) -> None:
+    """Static int8 quantization with a float post-processing tail (QDQ by default)."""
+    from .quantize import Recipe, quantize_model
+
+    if num_images < 1:
+        raise UsageError("--num-images must be at least 1")
+    recipe = Recipe(format=format.lower(), activations=activations.lower(), per_channel=per_channel,
+                    method=method.lower(), num_images=num_images)
+    print(f"recipe: {recipe.describe()}")
+    t0 = time.monotonic()
+    out = quantize_model(model, output, calib, recipe,
+                         log=lambda m: print(m, file=sys.stderr))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - t0:.0f} s")
+
+
 data_app = typer.Typer(help="Datasets: the synthetic scene generator.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 

@@ -20,6 +20,7 @@ import torch
 from .anchors import default_boxes
 from .errors import ModelError
 from .nms import NmsParams, postprocess_raw
+from .onnxgraph import inline_constant_identities
 from .postgraph import append_zoo_postprocess
 from .spec import ModelSpec
 
@@ -86,6 +87,7 @@ def build_onnx(model: torch.nn.Module, *, opset: int = 13, raw: bool = False,
     model = model.eval()
     spec = spec_for(model, "raw" if raw else "zoo", class_names, category_ids, extra_metadata)
     proto = _torch_export(model, opset, dynamic_batch=raw)
+    inline_constant_identities(proto)
     if not raw:
         anchors = default_boxes(spec.default_boxes)
         proto = append_zoo_postprocess(proto, anchors, model.cfg.num_classes, nms)
