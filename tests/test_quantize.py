@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from singleshot.cli import app
 from singleshot.errors import UsageError
-from singleshot.export import match_detections
 from singleshot.imageio import load_image
 from singleshot.onnxgraph import describe, graph_io, read_spec
 from singleshot.preprocess import preprocess
@@ -46,9 +45,12 @@ def test_quantize_formats(tiny_zoo_onnx, calib_dir, tmp_path, fmt):
     # int8 agrees with fp32 on a calibration-like image
     img = next(calib_dir.iterdir())
     a, b = Detector(tiny_zoo_onnx)(img), Detector(out)(img)
-    top = 20
-    assert match_detections((b.xyxy[:top], b.labels[:top], b.scores[:top]),
-                            (a.xyxy, a.labels, a.scores), box_tol=3.0, score_tol=0.03) <= 4
+    misses = 0
+    for box, lab, sc in zip(b.xyxy[:20], b.labels[:20], b.scores[:20]):  # the int8 top 20
+        near = (a.labels == lab) & (np.abs(a.scores - sc) < 0.03) & \
+               (np.abs(a.xyxy - box).max(axis=1) < 3.0)
+        misses += not near.any()
+    assert misses <= 2
 
 
 def test_calibration_reads_model_inputs(tiny_zoo_onnx, calib_dir):

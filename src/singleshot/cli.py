@@ -287,6 +287,8 @@ def train(
     workers: Annotated[int, typer.Option(help="Data-loading processes.")] = 1,
     seed: Annotated[int, typer.Option()] = 0,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
+    optimizer: Annotated[str, typer.Option(help="sgd (the MLPerf recipe) or adamw (converges faster from scratch).")] = "sgd",
+    weight_decay: Annotated[float, typer.Option(help="Weight decay (MLPerf: 5e-4).")] = 5e-4,
 ) -> None:
     """Train or fine-tune an SSD-ResNet34 with the MLPerf recipe."""
     try:
@@ -303,7 +305,8 @@ def train(
                       milestones=stones, seed=seed, workers=workers,
                       backbone=str(backbone) if backbone else None,
                       init=str(init) if init else None, eval_every=eval_every,
-                      eval_images=eval_images, max_steps=max_steps)
+                      eval_images=eval_images, max_steps=max_steps, optimizer=optimizer,
+                      weight_decay=weight_decay)
     t0 = time.monotonic()
     last = run_training(cfg, resume=resume, progress=sys.stderr.isatty())
     print(f"done in {(time.monotonic() - t0) / 60:.1f} min: {last}"

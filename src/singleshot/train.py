@@ -51,6 +51,7 @@ class TrainConfig:
     eval_images: int | None = None
     save_every_s: float = 300.0
     max_steps: int | None = None  # stop early (tests, time-boxed runs)
+    optimizer: str = "sgd"  # sgd (the recipe) | adamw (faster from scratch on small models)
     threads: int | None = None
     history: list = field(default_factory=list)
 
@@ -145,8 +146,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         same_classes = init.state_dict.get("conf.0.weight") is not None and \
             init.state_dict["conf.0.weight"].shape == model.conf[0].weight.shape
         load_weights(model, init, skip_heads=not same_classes)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                              weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise UsageError(f"--optimizer must be sgd or adamw, got {cfg.optimizer!r}")
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch)
     step, best = 0, -1.0
     last = out / "last.pt"
