@@ -31,6 +31,7 @@ def main(out_dir: str = "runs/small") -> None:
             bias.zero_()
             bias[0] = 2.0
             bias[[1, 3, 18]] = torch.tensor([3.0, 2.5, 2.0])[:, None]
+            torch.nn.init.xavier_uniform_(head.weight)
             head.weight.mul_(4.0)
     report = export_onnx(model, out / "small.onnx", opset=13)
     yy, xx = np.mgrid[0:480, 0:640]

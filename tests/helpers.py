@@ -27,6 +27,7 @@ def lively_model(cfg_name: str = "300", width: float = 0.125, num_classes: int =
             bias[0] = 2.0  # background
             for c in rng.choice(np.arange(1, num_classes + 1), size=min(4, num_classes), replace=False):
                 bias[c] = float(rng.uniform(1.5, 4.0))
+            torch.nn.init.xavier_uniform_(head.weight)
             head.weight.mul_(4.0)  # spread the logits over locations
     return model
 

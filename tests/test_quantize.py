@@ -6,7 +6,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from singleshot.cli import app
@@ -42,15 +41,26 @@ def test_quantize_formats(tiny_zoo_onnx, calib_dir, tmp_path, fmt):
     info = describe(out)
     assert info["quantization"]["format"] == ("QDQ" if fmt == "qdq" else "QOperator")
     assert info["quantization"]["per_channel"] and info["contract"] == "zoo"
-    # int8 agrees with fp32 on a calibration-like image
-    img = next(calib_dir.iterdir())
-    a, b = Detector(tiny_zoo_onnx)(img), Detector(out)(img)
-    misses = 0
-    for box, lab, sc in zip(b.xyxy[:20], b.labels[:20], b.scores[:20]):  # the int8 top 20
-        near = (a.labels == lab) & (np.abs(a.scores - sc) < 0.03) & \
-               (np.abs(a.xyxy - box).max(axis=1) < 3.0)
-        misses += not near.any()
-    assert misses <= 2
+    # int8 agrees with fp32: same post-processing, so compare the class probabilities that feed
+    # it on a calibration-like image (the tiny test model has random weights and near-tied
+    # scores, so detection lists would differ by ranking noise alone)
+    img = preprocess(load_image(next(calib_dir.iterdir()), exif=False), read_spec(f, graph_io(f)))
+    fp, iq = (_heads(m, img) for m in (f, q))
+    prob = [np.exp(c - c.max(1, keepdims=True)) / np.exp(c - c.max(1, keepdims=True)).sum(1, keepdims=True)
+            for _, c in (fp, iq)]
+    assert np.abs(prob[0] - prob[1]).mean() < 0.02
+    assert np.corrcoef(fp[0].ravel(), iq[0].ravel())[0, 1] > 0.95  # box offsets
+
+
+def _heads(model, x):
+    """The raw loc/conf tensors inside a zoo graph."""
+    from singleshot.runtime import make_session
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend([onnx.helper.make_empty_tensor_value_info(n) for n in ("loc", "conf")])
+    sess = make_session(probe)
+    return sess.run(["loc", "conf"], {"image": x})
 
 
 def test_calibration_reads_model_inputs(tiny_zoo_onnx, calib_dir):
