@@ -165,11 +165,11 @@ def _cfg(tiny_set, out, **kw):
 
 
 def test_training_reduces_loss(tiny_set, tmp_path):
-    cfg = _cfg(tiny_set, tmp_path / "run", max_steps=30)
+    cfg = _cfg(tiny_set, tmp_path / "run", max_steps=30, optimizer="adamw", lr=1e-3)
     train(cfg, progress=False)
     losses = [h["loss"] for h in cfg.history if "loss" in h]
     assert len(losses) == 30
-    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
 
 
 def test_resume_continues_from_the_same_step(tiny_set, tmp_path):
