@@ -86,8 +86,8 @@ def _write_reports(res: DemoResult, det: Detector, doc: dict, conf: float) -> No
           f"{det.spec.input_size[1]})\n\n{res.n_images} held-out synthetic scenes. COCO box mAP "
           f"(pycocotools): **AP {m['AP']:.3f}**, AP50 {m['AP50']:.3f}, AP75 {m['AP75']:.3f}.\n\n"
           f"| stage | ms per image |\n|---|---|\n{rows}\n\n"
-          f"Annotated images (detections with score >= {conf}) are in `annotated/`; all "
-          "detections above it in `detections.json`.\n")
+          f"`annotated/` and `detections.json` show the detections with score >= {conf}; the "
+          "mAP counts all of them.\n")
     write_text_atomic(res.out / "report.md", md)
     figs = "\n".join(
         f'<figure><img src="annotated/{html.escape(Path(i["path"]).name)}" width="320">'
