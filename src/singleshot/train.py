@@ -97,6 +97,7 @@ def evaluate_model(model, dataset_dir: str, size: int, class_names, limit: int |
     cat_of = np.asarray(ds.cat_ids)
     chosen = select_images(gt, limit=limit)
     index_of = {im["file_name"]: i for i, im in enumerate(sorted(gt.images, key=lambda m: m["id"]))}
+    spec = _names_spec(class_names, cat_of)
     results, ids = [], []
     model.eval()
     with torch.no_grad():
@@ -107,8 +108,8 @@ def evaluate_model(model, dataset_dir: str, size: int, class_names, limit: int |
             for j, im in enumerate(part):
                 b, lab, s = (o[0] for o in post.run(None, {"loc": ploc[j:j + 1].numpy(),
                                                              "conf": pconf[j:j + 1].numpy()}))
-                d = Detections.from_normalized(b, lab, s, _names_spec(class_names, cat_of),
-                                               im["width"], im["height"], clip=False)
+                d = Detections.from_normalized(b, lab, s, spec, im["width"], im["height"],
+                                               clip=False)
                 results += d.to_coco(im["id"])
                 ids.append(im["id"])
     model.train()
