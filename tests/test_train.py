@@ -201,3 +201,13 @@ def test_fine_tune_from_mlperf_checkpoint(tiny_set, tmp_path):
     for k, v in mlperf.state_dict().items():
         if not k.startswith("conf.") and v.dtype.is_floating_point and "running" not in k:
             assert torch.allclose(ck.state_dict[k], v, atol=1e-6), k
+
+
+def test_periodic_evaluation_keeps_best(tiny_set, tmp_path):
+    cfg = _cfg(tiny_set, tmp_path / "ev", epochs=1, val=str(tiny_set), eval_every=1,
+               optimizer="adamw", lr=1e-3)
+    train(cfg, progress=False)
+    vals = [h["val"] for h in cfg.history if "val" in h]
+    assert len(vals) == 1 and set(vals[0]) >= {"AP", "AP50", "AR100"}
+    assert (tmp_path / "ev" / "best.pt").is_file()
+    assert load_checkpoint(tmp_path / "ev" / "best.pt").extra["best_map"] == vals[0]["AP"]
