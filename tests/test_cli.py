@@ -135,7 +135,8 @@ def test_console_script_runs(tiny_zoo_onnx, photo):
 
 
 def test_inference_needs_no_torch(tiny_zoo_onnx, photo):
-    """detect / info / models work with torch made unimportable (the core install has no torch)."""
+    """detect / info / models / demo work with torch made unimportable (the README's quick start
+    installs no torch)."""
     code = (
         "import sys, json; sys.modules['torch'] = None\n"
         "from typer.testing import CliRunner\n"
@@ -144,6 +145,8 @@ def test_inference_needs_no_torch(tiny_zoo_onnx, photo):
         "assert r.exit_code == 0, r.output\n"
         f"assert CliRunner().invoke(app, ['info', {str(tiny_zoo_onnx)!r}]).exit_code == 0\n"
         "assert CliRunner().invoke(app, ['models']).exit_code == 0\n"
+        f"d = CliRunner().invoke(app, ['demo', '--images', '2', '--out', {str(photo.parent / 'demo')!r}])\n"
+        "assert d.exit_code == 0, d.output\n"
         "print(len(json.loads(r.stdout)['images'][0]['detections']))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

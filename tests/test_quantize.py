@@ -54,13 +54,10 @@ def test_quantize_formats(tiny_zoo_onnx, calib_dir, tmp_path, fmt):
 
 def _heads(model, x):
     """The raw loc/conf tensors inside a zoo graph."""
+    from singleshot.onnxgraph import with_outputs
     from singleshot.runtime import make_session
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    probe.graph.output.extend([onnx.helper.make_empty_tensor_value_info(n) for n in ("loc", "conf")])
-    sess = make_session(probe)
-    return sess.run(["loc", "conf"], {"image": x})
+    return make_session(with_outputs(model, ("loc", "conf"))).run(["loc", "conf"], {"image": x})
 
 
 def test_calibration_reads_model_inputs(tiny_zoo_onnx, calib_dir):

@@ -111,20 +111,21 @@ def _sample_input(size: int, seed: int = 0) -> np.ndarray:
 
 
 def match_detections(a: tuple, b: tuple, box_tol: float = 1e-4, score_tol: float = 1e-5) -> int:
-    """Detections of ``a`` (boxes, labels, scores) without a partner in ``b``: same label, scores
-    within ``score_tol`` and boxes within ``box_tol`` (tie order may differ)."""
+    """How many detections lack a partner: those of ``a`` (boxes, labels, scores) with no unused
+    detection of ``b`` of the same label, score within ``score_tol`` and box within ``box_tol``
+    (tie order may differ), plus any surplus of ``b``."""
     (ba, la, sa), (bb, lb, sb) = a, b
     used = np.zeros(len(sb), dtype=bool)
-    unmatched = abs(len(sa) - len(sb))
-    for i in range(min(len(sa), len(sb)) if len(sa) <= len(sb) else len(sa)):
+    misses = 0
+    for i in range(len(sa)):
         ok = (~used) & (lb == la[i]) & (np.abs(sb - sa[i]) <= score_tol) & \
              (np.abs(bb - ba[i]).max(axis=1, initial=0) <= box_tol)
         hit = np.flatnonzero(ok)
         if hit.size:
             used[hit[0]] = True
-        elif i < len(sb):
-            unmatched += 1
-    return unmatched
+        else:
+            misses += 1
+    return misses + max(0, len(sb) - len(sa))
 
 
 def check_parity(proto: onnx.ModelProto, model: torch.nn.Module, x: np.ndarray | None = None,
@@ -134,17 +135,13 @@ def check_parity(proto: onnx.ModelProto, model: torch.nn.Module, x: np.ndarray |
     Head outputs must agree within ``tol`` relative to their magnitude; for zoo graphs the in-graph
     post-processing must equal :func:`singleshot.nms.postprocess_raw` on the graph's own heads.
     """
-    from .onnxgraph import graph_io
+    from .onnxgraph import graph_io, with_outputs
     from .runtime import make_session
 
     io_ = graph_io(proto)
     x = _sample_input(model.cfg.input_size) if x is None else x
-    probe = onnx.ModelProto()
-    probe.CopyFrom(proto)
-    if io_.contract == "zoo":  # expose the heads too, to check the post-processing on them
-        probe.graph.output.extend([onnx.helper.make_empty_tensor_value_info(n)
-                                   for n in ("loc", "conf")])
-    sess = make_session(probe)
+    # zoo graphs: expose the heads too, to check the post-processing on them
+    sess = make_session(with_outputs(proto, ("loc", "conf")) if io_.contract == "zoo" else proto)
     names = [o.name for o in sess.get_outputs()]
     outs = dict(zip(names, sess.run(names, {"image": x})))
     with torch.no_grad():

@@ -96,11 +96,3 @@ def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
             msg = f"file is truncated or corrupt ({msg})"
         raise ImageError(f"{name}: cannot decode image: {msg}") from None
 
-
-def image_size(source: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) from the file header without decoding; ImageError when unreadable."""
-    try:
-        with Image.open(source) as img:
-            return img.size
-    except (OSError, UnidentifiedImageError) as err:
-        raise ImageError(f"{source}: cannot read image header ({err})") from None

@@ -144,7 +144,7 @@ def read_nms_params(model: onnx.ModelProto) -> NmsParams | None:
         (0.0 if absent[1] else default.iou_threshold)
     score = float(str(vals[2].reshape(-1)[0])) if vals[2] is not None else \
         (float("-inf") if absent[2] else default.score_threshold)
-    return NmsParams(score, iou, max_pc, _topk_cap(model, max_pc) or max_pc)
+    return NmsParams(score, iou, max_pc, _topk_cap(model) or max_pc)
 
 
 def _topk_k_constants(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, int, np.ndarray]]:
@@ -169,7 +169,7 @@ def _topk_k_constants(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, int,
     return found
 
 
-def _topk_cap(model: onnx.ModelProto, fallback: int) -> int | None:
+def _topk_cap(model: onnx.ModelProto) -> int | None:
     caps = [int(v.reshape(-1)[0]) for _, _, v in _topk_k_constants(model)
             if 0 < float(v.reshape(-1)[0]) and float(v.reshape(-1)[0]).is_integer()]
     return max(caps) if caps else None
@@ -305,3 +305,12 @@ def inline_constant_identities(model: onnx.ModelProto) -> int:
     for init in unused:
         model.graph.initializer.remove(init)
     return len(added)
+
+
+def with_outputs(model: onnx.ModelProto, names: tuple[str, ...]) -> onnx.ModelProto:
+    """A copy of ``model`` that also outputs the intermediate tensors ``names`` (e.g. the heads
+    ``loc``/``conf`` inside a zoo graph, for parity checks)."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend([onnx.helper.make_empty_tensor_value_info(n) for n in names])
+    return probe

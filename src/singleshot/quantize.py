@@ -87,9 +87,6 @@ class ImageFolderReader:
         self.pos += 1
         return {self.input_name: self.tensor(self.pos - 1)}
 
-    def rewind(self) -> None:
-        self.set_range(0, len(self.paths))
-
 
 def name_nodes(model: onnx.ModelProto) -> None:
     """Give every node a unique name (onnxruntime selects nodes to quantize by name)."""

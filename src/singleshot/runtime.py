@@ -93,7 +93,9 @@ class Detector:
                 rewritten = NmsParams(min(want.score_threshold, g.score_threshold),
                                       want.iou_threshold, max(g.max_per_class, want.max_per_class),
                                       max(g.max_det, want.max_det))
-                proto = rewrite_nms_params(proto, rewritten)
+                copy_ = onnx.ModelProto()
+                copy_.CopyFrom(proto)  # never change a ModelProto the caller still holds
+                proto = rewrite_nms_params(copy_, rewritten)
         else:
             self.anchors = default_boxes(self.spec.default_boxes)
             self.post_session = make_session(
