@@ -59,7 +59,10 @@ class ImageFolderReader:
         if not files:
             raise UsageError(f"{folder}: no image files for calibration")
         self.paths, self.skipped = [], []
-        for p in files:  # keep the first num_images that decode
+        # Keep the first num_images that decode. They are decoded again when fed: a decode costs
+        # milliseconds next to a calibration inference, and holding 100 preprocessed 1200x1200
+        # tensors would cost 1.7 GB; knowing the count up front keeps the recorded recipe exact.
+        for p in files:
             if len(self.paths) == num_images:
                 break
             try:
