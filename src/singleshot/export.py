@@ -24,7 +24,7 @@ from .onnxgraph import inline_constant_identities
 from .postgraph import append_zoo_postprocess
 from .spec import ModelSpec
 
-SUPPORTED_OPSETS = (10, 11, 12, 13, 14, 15, 16, 17, 18)
+SUPPORTED_OPSETS = (10, 11, 12, 13, 14, 15, 16, 17)  # 10, 12, 13, 17 tested
 
 
 @dataclass
