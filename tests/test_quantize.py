@@ -96,3 +96,103 @@ def test_quantize_cli_prints_recipe(tiny_raw_onnx, calib_dir, tmp_path):
     assert "QDQ, uint8 activations" in res.stdout and "per-channel" in res.stdout
     d = Detector(tmp_path / "raw8.onnx")(next(calib_dir.iterdir()))
     assert d.width > 0
+
+
+# ---- accuracy-aware mode -------------------------------------------------------------------
+
+def test_drop_target_parsing():
+    from singleshot.accuracy import DropTarget, float_counts
+
+    assert DropTarget.parse("1%") == DropTarget(0.01, True)
+    assert DropTarget.parse("0.01") == DropTarget(0.01, False)
+    assert DropTarget.parse("1%").allows(0.5, 0.496) and not DropTarget.parse("1%").allows(0.5, 0.494)
+    assert DropTarget.parse("0.01").allows(0.5, 0.491) and not DropTarget.parse("0.01").allows(0.5, 0.489)
+    for bad in ("one percent", "-1%", "150%", "1.5"):
+        with pytest.raises(UsageError, match="--max-drop"):
+            DropTarget.parse(bad)
+    assert float_counts(5) == [1, 2, 4] and float_counts(1) == [] and float_counts(8) == [1, 2, 4]
+
+
+@pytest.fixture(scope="module")
+def eval_set(tmp_path_factory):
+    from singleshot.data.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("evalset")
+    write_dataset(root, 30, seed=3, workers=1, progress=False)
+    return root
+
+
+def test_accuracy_aware_trials(eval_set, calib_dir, tmp_path):
+    """A target no trial can be sure to meet (no drop at all) forces the search through its
+    trials: each keeps the next most sensitive convs in float, and the written model is the one
+    the report chose."""
+    from singleshot.accuracy import report_path
+    from singleshot.registry import bundled_path
+
+    out = tmp_path / "demo-int8.onnx"
+    res = CliRunner().invoke(app, [
+        "quantize", str(bundled_path("demo.onnx")), "-o", str(out), "--calib", str(calib_dir),
+        "--num-images", "8", "--eval-images", str(eval_set / "images"),
+        "--eval-annotations", str(eval_set / "annotations.json"), "--max-drop", "0",
+        "--max-trials", "2"])
+    report = json.loads(report_path(out).read_text())
+    assert res.exit_code == (0 if report["met_target"] else 1), res.output
+    assert "| fp32 | all |" in res.stdout and out.exists()
+    trials = report["trials"]
+    assert trials[0]["float_nodes"] == [] and 0 < report["fp32"]["mAP"] <= 1
+    ranked = [r["node"] for r in report["sensitivity"]]
+    if trials[0]["within_target"]:
+        assert len(trials) == 1 and ranked == []
+    else:
+        assert len(ranked) > 10 and all(r["local"] <= r["error"] + 1e-12 for r in report["sensitivity"])
+        for t, k in zip(trials[1:], (1, 2)):
+            assert t["float_nodes"] == ranked[:k]
+        assert len(trials) == 3 or trials[-1]["within_target"]
+    for t in trials:
+        assert t["within_target"] == (t["mAP"] >= report["fp32"]["mAP"] - 1e-9)
+        assert t["inference_ms"] > 0 and t["drop_absolute"] == pytest.approx(report["fp32"]["mAP"] - t["mAP"])
+    chosen = trials[report["chosen_trial"]]
+    q = onnx.load(str(out))
+    meta = json.loads({p.key: p.value for p in q.metadata_props}["quantization"])
+    assert meta["float_nodes"] == sorted(chosen["float_nodes"])
+    # the chosen float convs take float inputs: no DequantizeLinear feeds them
+    dq = {o for n in q.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    by_name = {n.name: n for n in q.graph.node}
+    for name in chosen["float_nodes"]:
+        assert by_name[name].op_type == "Conv" and not set(by_name[name].input) & dq
+    # the file written is the chosen trial: same mAP when evaluated again
+    res = CliRunner().invoke(app, ["eval", "-m", str(out), "--images", str(eval_set / "images"),
+                                   "--annotations", str(eval_set / "annotations.json"), "--json",
+                                   "--out", str(tmp_path / "ev")])
+    assert json.loads(res.stdout)["AP"] == pytest.approx(chosen["mAP"], abs=1e-9)
+
+
+def test_accuracy_aware_needs_both_eval_options(tiny_zoo_onnx, calib_dir, tmp_path):
+    res = CliRunner().invoke(app, ["quantize", str(tiny_zoo_onnx), "-o", str(tmp_path / "x.onnx"),
+                                   "--calib", str(calib_dir), "--eval-images", str(calib_dir)])
+    assert res.exit_code == 2 and "--eval-annotations" in res.stderr
+    res = CliRunner().invoke(app, ["quantize", str(tiny_zoo_onnx), "-o", str(tmp_path / "x.onnx"),
+                                   "--calib", str(calib_dir), "--eval-images", str(calib_dir),
+                                   "--eval-annotations", str(tmp_path / "none.json")])
+    assert res.exit_code == 2 and "none.json" in res.stderr and not (tmp_path / "x.onnx").exists()
+
+
+def test_convs_kept_in_float_compute_in_float(tiny_zoo_onnx, calib_dir, tmp_path):
+    """Convs kept in float read float values: no DequantizeLinear feeds them (the quantizer folds
+    Relus into its quantization; those must come back for float readers), and with every conv
+    in float the heads are several times closer to fp32 than the int8 model's (Add/MaxPool inputs
+    are still rounded)."""
+    from singleshot.quantize import prepare_float_model
+
+    f = prepare_float_model(onnx.load(str(tiny_zoo_onnx)), 13)
+    convs = {n.name for n in f.graph.node if n.op_type == "Conv"}
+    models = [onnx.load(str(quantize_model(tiny_zoo_onnx, tmp_path / f"{k}.onnx", calib_dir,
+                                           Recipe(num_images=4), exclude=ex, log=lambda m: None)))
+              for k, ex in (("float", convs), ("int8", set()))]
+    q = models[0]
+    dq = {o for n in q.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    assert all(not set(n.input) & dq for n in q.graph.node if n.op_type == "Conv")
+    img = preprocess(load_image(next(calib_dir.iterdir()), exif=False), read_spec(f, graph_io(f)))
+    ref = _heads(f, img)
+    err = [sum(float(np.abs(a - b).mean()) for a, b in zip(_heads(m, img), ref)) for m in models]
+    assert err[0] < 0.3 * err[1], err

@@ -143,6 +143,7 @@ class DetectionRun:
     failures: list[tuple[str, str]] = field(default_factory=list)
     resumed: int = 0
     images_per_s: float | None = None
+    inference_ms: float | None = None  # mean session time per image of this pass (no decode/pre/post)
 
 
 def select_images(gt: CocoAnnotations, *, mlperf: bool = False, limit: int | None = None) -> list[dict]:
@@ -192,7 +193,7 @@ def run_detection(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, 
     run = DetectionRun(name, out_dir, resumed=len(done))
     selected = select_images(gt, mlperf=mlperf, limit=limit)
     todo = [im for im in selected if im["id"] not in done]
-    t0, n_run = time.perf_counter(), 0
+    t0, n_run, infer_ms = time.perf_counter(), 0, []
     with open(jsonl, "a") as sink, tqdm(todo, desc=name, unit="img", file=sys.stderr,
                                         disable=not progress, dynamic_ncols=True) as bar:
         for im in bar:
@@ -203,6 +204,7 @@ def run_detection(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, 
                 det = detector.detect_array(rgb, clip=clip)
                 det.category_ids = cats[det.labels - 1]
                 entry["results"] = det.to_coco(im["id"])
+                infer_ms.append(det.timings["inference"])
                 h, w = rgb.shape[:2]
                 if (im.get("width"), im.get("height")) not in ((w, h), (None, None)):
                     entry["note"] = f"image is {w}x{h}, annotations say {im['width']}x{im['height']}"
@@ -214,6 +216,8 @@ def run_detection(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, 
             n_run += 1
     if n_run:
         run.images_per_s = n_run / (time.perf_counter() - t0)
+    if infer_ms:
+        run.inference_ms = float(np.mean(infer_ms))
     for im in selected:
         entry = done[im["id"]]
         if entry.get("error"):
@@ -233,17 +237,23 @@ def relative_change(value: float, base: float) -> float | None:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Side-by-side table; the AP change of each row is relative to the first row."""
+    """Side-by-side table; the AP change and the speed-up of each row are relative to the first
+    row (speed-up: the first row's mean inference time over this row's, the card's measure)."""
     cols = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
-    head = "| model | " + " | ".join(cols) + " | AP vs first | images/s |"
-    lines = [head, "|" + "---|" * (len(cols) + 3)]
+    head = ("| model | " + " | ".join(cols)
+            + " | AP vs first | inference ms | speed-up | images/s |")
+    lines = [head, "|" + "---|" * (len(cols) + 5)]
     base = rows[0]["AP"] if rows else None
+    base_ms = rows[0].get("inference_ms") if rows else None
     for r in rows:
         rel = relative_change(r["AP"], base)
         rel_s = "-" if rel is None or r is rows[0] else f"{rel * 100:+.2f}%"
+        ms = r.get("inference_ms")
+        ms_s = f"{ms:.2f}" if ms else "-"
+        speed = f"{base_ms / ms:.2f}x" if ms and base_ms and r is not rows[0] else "-"
         ips = f"{r['images_per_s']:.2f}" if r.get("images_per_s") else "-"
         lines.append(f"| {r['model']} | " + " | ".join(f"{r[c]:.4f}" for c in cols)
-                     + f" | {rel_s} | {ips} |")
+                     + f" | {rel_s} | {ms_s} | {speed} | {ips} |")
     return "\n".join(lines) + "\n"
 
 
@@ -330,6 +340,7 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
         plot_pr(score, name, out / name / "pr.png")
         rows.append({"model": name, **score.flat(), "images": len(run.done_ids),
                      "failed": len(run.failures), "images_per_s": run.images_per_s,
+                     "inference_ms": run.inference_ms,
                      "evaluator": score.backend})
     for rf in result_files:
         rf = Path(rf)
@@ -344,7 +355,7 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
         (out / name).mkdir(parents=True, exist_ok=True)
         plot_pr(score, name, out / name / "pr.png")
         rows.append({"model": name, **score.flat(), "images": len(gt.images), "failed": 0,
-                     "images_per_s": None, "evaluator": score.backend})
+                     "images_per_s": None, "inference_ms": None, "evaluator": score.backend})
     table = markdown_table(rows)
     write_text_atomic(out / "summary.md", (
         f"# COCO evaluation\n\nannotations: {annotations}\nevaluator: {rows[0]['evaluator']}\n"

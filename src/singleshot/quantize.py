@@ -13,6 +13,7 @@ asymmetric activations, int8 symmetric per-channel weights, opset >= 13, float t
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass
@@ -132,6 +133,15 @@ def _upgrade_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
         raise ModelError(f"cannot upgrade the model from opset {current} to {opset}: {err}") from None
 
 
+def prepare_float_model(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """The float graph exactly as the quantizer sees it: opset >= ``opset``, constant Identity
+    nodes inlined, every node named (node names are how float convs are chosen)."""
+    model = _upgrade_opset(model, opset)
+    inline_constant_identities(model)
+    name_nodes(model)
+    return model
+
+
 def _chunk(n: int, at_most: int = 8) -> int:
     """The largest divisor of n not above ``at_most`` (onnxruntime's strided calibration needs
     chunks that divide the image count)."""
@@ -162,9 +172,7 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
     reader = ImageFolderReader(calib_dir, spec, io.input, recipe.num_images)
     for msg in reader.skipped:
         log(f"note: skipped unreadable calibration image {msg}")
-    model = _upgrade_opset(model, recipe.opset)
-    inline_constant_identities(model)
-    name_nodes(model)
+    model = prepare_float_model(model, recipe.opset)
     quantize = backbone_nodes(model) - set(exclude)
     props = {p.key: p.value for p in model.metadata_props}
     used = Recipe(**{**asdict(recipe), "num_images": len(reader)})
@@ -180,6 +188,8 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
                  "CalibStridedMinMax": _chunk(len(reader)),
                  "OpTypesToExcludeOutputQuantization": ["Conv"]}
         try:
+            # onnxruntime logs an advice to pre-process at every call, on the root logger
+            logging.disable(logging.WARNING)
             quantize_static(
                 str(src), str(dst), reader,
                 quant_format=QuantFormat.QDQ if recipe.format == "qdq" else QuantFormat.QOperator,
@@ -189,7 +199,11 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
                 calibrate_method=methods[recipe.method], extra_options=extra)
         except (ValueError, RuntimeError) as err:
             raise ModelError(f"quantization failed: {str(err).splitlines()[0][:300]}") from None
+        finally:
+            logging.disable(logging.NOTSET)
         q = onnx.load(str(dst))
+    if exclude:
+        _unquantize_inputs(q, model, set(exclude))
     del q.metadata_props[:]
     props["quantization"] = json.dumps({**asdict(used), "float_nodes": sorted(exclude)})
     for key, value in props.items():
@@ -198,6 +212,68 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
     onnx.save(q, str(tmp_out))
     os.replace(tmp_out, out)
     return out
+
+
+def _unquantize_inputs(model: onnx.ModelProto, float_model: onnx.ModelProto,
+                       nodes: set[str]) -> None:
+    """Feed the float ``nodes`` their inputs' float values. A tensor that a quantized node also
+    reads is quantized once and every reader is given its DequantizeLinear output, so a conv
+    kept in float would still see int8 rounding. The QuantizeLinear's input is the float value,
+    except where the quantizer removed a Relu by folding it into the quantization (the conv
+    before it then writes the Relu's output name with values before the Relu): that Relu is put
+    back for the float readers. Q/DQ pairs left without readers are removed."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    kept = {n.name for n in model.graph.node}
+    float_nodes = {n.name: n for n in float_model.graph.node}
+    float_producer = {o: n for n in float_model.graph.node for o in n.output}
+    added: dict[str, str] = {}
+    for node in list(model.graph.node):
+        if node.name not in nodes or node.name not in float_nodes:
+            continue
+        for i, name in enumerate(node.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is None or q.op_type != "QuantizeLinear":
+                continue
+            fp = float_producer.get(float_nodes[node.name].input[i])
+            if fp is None or fp.name in kept:
+                node.input[i] = q.input[0]
+            elif fp.op_type == "Relu":
+                if q.input[0] not in added:
+                    added[q.input[0]] = q.input[0] + "_float_relu"
+                    model.graph.node.append(onnx.helper.make_node(
+                        "Relu", [q.input[0]], [added[q.input[0]]], name=fp.name + "_float"))
+                node.input[i] = added[q.input[0]]
+            # any other removed op: the reader keeps the dequantized value
+    while True:  # prune what nobody reads any more
+        read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not set(n.output) & read]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    _topological_sort(model)
+
+
+def _topological_sort(model: onnx.ModelProto) -> None:
+    """Reorder nodes so that each comes after its inputs' producers (added nodes go last)."""
+    ready = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
+    pending, order = list(model.graph.node), []
+    while pending:
+        rest = []
+        for n in pending:
+            (order if all(i in ready for i in n.input) else rest).append(n)
+            if order and order[-1] is n:
+                ready.update(n.output)
+        if len(rest) == len(pending):
+            raise ModelError("quantized graph has a cycle or a missing input")
+        pending = rest
+    copies = [onnx.NodeProto() for _ in order]
+    for c, n in zip(copies, order):
+        c.CopyFrom(n)
+    del model.graph.node[:]
+    model.graph.node.extend(copies)
 
 
 def tail_op_types(model: onnx.ModelProto) -> dict[str, int]:

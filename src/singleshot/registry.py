@@ -62,10 +62,20 @@ def bundled_path(filename: str) -> Path:
     return Path(str(resources.files("singleshot") / "assets" / filename))
 
 
+_BUNDLED = (
+    RegistryEntry("demo", "demo.onnx", None, None, 13, None, "see the model card",
+                  "narrow SSD-ResNet34 trained on synthetic shapes (bundled)", bundled=True),
+    RegistryEntry("demo-int8-qdq", "demo-int8-qdq.onnx", None, None, 13, None, "see the model card",
+                  "the demo model, int8 QDQ (accuracy-aware singleshot quantize)", bundled=True),
+    RegistryEntry("demo-int8-qoperator", "demo-int8-qoperator.onnx", None, None, 13, None,
+                  "see the model card",
+                  "the demo model, int8 QOperator (accuracy-aware singleshot quantize)",
+                  bundled=True),
+)
+
+
 def _bundled() -> list[RegistryEntry]:
-    entry = RegistryEntry("demo", "demo.onnx", None, None, 13, None, "see the model card",
-                          "narrow SSD-ResNet34 trained on synthetic shapes (bundled)", bundled=True)
-    return [entry] if bundled_path(entry.filename).is_file() else []
+    return [e for e in _BUNDLED if bundled_path(e.filename).is_file()]
 
 
 def list_entries() -> list[RegistryEntry]:
