@@ -14,22 +14,9 @@ from PIL import Image
 def lively_model(cfg_name: str = "300", width: float = 0.125, num_classes: int = 80, seed: int = 0):
     """A narrow SSD-ResNet34 with random weights whose class scores vary like a trained model's
     (a few classes get biases so that candidates exist above 0.05)."""
-    from singleshot.model import build_model
+    from singleshot.benchmodel import lively_model as build
 
-    torch.manual_seed(seed)
-    model = build_model(cfg_name, width=width, num_classes=num_classes).eval()
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        for i, head in enumerate(model.conf):
-            nd = model.cfg.num_anchors_per_location[i]
-            bias = head.bias.view(num_classes + 1, nd)
-            bias.zero_()
-            bias[0] = 2.0  # background
-            for c in rng.choice(np.arange(1, num_classes + 1), size=min(4, num_classes), replace=False):
-                bias[c] = float(rng.uniform(1.5, 4.0))
-            torch.nn.init.xavier_uniform_(head.weight)
-            head.weight.mul_(4.0)  # spread the logits over locations
-    return model
+    return build(cfg_name, width=width, num_classes=num_classes, seed=seed)
 
 
 def _png_with_header_size(width, height):

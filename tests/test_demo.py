@@ -26,6 +26,12 @@ def test_demo_end_to_end(tmp_path):
     assert html.count("<img ") == 3 and "AP " in html
     md = (out / "report.md").read_text()
     assert "| inference |" in md and "| decode |" in md
+    # the model card's table: fp32 and both bundled int8 variants on the same scenes
+    rows = re.findall(r"^\| (demo\S*) \| ([^|]+) \| ([0-9.]+) \|", res.stdout, re.M)
+    assert [(m, p.strip()) for m, p, _ in rows] == [
+        ("demo", "fp32"), ("demo-int8-qdq", "int8 QDQ"), ("demo-int8-qoperator", "int8 QOperator")]
+    assert all(abs(float(a) - ap) < 0.1 for _, _, a in rows)  # int8 keeps the accuracy
+    assert "int8 QOperator" in md and "int8 QDQ" in html
 
 
 def test_bundled_model_describes_itself():
@@ -37,3 +43,7 @@ def test_bundled_model_describes_itself():
     info = describe(path)
     assert info["contract"] == "zoo" and info["spec"]["classes"] == len(CLASSES)
     assert json.loads(info["metadata"]["class_names"]) == list(CLASSES)
+    for fmt, name in (("QDQ", "demo-int8-qdq.onnx"), ("QOperator", "demo-int8-qoperator.onnx")):
+        q = describe(bundled_path(name))
+        assert q["quantization"]["format"] == fmt and q["quantization"]["per_channel"]
+        assert q["spec"] == info["spec"]

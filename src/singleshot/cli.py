@@ -197,6 +197,7 @@ def demo(
     out: Annotated[Optional[Path], typer.Option(help="Report folder (default runs/demo/<timestamp>).")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model to show (default: the bundled one).")] = "demo",
     images: Annotated[int, typer.Option(help="Number of held-out scenes.")] = 12,
+    compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Also run the bundled int8 variants and print the fp32/int8 table.")] = True,
 ) -> None:
     """Run the bundled model on held-out synthetic scenes: annotated images, detections.json and
     a report with mAP and per-stage timings. Offline."""
@@ -208,7 +209,7 @@ def demo(
         raise UsageError("--images must be at least 1")
     out = out or Path("runs") / "demo" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     try:
-        res = run_demo(out, model=model, n_images=images)
+        res = run_demo(out, model=model, n_images=images, compare=compare)
     except ModelError as err:
         raise UsageError(str(err)) from None
     t = res.timings_ms
@@ -216,6 +217,14 @@ def demo(
           f"(AP50 {res.metrics['AP50']:.3f})")
     print("per image: " + ", ".join(f"{k} {t[k]:.1f} ms" for k in
                                     ("decode", "preprocess", "inference", "postprocess")))
+    if res.card:
+        from .demo import card_markdown
+
+        print("fp32 vs int8 on the same scenes (speed-up of the inference stage):")
+        print(card_markdown(res.card), end="")
+        if any(r["speedup"] < 1 for r in res.card):
+            print("note: this model's convolutions are 1/8 as wide as SSD-ResNet34's, too narrow "
+                  "for int8 to pay; bench/RESULTS.md times the full 1200x1200 model")
     print(f"report: {out / 'report.html'} (and report.md); annotated images: {out / 'annotated'}; "
           f"detections: {out / 'detections.json'}")
 
