@@ -40,6 +40,12 @@ def user_errors(fn):
     return wrapper
 
 
+BackendOpt = Annotated[str, typer.Option("--backend", help="onnxruntime, openvino, torch (checkpoints) or auto (OpenVINO where installed).")]
+PrecisionOpt = Annotated[str, typer.Option(help="OpenVINO inference precision: auto (its default: bf16 on AMX CPUs), f32 or bf16.")]
+PreprocessOpt = Annotated[str, typer.Option(help="card (PIL + numpy, the reference) or fast (OpenCV resize, normalisation inside the graph).")]
+StreamsOpt = Annotated[Optional[int], typer.Option(help="Inferences in flight at once (default: 1; the runtime's choice for throughput runs).")]
+
+
 @app.command()
 @user_errors
 def detect(
@@ -54,8 +60,13 @@ def detect(
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders.")] = False,
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
     max_pixels: Annotated[Optional[int], typer.Option(help="Refuse images with more pixels.")] = None,
+    backend: BackendOpt = "onnxruntime",
+    precision: PrecisionOpt = "auto",
+    preprocess: PreprocessOpt = "card",
+    streams: StreamsOpt = None,
 ) -> None:
-    """Detect objects in images. Exit 0: all inputs done; 1: some failed; 2: usage error."""
+    """Detect objects in images. Exit 0: all inputs done; 1: some failed; 2: usage error.
+    Decoding overlaps inference; --streams N runs N images at once."""
     from .draw import annotate
     from .imageio import MAX_PIXELS, load_image
     from .runtime import Detector
@@ -69,38 +80,42 @@ def detect(
         raise UsageError(f"--max-det must be at least 1, got {max_det}")
     try:
         det = Detector(model, conf=conf, iou=iou, max_det=max_det, exif=not no_exif,
-                       threads=threads)
+                       threads=threads, backend=backend, precision=precision,
+                       preprocess=preprocess, streams=streams or 1)
     except ModelError as err:  # a --model that is not a usable detector is a usage error
         raise UsageError(str(err)) from None
+    from .pipeline import detect_pipelined
     paths, notes = expand_sources(sources, recursive)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     results, failed, used_names = [], 0, set()
-    for path in paths:
+    load = lambda p: load_image(p, exif=not no_exif, max_pixels=max_pixels or MAX_PIXELS)  # noqa: E731
+    for path, d, rgb in detect_pipelined(det, paths, load, path_of=str, streams=streams):
         entry = {"path": path, "width": None, "height": None, "detections": [], "error": None}
-        try:
-            rgb = load_image(path, exif=not no_exif, max_pixels=max_pixels or MAX_PIXELS)
-            d = det.detect_array(rgb, path=path)
-            entry.update(width=d.width, height=d.height, detections=d.to_dicts())
-            if out is not None:
-                stem = Path(path).stem
-                name, k = f"{stem}.jpg", 1
-                while name in used_names:
-                    k += 1
-                    name = f"{stem}_{k}.jpg"
-                used_names.add(name)
-                annotate(rgb, d).save(out / name, quality=90)
-                entry["annotated"] = name
-            if not as_json:
-                top = ", ".join(f"{x['category']} {x['score']:.2f}" for x in entry["detections"][:5])
-                print(f"{path}: {len(d)} detections" + (f" ({top}{', ...' if len(d) > 5 else ''})"
-                                                         if len(d) else ""))
-        except ImageError as err:
+        if isinstance(d, ImageError):
             failed += 1
-            entry["error"] = str(err)
-            _err(str(err))
+            entry["error"] = str(d)
+            _err(str(d))
+            results.append(entry)
+            continue
+        if isinstance(d, Exception):
+            raise d
+        entry.update(width=d.width, height=d.height, detections=d.to_dicts())
+        if out is not None:
+            stem = Path(path).stem
+            name, k = f"{stem}.jpg", 1
+            while name in used_names:
+                k += 1
+                name = f"{stem}_{k}.jpg"
+            used_names.add(name)
+            annotate(rgb, d).save(out / name, quality=90)
+            entry["annotated"] = name
+        if not as_json:
+            top = ", ".join(f"{x['category']} {x['score']:.2f}" for x in entry["detections"][:5])
+            print(f"{path}: {len(d)} detections" + (f" ({top}{', ...' if len(d) > 5 else ''})"
+                                                     if len(d) else ""))
         results.append(entry)
     doc = {"model": det.name, "images": results}
     if out is not None:
@@ -169,6 +184,9 @@ def eval_(
     fast: Annotated[bool, typer.Option("--fast", help="faster-coco-eval instead of pycocotools (unofficial).")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N images (by id).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
+    backend: BackendOpt = "onnxruntime",
+    precision: PrecisionOpt = "auto",
+    preprocess: PreprocessOpt = "card",
 ) -> None:
     """COCO box mAP (the 12 standard metrics and per-class AP) of models or results files."""
     from .evaluate import METRIC_KEYS, evaluate_many
@@ -179,7 +197,8 @@ def eval_(
         raise UsageError("--annotations is required")
     rows, table, out = evaluate_many(
         list(model or []), list(results or []), annotations, images, out, clip=clip, mlperf=mlperf,
-        fast=fast, limit=limit, threads=threads, progress=not as_json or sys.stderr.isatty())
+        fast=fast, limit=limit, threads=threads, progress=not as_json or sys.stderr.isatty(),
+        detector_options={"backend": backend, "precision": precision, "preprocess": preprocess})
     if as_json:
         flat = [{k: r[k] for k in (*METRIC_KEYS, "per_class")} for r in rows]
         doc = flat[0] if len(rows) == 1 else {"models": [{"model": r["model"], **f}

@@ -179,7 +179,9 @@ def run_detection(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {"model": name, "annotations": str(Path(gt.path).resolve()),
-                "images": str(Path(images_dir).resolve()), "clip": clip, "mlperf": mlperf}
+                "images": str(Path(images_dir).resolve()), "clip": clip, "mlperf": mlperf,
+                "backend": detector.backend.name, "precision": detector.backend.precision,
+                "preprocess": detector.preprocess_mode}
     man_path = out_dir / "run.json"
     jsonl = out_dir / "detections.jsonl"
     if man_path.exists() and jsonl.exists():
@@ -298,11 +300,13 @@ def _unique(name: str, taken: set[str]) -> str:
 def evaluate_many(models: list[str], result_files: list[Path], annotations: Path,
                   images: Path | None, out: Path | None, *, clip: bool = False,
                   mlperf: bool = False, fast: bool = False, limit: int | None = None,
-                  threads: int | None = None, progress: bool = True) -> tuple[list[dict], str, Path]:
+                  threads: int | None = None, progress: bool = True,
+                  detector_options: dict | None = None) -> tuple[list[dict], str, Path]:
     """Evaluate models (run over ``images``) and results files against ``annotations``, side by
     side. Writes per-model folders and summary.md / summary.json into ``out`` (default
     runs/eval/<timestamp>). Returns (rows, markdown table, out). Failures per image are printed
-    to stderr and counted in each row's ``failed``."""
+    to stderr and counted in each row's ``failed``. ``detector_options``: backend, precision,
+    preprocess (see :class:`~singleshot.runtime.Detector`)."""
     import datetime
 
     from .coco_data import load_annotations
@@ -325,7 +329,7 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
     for m in models:
         name = _unique(Path(m).stem if m.endswith(".onnx") else m, taken)
         try:
-            detector = Detector(m, threads=threads, exif=False)
+            detector = Detector(m, threads=threads, exif=False, **(detector_options or {}))
         except ModelError as err:
             raise UsageError(str(err)) from None
         run = run_detection(detector, gt, images, out / name, name=name, clip=clip, mlperf=mlperf,
@@ -338,7 +342,8 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
         write_json_atomic(out / name / "results.json", run.results)
         score = coco_score(gt, run.results, img_ids=run.done_ids, fast=fast)
         plot_pr(score, name, out / name / "pr.png")
-        rows.append({"model": name, **score.flat(), "images": len(run.done_ids),
+        rows.append({"model": name, "backend": detector.backend.name,
+                     "precision": detector.backend.precision, **score.flat(), "images": len(run.done_ids),
                      "failed": len(run.failures), "images_per_s": run.images_per_s,
                      "inference_ms": run.inference_ms,
                      "evaluator": score.backend})

@@ -18,10 +18,10 @@ import onnx
 
 from .anchors import default_boxes
 from .detections import Detections
-from .errors import ModelError
+from .errors import ModelError, UsageError
 from .imageio import load_image
 from .nms import NmsParams
-from .onnxgraph import graph_io, load_model, read_nms_params, read_spec, rewrite_nms_params
+from .onnxgraph import GraphIO, graph_io, load_model, read_nms_params, read_spec, rewrite_nms_params
 from .postgraph import postprocess_model
 from .preprocess import preprocess
 from .spec import ModelSpec
@@ -48,14 +48,20 @@ def make_session(model: onnx.ModelProto | str, threads: int | None = None,
 
 
 class Detector:
-    """Run an SSD-ResNet34 ONNX model on images.
+    """Run an SSD-ResNet34 detector on images.
 
     Args:
-        model: path of an ONNX file, a registry name (``ssd-12``; downloaded when missing), or a
-            ``onnx.ModelProto``.
+        model: path of an ONNX file, a registry name (``ssd-12``; downloaded when missing), a
+            ``onnx.ModelProto``, or (``backend="torch"`` only) a checkpoint.
         conf, iou, max_det: post-processing; None keeps the model's own (zoo: 0.05, 0.5, 200).
         exif: apply EXIF orientation when reading files (default on).
-        threads: onnxruntime intra-op threads (None: onnxruntime's default).
+        threads: intra-op threads (None: the runtime's default).
+        backend: ``onnxruntime`` (default), ``openvino``, ``torch`` or ``auto`` (OpenVINO where
+            installed, else onnxruntime); ``self.backend.name`` says which runs.
+        precision: OpenVINO's inference precision: ``auto`` (its default), ``f32`` or ``bf16``.
+        streams: requests that may run at once (throughput mode for folders and streams).
+        preprocess: ``card`` (PIL resize, numpy normalisation: the reference) or ``fast``
+            (OpenCV resize, normalisation folded into the graph, see :mod:`singleshot.fastpre`).
 
     ``detector(image)`` takes a path, encoded bytes or an RGB uint8 array [H, W, 3] and returns
     :class:`Detections` in pixels of that image, clipped to it.
@@ -63,15 +69,35 @@ class Detector:
 
     def __init__(self, model: str | os.PathLike | onnx.ModelProto, *, conf: float | None = None,
                  iou: float | None = None, max_det: int | None = None, exif: bool = True,
-                 threads: int | None = None, providers: list[str] | None = None) -> None:
-        if isinstance(model, onnx.ModelProto):
+                 threads: int | None = None, providers: list[str] | None = None,
+                 backend: str = "onnxruntime", precision: str = "auto", streams: int = 1,
+                 preprocess: str = "card") -> None:
+        from .backends import OpenVinoBackend, OrtBackend, TorchBackend, is_checkpoint, resolve_backend
+
+        if preprocess not in ("card", "fast"):
+            raise UsageError(f"--preprocess must be card or fast, got {preprocess!r}")
+        backend = resolve_backend(backend)
+        self.exif, self.preprocess_mode = exif, preprocess
+        if backend == "torch":
+            if isinstance(model, onnx.ModelProto) or not is_checkpoint(model):
+                raise UsageError("the torch backend runs checkpoints (.pt/.pth/.pytorch), "
+                                 "not ONNX files")
+            self.backend = TorchBackend(model, threads=threads)
+            self.name, self.spec = str(model), self.backend.spec
+            h, w = self.spec.input_size
+            self.io = GraphIO("raw", "image", (1, 3, h, w), "float32", ("loc", "conf"))
+            proto = None
+        elif isinstance(model, onnx.ModelProto):
             proto, self.name = model, "<model>"
         else:
+            if is_checkpoint(model):
+                raise UsageError(f"{model}: a checkpoint; export it first (singleshot export) "
+                                 "or use --backend torch")
             path = resolve_model_path(model)
             proto, self.name = load_model(path), str(path)
-        self.io = graph_io(proto, self.name)
-        self.spec: ModelSpec = read_spec(proto, self.io)
-        self.exif = exif
+        if proto is not None:
+            self.io = graph_io(proto, self.name)
+            self.spec: ModelSpec = read_spec(proto, self.io)
         self.graph_params = read_nms_params(proto) if self.io.contract == "zoo" else None
         base = self.graph_params or NmsParams()
         want = NmsParams(
@@ -100,12 +126,31 @@ class Detector:
             self.anchors = default_boxes(self.spec.default_boxes)
             self.post_session = make_session(
                 postprocess_model(self.anchors, self.spec.num_classes, want), threads)
-        self.session = make_session(proto, threads, providers)
+        if proto is None:
+            return
+        if preprocess == "fast" and self.spec.input_dtype == "float32":
+            from .fastpre import fold_normalization
+
+            proto, self.spec = fold_normalization(proto, self.io.input, self.spec)
+        if backend == "openvino":
+            self.backend = OpenVinoBackend(proto, self.io.outputs, self.io.input, threads=threads,
+                                           streams=streams, precision=precision)
+        else:
+            self.backend = OrtBackend(proto, self.io.outputs, self.io.input, threads=threads,
+                                      streams=streams, providers=providers)
+
+    def preprocess(self, image_rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 [H, W, 3] -> this detector's input tensor [1, 3, h, w]."""
+        if self.spec.input_dtype == "uint8":
+            from .fastpre import preprocess_uint8
+
+            return preprocess_uint8(image_rgb, self.spec, fast=self.preprocess_mode == "fast")
+        return preprocess(image_rgb, self.spec)
 
     def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Preprocessed input [1, 3, h, w] -> (boxes [K, 4] xyxy normalised, labels [K], scores [K])
         with this detector's thresholds applied."""
-        outs = self.session.run(list(self.io.outputs), {self.io.input: tensor})
+        outs = self.backend.run(tensor)
         if self.io.contract == "raw":
             loc, conf = outs
             if loc.shape[-1] != self.anchors.shape[0] or conf.shape[1] != self.spec.num_classes + 1:
@@ -125,7 +170,7 @@ class Detector:
                      path: str | None = None) -> Detections:
         """RGB uint8 [H, W, 3] -> Detections (pixels of this array)."""
         t0 = time.perf_counter()
-        x = preprocess(image_rgb, self.spec)
+        x = self.preprocess(image_rgb)
         t1 = time.perf_counter()
         boxes, labels, scores = self.infer(x)
         t2 = time.perf_counter()
