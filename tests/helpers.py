@@ -7,7 +7,6 @@ import struct
 import zlib
 
 import numpy as np
-import torch
 from PIL import Image
 
 
