@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from functools import wraps
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import ModelError, SingleshotError, UsageError
-from .fileutil import write_json_atomic
+from .fileutil import write_json_atomic, write_text_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
@@ -299,6 +300,65 @@ def quantize(
         print(f"error: no trial kept the drop within {target.describe()}; wrote the most "
               "accurate one (raise --max-trials or --max-drop)", file=sys.stderr)
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def bench(
+    models: Annotated[list[str], typer.Argument(help="ONNX files or registry names (checkpoints with --backend torch).")],
+    backend: Annotated[str, typer.Option("--backend", help="Comma-separated: auto, onnxruntime, openvino, torch.")] = "auto",
+    images: Annotated[Optional[Path], typer.Option(help="Folder of images (default: one generated photo-like 640x480 JPEG).")] = None,
+    iterations: Annotated[int, typer.Option(help="Timed single-stream images per model and backend.")] = 20,
+    warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 3,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: the runtime's).")] = None,
+    streams: StreamsOpt = None,
+    precision: PrecisionOpt = "auto",
+    preprocess: Annotated[Optional[str], typer.Option(help="card or fast (default: fast with --backend auto, card otherwise).")] = None,
+    throughput: Annotated[bool, typer.Option("--throughput/--no-throughput", help="Also measure pipelined throughput.")] = True,
+    scenario: Annotated[Optional[str], typer.Option(help="Also run MLPerf LoadGen: singlestream, offline or server.")] = None,
+    duration: Annotated[float, typer.Option(help="LoadGen minimum duration, seconds.")] = 10.0,
+    target_qps: Annotated[Optional[float], typer.Option(help="LoadGen server scenario: queries per second.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write results.json, results.md, plot.png (and LoadGen logs) here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+) -> None:
+    """End-to-end speed (encoded image -> detections) of every model x backend, side by side:
+    per-stage times, latency p50/p90/p99, throughput; optionally an MLPerf LoadGen scenario."""
+    from .bench import (BenchOptions, bench_pair, load_inputs, loadgen_run, make_detector,
+                        markdown, plot)
+
+    if iterations < 1 or warmup < 0:
+        raise UsageError("--iterations must be at least 1 and --warmup at least 0")
+    opts = BenchOptions(iterations=iterations, warmup=warmup, threads=threads, streams=streams,
+                        precision=precision, preprocess=preprocess, throughput=throughput)
+    inputs = load_inputs(images)
+    backends = [b.strip() for b in backend.split(",") if b.strip()]
+    log = (lambda m: print(m, file=sys.stderr))  # noqa: E731
+    rows = []
+    for m in models:
+        for b in backends:
+            try:
+                row = bench_pair(m, b, inputs, opts, log=log)
+                if scenario:
+                    det = make_detector(m, b, opts, throughput=scenario != "singlestream")
+                    where = (out or Path(tempfile.mkdtemp(prefix="singleshot-loadgen-"))) / \
+                        f"loadgen-{Path(m).stem}-{row['backend']}-{scenario}"
+                    summary = loadgen_run(det, inputs, scenario, where, duration_ms=int(duration * 1e3),
+                                          target_qps=target_qps)
+                    row["loadgen"] = {"scenario": scenario, "log_dir": str(where),
+                                      **{k: v for k, v in summary.items() if k != "text"}}
+                    print(summary["text"], file=sys.stderr if as_json else sys.stdout)
+            except ModelError as err:
+                raise UsageError(str(err)) from None
+            rows.append(row)
+    table = markdown(rows)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "results.json", {"results": rows})
+        write_text_atomic(out / "results.md", table)
+        plot(rows, out / "plot.png")
+    if as_json:
+        print(json.dumps({"results": rows}))
+    print(table, end="", file=sys.stderr if as_json else sys.stdout)
 
 
 data_app = typer.Typer(help="Datasets: the synthetic scene generator.", no_args_is_help=True)

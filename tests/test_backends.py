@@ -1,0 +1,172 @@
+"""Backends (onnxruntime, OpenVINO, torch), the folded/fast preprocessing and the overlapped
+pipeline: each matches the reference within a stated tolerance."""
+
+import io
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from singleshot.backends import resolve_backend
+from singleshot.errors import ImageError, UsageError
+from singleshot.imageio import load_image
+from singleshot.registry import bundled_path
+from singleshot.runtime import Detector
+
+DEMO = str(bundled_path("demo.onnx"))
+DEMO_QDQ = str(bundled_path("demo-int8-qdq.onnx"))
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    from singleshot.data.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("scenes")
+    write_dataset(root, 6, seed=3, workers=1, progress=False)
+    return sorted((root / "images").iterdir())
+
+
+def _confident(d, thr=0.3):
+    keep = d.scores >= thr
+    return d.xyxy[keep], d.labels[keep], d.scores[keep]
+
+
+def _same_detections(a, b, *, score_tol, box_tol_px):
+    """Confident detections agree: same labels in the same order, boxes and scores close."""
+    ba, la, sa = _confident(a)
+    bb, lb, sb = _confident(b)
+    assert len(la) == len(lb) and (la == lb).all(), (la, lb)
+    np.testing.assert_allclose(sa, sb, atol=score_tol)
+    np.testing.assert_allclose(ba, bb, atol=box_tol_px)
+
+
+def test_auto_picks_openvino_where_installed():
+    assert resolve_backend("auto") == "openvino"  # CI installs every backend
+    with pytest.raises(UsageError, match="unknown backend"):
+        resolve_backend("tensorflow")
+
+
+@pytest.mark.parametrize("model", [DEMO, DEMO_QDQ])
+def test_openvino_matches_onnxruntime(model, scenes):
+    """f32 OpenVINO vs onnxruntime on the fp32 model; the QDQ model runs in OpenVINO too (its
+    int8 kernels round differently, hence the looser tolerance)."""
+    ref = Detector(model, exif=False)
+    ov = Detector(model, exif=False, backend="openvino", precision="f32")
+    assert ov.backend.name == "openvino" and ov.backend.precision == ("int8" if "qdq" in model else "fp32")
+    for p in scenes:
+        int8 = "qdq" in model
+        _same_detections(ref(p), ov(p), score_tol=0.05 if int8 else 1e-4,
+                         box_tol_px=3.0 if int8 else 0.05)
+
+
+def test_openvino_bf16_or_clear_refusal(scenes):
+    import openvino as ov
+
+    has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if not has_bf16:
+        with pytest.raises(UsageError, match="no bf16 support"):
+            Detector(DEMO, backend="openvino", precision="bf16")
+        return
+    det = Detector(DEMO, exif=False, backend="openvino", precision="bf16")
+    assert det.backend.precision == "bf16"
+    _same_detections(Detector(DEMO, exif=False)(scenes[0]), det(scenes[0]), score_tol=0.05,
+                     box_tol_px=3.0)
+
+
+def test_torch_backend_matches_exported_graph(tiny_model, tiny_raw_onnx, tmp_path, photo):
+    from singleshot.model.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, tiny_model, tiny_model.cfg)
+    t = Detector(ckpt, backend="torch")
+    o = Detector(tiny_raw_onnx)
+    assert t.backend.name == "torch" and t.spec.input_size == o.spec.input_size
+    x = o.preprocess(load_image(photo))
+    for a, b in zip(t.backend.run(x), o.backend.run(x)):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    with pytest.raises(UsageError, match="checkpoints"):
+        Detector(tiny_raw_onnx, backend="torch")
+    with pytest.raises(UsageError, match="export it first"):
+        Detector(ckpt)
+
+
+def test_folded_normalization_equals_card_preprocessing(photo):
+    """The uint8 graph computes the card's normalisation: with the card's PIL resize its heads
+    equal the float graph's."""
+    from singleshot.fastpre import fold_normalization, preprocess_uint8
+    from singleshot.onnxgraph import graph_io, read_spec, with_outputs
+    from singleshot.preprocess import preprocess
+    from singleshot.runtime import make_session
+
+    proto = onnx.load(DEMO)
+    io_, spec = graph_io(proto), read_spec(proto, graph_io(proto))
+    folded, fspec = fold_normalization(proto, io_.input, spec)
+    onnx.checker.check_model(folded)
+    assert fspec.input_dtype == "uint8" and spec.input_dtype == "float32"
+    rgb = load_image(photo)
+    u8 = preprocess_uint8(rgb, fspec, fast=False)
+    assert u8.dtype == np.uint8 and u8.shape == (1, 3, 300, 300)
+    a = make_session(with_outputs(proto, ("conf",))).run(["conf"], {"image": preprocess(rgb, spec)})[0]
+    b = make_session(with_outputs(folded, ("conf",))).run(["conf"], {"image": u8})[0]
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_fast_preprocessing_keeps_detections(backend, scenes):
+    """OpenCV resize differs from PIL's by rounding: confident detections stay, scores within
+    0.05, boxes within 3 px (mAP on 500 scenes: bench/RESULTS.md)."""
+    card = Detector(DEMO, exif=False)
+    fast = Detector(DEMO, exif=False, backend=backend, preprocess="fast")
+    assert fast.spec.input_dtype == "uint8"
+    matched = 0
+    for p in scenes:
+        bc, lc, sc = _confident(card(p), 0.5)
+        bf, lf, sf = _confident(fast(p), 0.3)
+        for box, label, score in zip(bc, lc, sc):  # every confident card detection is found
+            ok = (lf == label) & (np.abs(bf - box).max(1) < 3.0) & (np.abs(sf - score) < 0.05)
+            assert ok.any(), (p.name, label, score)
+            matched += 1
+    assert matched >= 5
+
+
+def test_pipeline_matches_sequential_and_keeps_order(scenes):
+    from singleshot.pipeline import detect_pipelined
+
+    det = Detector(DEMO, exif=False, streams=2, threads=1)
+    items = [p.read_bytes() for p in scenes] + [b"not an image"] + [scenes[0].read_bytes()]
+    out = list(detect_pipelined(det, items, lambda b: load_image(b, exif=False), streams=2))
+    assert [o[0] for o in out] == items
+    assert isinstance(out[-2][1], ImageError) and out[-2][2] is None
+    for data, d, rgb in out[:-2] + out[-1:]:
+        ref = det.detect_array(load_image(data, exif=False))
+        np.testing.assert_array_equal(d.labels, ref.labels)
+        np.testing.assert_allclose(d.xyxy, ref.xyxy, atol=1e-3)
+        assert set(d.timings) == {"decode", "preprocess", "inference", "postprocess"}
+        assert rgb.shape == (d.height, d.width, 3)
+
+
+def test_cli_detect_with_openvino_and_fast(scenes, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from singleshot.cli import app
+
+    res = CliRunner().invoke(app, ["detect", str(scenes[0]), str(scenes[1]), "--backend", "auto",
+                                   "--preprocess", "fast", "--streams", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [i["path"] for i in doc["images"]] == [str(scenes[0]), str(scenes[1])]
+    assert all(i["detections"] for i in doc["images"])
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 broken")
+    res = CliRunner().invoke(app, ["detect", str(bad), "--backend", "openvino", "--precision", "f16x"])
+    assert res.exit_code == 2 and "--precision" in res.stderr
+
+
+def test_generated_bench_image_is_a_photo_like_jpeg():
+    from singleshot.bench import sample_image
+
+    img = Image.open(io.BytesIO(sample_image()))
+    assert img.format == "JPEG" and img.size == (640, 480)

@@ -1,0 +1,68 @@
+"""`singleshot bench`: the --json schema, every model x backend side by side, LoadGen runs."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from singleshot.cli import app
+
+STAGES = {"decode", "preprocess", "inference", "postprocess"}
+
+
+def _bench(*args):
+    res = CliRunner().invoke(app, ["bench", *args])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def test_bench_json_schema(tmp_path):
+    doc = _bench("demo", "demo-int8-qdq", "--backend", "onnxruntime,openvino,auto",
+                 "--iterations", "3", "--warmup", "1", "--json", "--out", str(tmp_path / "b"))
+    rows = doc["results"]
+    assert [(r["model"], r["backend"]) for r in rows] == [
+        ("demo", "onnxruntime"), ("demo", "openvino"), ("demo", "openvino"),
+        ("demo-int8-qdq", "onnxruntime"), ("demo-int8-qdq", "openvino"),
+        ("demo-int8-qdq", "openvino")]
+    for r in rows:
+        assert isinstance(r["model"], str) and isinstance(r["backend"], str)
+        assert r["precision"] in ("fp32", "bf16", "int8", "int8 (bf16 rest)")
+        assert set(r["latency_ms"]) == {"p50", "p90", "p99"}
+        assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p90"] <= r["latency_ms"]["p99"]
+        assert isinstance(r["throughput_ips"], float) and r["throughput_ips"] > 0
+        assert set(r["stages_ms"]) == STAGES and all(v >= 0 for v in r["stages_ms"].values())
+    assert rows[2]["preprocess"] == "fast" and rows[0]["preprocess"] == "card"  # auto: fast path
+    assert rows[3]["precision"] == "int8" and rows[0]["precision"] == "fp32"
+    for f in ("results.json", "results.md", "plot.png"):
+        assert (tmp_path / "b" / f).stat().st_size > 0
+
+
+def test_bench_on_a_folder_and_bad_input(tmp_path):
+    from singleshot.bench import sample_image
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(2):
+        (tmp_path / "imgs" / f"{i}.jpg").write_bytes(sample_image(seed=i))
+    doc = _bench("demo", "--backend", "onnxruntime", "--images", str(tmp_path / "imgs"),
+                 "--iterations", "2", "--warmup", "0", "--no-throughput", "--json")
+    assert doc["results"][0]["images"] == 2
+    (tmp_path / "imgs" / "2.jpg").write_bytes(b"broken")
+    res = CliRunner().invoke(app, ["bench", "demo", "--images", str(tmp_path / "imgs")])
+    assert res.exit_code == 2 and "2.jpg" in res.stderr
+    res = CliRunner().invoke(app, ["bench", "demo", "--backend", "tpu"])
+    assert res.exit_code == 2 and "unknown backend" in res.stderr
+
+
+@pytest.mark.parametrize("scenario", ["singlestream", "offline", "server"])
+def test_loadgen_scenarios(tiny_zoo_onnx, tmp_path, scenario):
+    doc = _bench(str(tiny_zoo_onnx), "--backend", "onnxruntime", "--iterations", "2",
+                 "--warmup", "1", "--no-throughput", "--scenario", scenario, "--duration", "0.5",
+                 "--json", "--out", str(tmp_path))
+    lg = doc["results"][0]["loadgen"]
+    assert lg["scenario"] == scenario
+    assert lg["Scenario"].replace(" ", "").lower() == scenario
+    assert lg["Mode"] == "PerformanceOnly"
+    key = {"singlestream": "Mean latency (ns)", "offline": "Samples per second",
+           "server": "Completed samples per second"}[scenario]
+    assert lg[key] > 0
+    assert (tmp_path / f"loadgen-tiny_zoo-onnxruntime-{scenario}" / "mlperf_log_summary.txt").is_file()
