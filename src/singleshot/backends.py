@@ -103,8 +103,7 @@ class OpenVinoBackend:
             ov_model = core.read_model(model.SerializeToString(), b"")
             self.compiled = core.compile_model(ov_model, "CPU", config)
         except Exception as err:  # OpenVINO raises RuntimeError subclasses with long texts
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelError(f"OpenVINO cannot compile the model: {first[:300]}") from None
+            raise ModelError(f"OpenVINO cannot compile the model: {_ov_reason(str(err))}") from None
         self.streams = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         hint = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
         compute = "bf16" if "bf16" in hint else "fp32"
@@ -122,6 +121,17 @@ class OpenVinoBackend:
             req = self._local.request = self.compiled.create_infer_request()
         res = req.infer({self.input_name: x})
         return [np.asarray(res[o]) for o in self._outputs]
+
+
+def _ov_reason(text: str) -> str:
+    """The telling line of an OpenVINO error (its first lines are source locations)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    failed = [ln.removeprefix("-- ").split(" with a message")[0] for ln in lines
+              if ln.startswith("-- ")]
+    if failed:
+        return "unsupported or invalid operations: " + ", ".join(dict.fromkeys(failed))[:300]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    return (useful[0] if useful else lines[0] if lines else "unknown error")[:300]
 
 
 class TorchBackend:

@@ -333,7 +333,7 @@ def bench(
     inputs = load_inputs(images)
     backends = [b.strip() for b in backend.split(",") if b.strip()]
     log = (lambda m: print(m, file=sys.stderr))  # noqa: E731
-    rows = []
+    rows, failed = [], []
     for m in models:
         for b in backends:
             try:
@@ -347,9 +347,13 @@ def bench(
                     row["loadgen"] = {"scenario": scenario, "log_dir": str(where),
                                       **{k: v for k, v in summary.items() if k != "text"}}
                     print(summary["text"], file=sys.stderr if as_json else sys.stdout)
-            except ModelError as err:
-                raise UsageError(str(err)) from None
+            except ModelError as err:  # e.g. QOperator ops on OpenVINO: report, go on
+                failed.append(f"{m} on {b}: {err}")
+                _err(failed[-1])
+                continue
             rows.append(row)
+    if not rows:
+        raise typer.Exit(1)
     table = markdown(rows)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -359,6 +363,8 @@ def bench(
     if as_json:
         print(json.dumps({"results": rows}))
     print(table, end="", file=sys.stderr if as_json else sys.stdout)
+    if failed:
+        raise typer.Exit(1)
 
 
 data_app = typer.Typer(help="Datasets: the synthetic scene generator.", no_args_is_help=True)
