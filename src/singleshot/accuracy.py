@@ -130,8 +130,7 @@ def conv_sensitivity(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
 def report_path(out: str | os.PathLike) -> Path:
     """``OUT.onnx`` -> ``OUT.report.json``."""
     out = Path(out)
-    stem = out.name[:-5] if out.name.endswith(".onnx") else out.name
-    return out.with_name(stem + ".report.json")
+    return out.with_name(out.name.removesuffix(".onnx") + ".report.json")
 
 
 class _Evaluator:
@@ -206,13 +205,14 @@ def quantize_accuracy_aware(model: str | os.PathLike, out: str | os.PathLike,
             f"({time.monotonic() - t0:.0f} s; target: drop at most {target.describe()})")
         trials: list[dict] = []
         ranking: list[dict] = []
+        cache = tmp / "calibration.json"  # trial 0 calibrates, every later quantization reuses it
 
         def trial(float_nodes: list[str]) -> dict:
             k = len(trials)
             path = tmp / f"trial{k}.onnx"
             t = time.monotonic()
             quantize_model(model, path, calib_dir, recipe, exclude=set(float_nodes),
-                           log=log if k == 0 else quiet)
+                           log=log if k == 0 else quiet, calibration_cache=cache)
             ap, ms = ev(path)
             row = {"trial": k, "float_nodes": float_nodes, "mAP": ap,
                    "drop_absolute": fp32_ap - ap,
@@ -232,7 +232,7 @@ def quantize_accuracy_aware(model: str | os.PathLike, out: str | os.PathLike,
             qdq_path = row["path"] if recipe.format == "qdq" else tmp / "rank-qdq.onnx"
             if recipe.format != "qdq":
                 quantize_model(model, qdq_path, calib_dir, Recipe(**{**asdict(recipe), "format": "qdq"}),
-                               log=quiet)
+                               log=quiet, calibration_cache=cache)
             fmodel = prepare_float_model(load_model(model), recipe.opset)
             io = graph_io(fmodel, str(model))
             xs = ev.tensors(read_spec(fmodel, io), sensitivity_images)

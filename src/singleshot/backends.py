@@ -5,9 +5,9 @@ outputs (zoo: bboxes, labels, scores; raw: loc, conf), in that order. Post-proce
 graphs, thresholds and box scaling stay in :class:`~singleshot.runtime.Detector`, so every
 backend gives the same detections for the same outputs.
 
-``make_backend("auto", ...)`` picks OpenVINO with its default precision where it is installed
-(on CPUs with AMX or AVX512-BF16 that is bf16; elsewhere f32), else onnxruntime; torch only on
-request (it needs a checkpoint, not an ONNX file).
+``resolve_backend("auto")`` picks OpenVINO (run with its default precision: bf16 on CPUs with
+AMX or AVX512-BF16, else f32) where it is installed, else onnxruntime - a rule, not a
+measurement; torch only on request (it runs checkpoints, not ONNX files).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def openvino_available() -> bool:
 
 
 class OrtBackend:
-    """onnxruntime: CUDA (and TensorRT when asked) where present, else CPU. Its ``run`` is
+    """onnxruntime: CUDA where present (other providers when passed), else CPU. Its ``run`` is
     thread-safe, so ``streams`` threads may share one session (each with ``threads`` intra-op
     threads)."""
 
@@ -147,13 +147,12 @@ class TorchBackend:
             import torch
         except ImportError:
             raise UsageError("the torch backend needs torch: pip install 'singleshot[torch]'") from None
-        from .model.checkpoint import load_checkpoint
+        from .export import spec_for
+        from .model import build_model
+        from .model.checkpoint import load_checkpoint, load_weights
 
         if threads:
             torch.set_num_threads(int(threads))
-        from .export import spec_for
-        from .model import build_model
-        from .model.checkpoint import load_weights
 
         ckpt = load_checkpoint(checkpoint)
         if ckpt.backbone_only:

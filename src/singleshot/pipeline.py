@@ -36,20 +36,12 @@ def detect_pipelined(detector, items: Iterable[T], load: Callable[[T], np.ndarra
         rgb = load(item)
         t1 = time.perf_counter()
         x = detector.preprocess(rgb)
-        return rgb, x, {"decode": (t1 - t0) * 1e3,
-                                  "preprocess": (time.perf_counter() - t1) * 1e3}
+        return rgb, x, {"decode": (t1 - t0) * 1e3, "preprocess": (time.perf_counter() - t1) * 1e3}
 
     def infer(item: T, prepared: Future) -> tuple[Detections, np.ndarray]:
         rgb, x, timings = prepared.result()
-        h, w = rgb.shape[:2]
-        t0 = time.perf_counter()
-        boxes, labels, scores = detector.infer(x)
-        t1 = time.perf_counter()
-        det = Detections.from_normalized(boxes, labels, scores, detector.spec, w, h, clip=clip,
-                                         path=path_of(item))
-        det.timings = {**timings, "inference": (t1 - t0) * 1e3,
-                       "postprocess": (time.perf_counter() - t1) * 1e3}
-        return det, rgb
+        return detector.detect_tensor(x, rgb.shape[:2], clip=clip, path=path_of(item),
+                                      timings=timings), rgb
 
     pending: deque[tuple[T, Future]] = deque()
     with ThreadPoolExecutor(1, thread_name_prefix="prep") as prep, \

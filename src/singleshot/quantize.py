@@ -150,9 +150,12 @@ def _chunk(n: int, at_most: int = 8) -> int:
 
 def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
                    calib_dir: str | os.PathLike, recipe: Recipe = Recipe(),
-                   exclude: set[str] = frozenset(), log=print) -> Path:
+                   exclude: set[str] = frozenset(), log=print,
+                   calibration_cache: str | os.PathLike | None = None) -> Path:
     """Quantize ``model_path`` into ``out`` with ``recipe``; ``exclude``: extra node names to keep
-    in float (accuracy-aware search). Returns the output path."""
+    in float (accuracy-aware search). ``calibration_cache``: a JSON file onnxruntime writes the
+    calibrated ranges to, and reads them back from on the next call (ranges do not depend on
+    ``exclude`` or the format, so a search calibrates once). Returns the output path."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -196,7 +199,8 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
                 per_channel=recipe.per_channel,
                 activation_type=QuantType.QUInt8 if recipe.activations == "uint8" else QuantType.QInt8,
                 weight_type=QuantType.QInt8, nodes_to_quantize=sorted(quantize),
-                calibrate_method=methods[recipe.method], extra_options=extra)
+                calibrate_method=methods[recipe.method], extra_options=extra,
+                calibration_cache_path=str(calibration_cache) if calibration_cache else None)
         except (ValueError, RuntimeError) as err:
             raise ModelError(f"quantization failed: {str(err).splitlines()[0][:300]}") from None
         finally:
@@ -245,6 +249,8 @@ def _unquantize_inputs(model: onnx.ModelProto, float_model: onnx.ModelProto,
                         "Relu", [q.input[0]], [added[q.input[0]]], name=fp.name + "_float"))
                 node.input[i] = added[q.input[0]]
             # any other removed op: the reader keeps the dequantized value
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
     while True:  # prune what nobody reads any more
         read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
         dead = [n for n in model.graph.node
@@ -253,27 +259,9 @@ def _unquantize_inputs(model: onnx.ModelProto, float_model: onnx.ModelProto,
             break
         for n in dead:
             model.graph.node.remove(n)
-    _topological_sort(model)
-
-
-def _topological_sort(model: onnx.ModelProto) -> None:
-    """Reorder nodes so that each comes after its inputs' producers (added nodes go last)."""
-    ready = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
-    pending, order = list(model.graph.node), []
-    while pending:
-        rest = []
-        for n in pending:
-            (order if all(i in ready for i in n.input) else rest).append(n)
-            if order and order[-1] is n:
-                ready.update(n.output)
-        if len(rest) == len(pending):
-            raise ModelError("quantized graph has a cycle or a missing input")
-        pending = rest
-    copies = [onnx.NodeProto() for _ in order]
-    for c, n in zip(copies, order):
-        c.CopyFrom(n)
-    del model.graph.node[:]
-    model.graph.node.extend(copies)
+    wrapped = ONNXModel(model)  # edits `model` in place
+    wrapped.clean_initializers()  # their scales and zero points
+    wrapped.topological_sort()  # the Relus put back were appended at the end
 
 
 def tail_op_types(model: onnx.ModelProto) -> dict[str, int]:

@@ -132,6 +132,12 @@ class Detector:
             from .fastpre import fold_normalization
 
             proto, self.spec = fold_normalization(proto, self.io.input, self.spec)
+        if self.spec.input_dtype == "uint8":  # normalisation inside the graph
+            from functools import partial
+
+            from .fastpre import preprocess_uint8
+
+            self._preprocess = partial(preprocess_uint8, fast=preprocess == "fast")
         if backend == "openvino":
             self.backend = OpenVinoBackend(proto, self.io.outputs, self.io.input, threads=threads,
                                            streams=streams, precision=precision)
@@ -139,13 +145,11 @@ class Detector:
             self.backend = OrtBackend(proto, self.io.outputs, self.io.input, threads=threads,
                                       streams=streams, providers=providers)
 
+    _preprocess = staticmethod(preprocess)  # the card's; uint8-input graphs set their own
+
     def preprocess(self, image_rgb: np.ndarray) -> np.ndarray:
         """RGB uint8 [H, W, 3] -> this detector's input tensor [1, 3, h, w]."""
-        if self.spec.input_dtype == "uint8":
-            from .fastpre import preprocess_uint8
-
-            return preprocess_uint8(image_rgb, self.spec, fast=self.preprocess_mode == "fast")
-        return preprocess(image_rgb, self.spec)
+        return self._preprocess(image_rgb, self.spec)
 
     def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Preprocessed input [1, 3, h, w] -> (boxes [K, 4] xyxy normalised, labels [K], scores [K])
@@ -171,15 +175,22 @@ class Detector:
         """RGB uint8 [H, W, 3] -> Detections (pixels of this array)."""
         t0 = time.perf_counter()
         x = self.preprocess(image_rgb)
-        t1 = time.perf_counter()
+        return self.detect_tensor(x, image_rgb.shape[:2], clip=clip, path=path,
+                                  timings={"preprocess": (time.perf_counter() - t0) * 1e3})
+
+    def detect_tensor(self, x: np.ndarray, image_hw: tuple[int, int], *, clip: bool = True,
+                      path: str | None = None, timings: dict | None = None) -> Detections:
+        """Preprocessed input [1, 3, h, w] of an image of ``image_hw`` (height, width) pixels ->
+        Detections in that image's pixels; ``timings`` (ms of earlier stages) are kept and
+        inference and postprocess added."""
+        t0 = time.perf_counter()
         boxes, labels, scores = self.infer(x)
-        t2 = time.perf_counter()
-        h, w = image_rgb.shape[:2]
+        t1 = time.perf_counter()
+        h, w = image_hw
         det = Detections.from_normalized(boxes, labels, scores, self.spec, w, h, clip=clip,
                                          path=path)
-        t3 = time.perf_counter()
-        det.timings.update(preprocess=(t1 - t0) * 1e3, inference=(t2 - t1) * 1e3,
-                           postprocess=(t3 - t2) * 1e3)
+        det.timings = {**(timings or {}), "inference": (t1 - t0) * 1e3,
+                       "postprocess": (time.perf_counter() - t1) * 1e3}
         return det
 
     def __call__(self, image: str | os.PathLike | bytes | np.ndarray, *,
