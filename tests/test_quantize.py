@@ -33,7 +33,10 @@ def test_quantize_formats(tiny_zoo_onnx, calib_dir, tmp_path, fmt):
     q, f = onnx.load(str(out)), onnx.load(str(tiny_zoo_onnx))
     assert tail_op_types(q) == tail_op_types(f)  # decode, softmax, NMS, TopK stay float
     ops = {n.op_type for n in q.graph.node}
-    assert ("QLinearConv" in ops) == (fmt == "qoperator") and "QuantizeLinear" in ops or "QLinearConv" in ops
+    if fmt == "qoperator":
+        assert "QLinearConv" in ops
+    else:
+        assert "QLinearConv" not in ops and {"QuantizeLinear", "DequantizeLinear"} <= ops
     props = {p.key: p.value for p in q.metadata_props}
     assert json.loads(props["quantization"])["format"] == fmt and props["contract"] == "zoo"
     assert read_spec(q, graph_io(q)) == read_spec(f, graph_io(f)).with_(
@@ -50,6 +53,37 @@ def test_quantize_formats(tiny_zoo_onnx, calib_dir, tmp_path, fmt):
             for _, c in (fp, iq)]
     assert np.abs(prob[0] - prob[1]).mean() < 0.02
     assert np.corrcoef(fp[0].ravel(), iq[0].ravel())[0, 1] > 0.95  # box offsets
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_every_calibration_method(tiny_zoo_onnx, calib_dir, tmp_path, method):
+    """Each documented --method calibrates (entropy and percentile used to crash inside
+    onnxruntime's histogram collector on the tail's data-dependent shapes) and gives a model
+    whose class probabilities stay close to fp32's."""
+    out = tmp_path / f"{method}.onnx"
+    res = CliRunner().invoke(app, ["quantize", str(tiny_zoo_onnx), "-o", str(out), "--calib",
+                                   str(calib_dir), "--num-images", "4", "--method", method])
+    assert res.exit_code == 0, res.output
+    assert f"{method} calibration on 4 images" in res.stdout
+    q, f = onnx.load(str(out)), onnx.load(str(tiny_zoo_onnx))
+    assert json.loads({p.key: p.value for p in q.metadata_props}["quantization"])["method"] == method
+    img = preprocess(load_image(next(calib_dir.iterdir()), exif=False), read_spec(f, graph_io(f)))
+    (_, cf), (_, cq) = _heads(f, img), _heads(q, img)
+    soft = [np.exp(c - c.max(1, keepdims=True)) for c in (cf, cq)]
+    prob = [e / e.sum(1, keepdims=True) for e in soft]
+    assert np.abs(prob[0] - prob[1]).mean() < 0.02
+
+
+def test_quantizing_a_quantized_model_is_refused(calib_dir, tmp_path):
+    """onnxruntime would write a file it then refuses ("two nodes with same node name")."""
+    from singleshot.registry import bundled_path
+
+    for name in ("demo-int8-qdq.onnx", "demo-int8-qoperator.onnx"):
+        out = tmp_path / name
+        res = CliRunner().invoke(app, ["quantize", str(bundled_path(name)), "-o", str(out),
+                                       "--calib", str(calib_dir), "--num-images", "2"])
+        assert res.exit_code == 2 and "already quantized" in res.stderr, res.output
+        assert len(res.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
 def _heads(model, x):
@@ -123,35 +157,30 @@ def eval_set(tmp_path_factory):
 
 
 def test_accuracy_aware_trials(eval_set, calib_dir, tmp_path):
-    """A target no trial can be sure to meet (no drop at all) forces the search through its
-    trials: each keeps the next most sensitive convs in float, and the written model is the one
-    the report chose."""
-    from singleshot.accuracy import report_path
+    """A target no trial can meet forces the search through its trials: each keeps the next
+    most sensitive convs in float, and the written model is the one the report chose."""
+    from singleshot.accuracy import DropTarget, quantize_accuracy_aware, report_path
     from singleshot.registry import bundled_path
 
     out = tmp_path / "demo-int8.onnx"
-    res = CliRunner().invoke(app, [
-        "quantize", str(bundled_path("demo.onnx")), "-o", str(out), "--calib", str(calib_dir),
-        "--num-images", "8", "--eval-images", str(eval_set / "images"),
-        "--eval-annotations", str(eval_set / "annotations.json"), "--max-drop", "0",
-        "--max-trials", "2"])
-    report = json.loads(report_path(out).read_text())
-    assert res.exit_code == (0 if report["met_target"] else 1), res.output
-    assert "| fp32 | all |" in res.stdout and out.exists()
+    never = DropTarget(-1.0, False)  # int8 would have to gain a whole mAP point: never allowed
+    report = quantize_accuracy_aware(
+        bundled_path("demo.onnx"), out, calib_dir, Recipe(num_images=8),
+        eval_images=eval_set / "images", eval_annotations=eval_set / "annotations.json",
+        target=never, max_trials=2, log=lambda m: None)
+    assert json.loads(report_path(out).read_text()) == json.loads(json.dumps(report))
+    assert not report["met_target"] and out.exists()
     trials = report["trials"]
-    assert trials[0]["float_nodes"] == [] and 0 < report["fp32"]["mAP"] <= 1
+    assert len(trials) == 3 and trials[0]["float_nodes"] == [] and 0 < report["fp32"]["mAP"] <= 1
     ranked = [r["node"] for r in report["sensitivity"]]
-    if trials[0]["within_target"]:
-        assert len(trials) == 1 and ranked == []
-    else:
-        assert len(ranked) > 10 and all(r["local"] <= r["error"] + 1e-12 for r in report["sensitivity"])
-        for t, k in zip(trials[1:], (1, 2)):
-            assert t["float_nodes"] == ranked[:k]
-        assert len(trials) == 3 or trials[-1]["within_target"]
+    assert len(ranked) > 10 and all(r["local"] <= r["error"] + 1e-12 for r in report["sensitivity"])
+    for t, k in zip(trials[1:], (1, 2)):
+        assert t["float_nodes"] == ranked[:k]
     for t in trials:
-        assert t["within_target"] == (t["mAP"] >= report["fp32"]["mAP"] - 1e-9)
+        assert not t["within_target"]
         assert t["inference_ms"] > 0 and t["drop_absolute"] == pytest.approx(report["fp32"]["mAP"] - t["mAP"])
     chosen = trials[report["chosen_trial"]]
+    assert chosen["mAP"] == max(t["mAP"] for t in trials)  # none met it: the most accurate
     q = onnx.load(str(out))
     meta = json.loads({p.key: p.value for p in q.metadata_props}["quantization"])
     assert meta["float_nodes"] == sorted(chosen["float_nodes"])
@@ -167,6 +196,23 @@ def test_accuracy_aware_trials(eval_set, calib_dir, tmp_path):
     assert json.loads(res.stdout)["AP"] == pytest.approx(chosen["mAP"], abs=1e-9)
 
 
+def test_accuracy_aware_cli(eval_set, calib_dir, tmp_path):
+    """A target the first trial meets (any drop below 0.99 mAP): exit 0, the table printed,
+    one trial, no sensitivity search."""
+    from singleshot.accuracy import report_path
+    from singleshot.registry import bundled_path
+
+    args = ["quantize", str(bundled_path("demo.onnx")), "--calib", str(calib_dir),
+            "--num-images", "4", "--eval-images", str(eval_set / "images"),
+            "--eval-annotations", str(eval_set / "annotations.json"), "--eval-limit", "10"]
+    out = tmp_path / "easy.onnx"
+    res = CliRunner().invoke(app, [*args, "-o", str(out), "--max-drop", "0.99"])
+    assert res.exit_code == 0, res.output
+    assert "| fp32 | all |" in res.stdout and out.exists()
+    report = json.loads(report_path(out).read_text())
+    assert report["met_target"] and len(report["trials"]) == 1 and report["sensitivity"] == []
+
+
 def test_accuracy_aware_needs_both_eval_options(tiny_zoo_onnx, calib_dir, tmp_path):
     res = CliRunner().invoke(app, ["quantize", str(tiny_zoo_onnx), "-o", str(tmp_path / "x.onnx"),
                                    "--calib", str(calib_dir), "--eval-images", str(calib_dir)])
@@ -178,21 +224,32 @@ def test_accuracy_aware_needs_both_eval_options(tiny_zoo_onnx, calib_dir, tmp_pa
 
 
 def test_convs_kept_in_float_compute_in_float(tiny_zoo_onnx, calib_dir, tmp_path):
-    """Convs kept in float read float values: no DequantizeLinear feeds them (the quantizer folds
-    Relus into its quantization; those must come back for float readers), and with every conv
-    in float the heads are several times closer to fp32 than the int8 model's (Add/MaxPool inputs
-    are still rounded)."""
-    from singleshot.quantize import prepare_float_model
+    """Convs kept in float read float values and run as float kernels on this CPU. In the file:
+    no DequantizeLinear feeds them (the quantizer folds Relus into its quantization; those must
+    come back for float readers). As onnxruntime runs it (its QDQ fusions differ by ISA): the
+    graph it optimizes holds exactly that many float convs on float inputs, and no int8 conv
+    kernel when every conv is kept, while the fully quantized model runs int8 kernels."""
+    from singleshot.quantize import prepare_float_model, runtime_conv_kernels
 
     f = prepare_float_model(onnx.load(str(tiny_zoo_onnx)), 13)
-    convs = {n.name for n in f.graph.node if n.op_type == "Conv"}
-    models = [onnx.load(str(quantize_model(tiny_zoo_onnx, tmp_path / f"{k}.onnx", calib_dir,
-                                           Recipe(num_images=4), exclude=ex, log=lambda m: None)))
-              for k, ex in (("float", convs), ("int8", set()))]
-    q = models[0]
-    dq = {o for n in q.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    assert all(not set(n.input) & dq for n in q.graph.node if n.op_type == "Conv")
+    convs = sorted(n.name for n in f.graph.node if n.op_type == "Conv")
+    half = set(convs[::2])
+    models = {k: onnx.load(str(quantize_model(tiny_zoo_onnx, tmp_path / f"{k}.onnx", calib_dir,
+                                              Recipe(num_images=4), exclude=ex, log=lambda m: None)))
+              for k, ex in (("float", set(convs)), ("half", half), ("int8", set()))}
+    for k in ("float", "half"):
+        q = models[k]
+        dq = {o for n in q.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        kept = set(convs) if k == "float" else half
+        assert all(not set(n.input) & dq for n in q.graph.node if n.name in kept)
+    kernels = {k: runtime_conv_kernels(m) for k, m in models.items()}
+    assert kernels["float"] == {"int8": 0, "float": len(convs), "dequantized": 0}, kernels
+    assert kernels["half"]["float"] == len(half), kernels
+    assert kernels["int8"]["int8"] > 0 and kernels["int8"]["float"] == 0, kernels
+    # and numerically: fewer rounding steps, closer to fp32 (Add/MaxPool inputs stay rounded, so
+    # no fixed ratio holds: int8 convs round less on VNNI CPUs than on AVX2 ones)
     img = preprocess(load_image(next(calib_dir.iterdir()), exif=False), read_spec(f, graph_io(f)))
     ref = _heads(f, img)
-    err = [sum(float(np.abs(a - b).mean()) for a, b in zip(_heads(m, img), ref)) for m in models]
-    assert err[0] < 0.3 * err[1], err
+    err = [sum(float(np.abs(a - b).mean()) for a, b in zip(_heads(models[k], img), ref))
+           for k in ("float", "int8")]
+    assert err[0] < err[1], err

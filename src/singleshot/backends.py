@@ -23,12 +23,41 @@ import onnx
 from .errors import ModelError, UsageError
 
 BACKENDS = ("onnxruntime", "openvino", "torch")
-PRECISIONS = ("auto", "f32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # --precision; "f32" (OpenVINO's spelling) means fp32
+
+
+def normalize_precision(precision: str) -> str:
+    """``--precision`` -> auto | fp32 | bf16 (``f32`` is accepted for fp32)."""
+    p = str(precision).lower()
+    p = {"f32": "fp32", "float32": "fp32", "bfloat16": "bf16"}.get(p, p)
+    if p not in PRECISIONS:
+        raise UsageError(f"--precision must be auto, fp32 (or f32) or bf16, got {precision!r}")
+    return p
+
+
+def check_precision(backend: str, precision: str) -> str:
+    """The normalised precision, or UsageError where ``backend`` cannot honour it (only OpenVINO
+    computes in bf16 here; onnxruntime and torch compute what the graph says)."""
+    p = normalize_precision(precision)
+    if p == "bf16" and backend != "openvino":
+        raise UsageError(f"--precision bf16 needs --backend openvino ({backend} computes in the "
+                         "model's own precision)")
+    return p
+
+
+def ov_type_name(value) -> str:
+    """OpenVINO's INFERENCE_PRECISION_HINT (an ``ov.Type`` such as ``<Type: 'bfloat16'>``, or a
+    string) -> fp32 | bf16 | fp16. ``str()`` of the Type never says "bf16", so compare names."""
+    text = str(getattr(value, "to_string", lambda: value)()).lower()
+    text = text.removeprefix("<type: '").removesuffix("'>")
+    return {"bf16": "bf16", "bfloat16": "bf16", "f16": "fp16", "float16": "fp16",
+            "fp16": "fp16"}.get(text, "fp32")
 
 
 class Backend(Protocol):
     name: str  # onnxruntime | openvino | torch
-    precision: str  # what the runtime computes in: fp32, bf16, int8 (+ fp32 tail), ...
+    precision: str  # what the convolutions compute in: fp32 | bf16 | int8
+    float_precision: str  # what the float ops compute in: fp32 | bf16
     streams: int  # how many requests may run at once (throughput mode)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
@@ -57,6 +86,7 @@ class OrtBackend:
     threads)."""
 
     name = "onnxruntime"
+    float_precision = "fp32"
 
     def __init__(self, model: onnx.ModelProto, output_names: tuple[str, ...], input_name: str, *,
                  threads: int | None = None, streams: int = 1,
@@ -68,7 +98,8 @@ class OrtBackend:
         self.input_name, self.output_names = input_name, list(output_names)
         self.streams = max(1, streams)
         base = model_precision(model)
-        self.precision = base if self.providers[0] == "CPUExecutionProvider" else f"{base} (GPU)"
+        self.precision = base
+        self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "gpu"
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(self.output_names, {self.input_name: x})
@@ -85,8 +116,7 @@ class OpenVinoBackend:
                  threads: int | None = None, streams: int = 1, precision: str = "auto") -> None:
         import openvino as ov
 
-        if precision not in PRECISIONS:
-            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        precision = normalize_precision(precision)
         core = ov.Core()
         caps = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
         if precision == "bf16" and "BF16" not in caps:
@@ -98,18 +128,16 @@ class OpenVinoBackend:
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         if precision != "auto":
-            config["INFERENCE_PRECISION_HINT"] = precision
+            config["INFERENCE_PRECISION_HINT"] = {"fp32": "f32"}.get(precision, precision)
         try:
             ov_model = core.read_model(model.SerializeToString(), b"")
             self.compiled = core.compile_model(ov_model, "CPU", config)
         except Exception as err:  # OpenVINO raises RuntimeError subclasses with long texts
             raise ModelError(f"OpenVINO cannot compile the model: {_ov_reason(str(err))}") from None
         self.streams = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        hint = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
-        compute = "bf16" if "bf16" in hint else "fp32"
-        self.precision = "int8" if model_precision(model) == "int8" else compute
-        if self.precision == "int8" and compute == "bf16":
-            self.precision = "int8 (bf16 rest)"
+        # what the float parts compute in (an int8 model's unquantized ops and tail too)
+        self.float_precision = ov_type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.precision = "int8" if model_precision(model) == "int8" else self.float_precision
         by_name = {n: o for o in self.compiled.outputs for n in o.get_names()}
         self._outputs = [by_name[n] for n in output_names]
         self.input_name = input_name
@@ -139,7 +167,7 @@ class TorchBackend:
     heads, in float32, for parity checks and debugging."""
 
     name = "torch"
-    precision = "fp32"
+    precision = float_precision = "fp32"
     streams = 1
 
     def __init__(self, checkpoint: str | os.PathLike, *, threads: int | None = None) -> None:

@@ -42,7 +42,7 @@ def user_errors(fn):
 
 
 BackendOpt = Annotated[str, typer.Option("--backend", help="onnxruntime, openvino, torch (checkpoints) or auto (OpenVINO where installed).")]
-PrecisionOpt = Annotated[str, typer.Option(help="OpenVINO inference precision: auto (its default: bf16 on AMX CPUs), f32 or bf16.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto (the runtime's default; OpenVINO: bf16 where the CPU has it), fp32 (or f32), or bf16 (OpenVINO only).")]
 PreprocessOpt = Annotated[str, typer.Option(help="card (PIL + numpy, the reference) or fast (OpenCV resize, normalisation inside the graph).")]
 StreamsOpt = Annotated[Optional[int], typer.Option(help="Inferences in flight at once (default: 1; the runtime's choice for throughput runs).")]
 

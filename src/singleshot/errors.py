@@ -24,7 +24,10 @@ class ImageError(SingleshotError):
 
 
 class ModelError(SingleshotError):
-    """A model or checkpoint file is missing, corrupt or does not follow a known contract."""
+    """A model or checkpoint file is missing, corrupt or does not follow a known contract
+    (exit 2 in every command, like a usage error)."""
+
+    exit_code = 2
 
 
 class CheckpointError(ModelError):

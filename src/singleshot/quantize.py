@@ -172,6 +172,11 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
     spec = read_spec(model, io)
     if io.input_dtype != "float32":
         raise ModelError(f"{model_path}: input is {io.input_dtype}; quantize a float32 model")
+    from .onnxgraph import quantization_info
+
+    if quantization_info(model):  # onnxruntime would write a file it cannot load itself
+        raise ModelError(f"{model_path}: already quantized ({quantization_info(model)['format']}); "
+                         "quantize the float32 model")
     reader = ImageFolderReader(calib_dir, spec, io.input, recipe.num_images)
     for msg in reader.skipped:
         log(f"note: skipped unreadable calibration image {msg}")
@@ -199,6 +204,11 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
                 per_channel=recipe.per_channel,
                 activation_type=QuantType.QUInt8 if recipe.activations == "uint8" else QuantType.QInt8,
                 weight_type=QuantType.QInt8, nodes_to_quantize=sorted(quantize),
+                # calibrate only the backbone's op types: onnxruntime's histogram collector
+                # (entropy, percentile) stacks each tensor over images and fails on the tail's
+                # data-dependent shapes (NMS, TopK, Gather outputs)
+                op_types_to_quantize=sorted({n.op_type for n in model.graph.node
+                                             if n.name in quantize}),
                 calibrate_method=methods[recipe.method], extra_options=extra,
                 calibration_cache_path=str(calibration_cache) if calibration_cache else None)
         except (ValueError, RuntimeError) as err:
@@ -273,3 +283,29 @@ def tail_op_types(model: onnx.ModelProto) -> dict[str, int]:
     feed = backbone_nodes(model)
     return dict(collections.Counter(n.op_type for n in model.graph.node
                                     if n.name not in feed and n.op_type != "DequantizeLinear"))
+
+
+INT8_CONV_KERNELS = ("QLinearConv", "ConvInteger", "NhwcQLinearConv")
+
+
+def runtime_conv_kernels(model: onnx.ModelProto) -> dict[str, int]:
+    """How onnxruntime runs the convolutions of ``model`` on this CPU, read from the graph it
+    optimizes (``SessionOptions.optimized_model_filepath``; its QDQ fusions depend on the ISA):
+    ``int8`` kernels (QLinearConv...), ``float`` convs on float inputs, and ``dequantized``
+    float convs that read a DequantizeLinear output (int8-rounded values or weights)."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="singleshot-opt-") as tmp:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(opts.optimized_model_filepath)
+    dq = {o for n in optimized.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    counts = {"int8": 0, "float": 0, "dequantized": 0}
+    for n in optimized.graph.node:
+        if n.op_type in INT8_CONV_KERNELS:
+            counts["int8"] += 1
+        elif n.op_type in ("Conv", "FusedConv"):
+            counts["dequantized" if set(n.input) & dq else "float"] += 1
+    return counts

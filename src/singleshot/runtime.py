@@ -58,7 +58,9 @@ class Detector:
         threads: intra-op threads (None: the runtime's default).
         backend: ``onnxruntime`` (default), ``openvino``, ``torch`` or ``auto`` (OpenVINO where
             installed, else onnxruntime); ``self.backend.name`` says which runs.
-        precision: OpenVINO's inference precision: ``auto`` (its default), ``f32`` or ``bf16``.
+        precision: ``auto`` (the runtime's default: OpenVINO computes bf16 on CPUs with AMX or
+            AVX512-BF16), ``fp32`` (or ``f32``) or ``bf16`` (OpenVINO only; refused elsewhere
+            and on CPUs without bf16).
         streams: requests that may run at once (throughput mode for folders and streams).
         preprocess: ``card`` (PIL resize, numpy normalisation: the reference) or ``fast``
             (OpenCV resize, normalisation folded into the graph, see :mod:`singleshot.fastpre`).
@@ -72,11 +74,13 @@ class Detector:
                  threads: int | None = None, providers: list[str] | None = None,
                  backend: str = "onnxruntime", precision: str = "auto", streams: int = 1,
                  preprocess: str = "card") -> None:
-        from .backends import OpenVinoBackend, OrtBackend, TorchBackend, is_checkpoint, resolve_backend
+        from .backends import (OpenVinoBackend, OrtBackend, TorchBackend, check_precision,
+                               is_checkpoint, resolve_backend)
 
         if preprocess not in ("card", "fast"):
             raise UsageError(f"--preprocess must be card or fast, got {preprocess!r}")
         backend = resolve_backend(backend)
+        precision = check_precision(backend, precision)
         self.exif, self.preprocess_mode = exif, preprocess
         if backend == "torch":
             if isinstance(model, onnx.ModelProto) or not is_checkpoint(model):
