@@ -107,3 +107,74 @@ def postprocess_raw(loc: np.ndarray, conf: np.ndarray, anchors_cxcywh: np.ndarra
     idx, cls, sc = batched_nms(boxes, probs, params)
     return boxes[idx], cls + 1, sc
 
+
+
+def nms_violations(result: tuple[np.ndarray, np.ndarray, np.ndarray], boxes_xyxy: np.ndarray,
+                   class_scores: np.ndarray, params: NmsParams = NmsParams(), *,
+                   score_tol: float = 1e-5, box_tol: float = 1e-4,
+                   iou_margin: float = 1e-4) -> list[str]:
+    """What makes ``result`` (boxes [K, 4], labels [K] 1..C, scores [K]) not a zoo NMS of the
+    candidates ``boxes_xyxy`` [A, 4], ``class_scores`` [C, A] under *some* order of tied scores.
+    Empty when it is one. Which of two tied boxes survives is undefined (onnxruntime and numpy
+    may visit them in different orders), so this checks what holds under every order:
+
+    - every detection is a candidate: its class's score at a box equal to it, above the threshold;
+    - scores are descending, at most ``max_det`` in all and ``max_per_class`` per class;
+    - no two kept boxes of a class overlap by more than ``iou_threshold``;
+    - every candidate scoring above the cut-off (the lowest kept score when the ``max_det`` cap is
+      full, else the threshold) that was not kept is suppressed: a kept box of its class with a
+      score at least as high overlaps it by more than ``iou_threshold``.
+
+    ``iou_margin`` absorbs float rounding of IoUs right at the threshold."""
+    from .boxes import box_iou
+
+    boxes, labels, scores = (np.asarray(r) for r in result)
+    problems: list[str] = []
+    k = len(scores)
+    if k > params.max_det:
+        problems.append(f"{k} detections, over the cap of {params.max_det}")
+    if k > 1 and (np.diff(scores) > score_tol).any():
+        problems.append("scores are not in descending order")
+    kept: dict[int, list[int]] = {}
+    for i in range(k):
+        c = int(labels[i]) - 1
+        if not 0 <= c < class_scores.shape[0]:
+            problems.append(f"detection {i} has label {labels[i]}, outside 1..{class_scores.shape[0]}")
+            continue
+        taken = set(kept.get(c, ()))
+        cand = np.flatnonzero((np.abs(class_scores[c] - scores[i]) <= score_tol)
+                              & (np.abs(boxes_xyxy - boxes[i]).max(axis=1) <= box_tol)
+                              & (class_scores[c] > params.score_threshold))
+        cand = [a for a in cand if a not in taken]
+        if not cand:
+            problems.append(f"detection {i} (label {labels[i]}, score {scores[i]:.6f}) matches no "
+                            "candidate box of its class")
+            continue
+        kept.setdefault(c, []).append(int(cand[0]))
+    cutoff = float(scores.min()) + score_tol if k >= params.max_det and k else params.score_threshold
+    for c, idx in kept.items():
+        if len(idx) > params.max_per_class:
+            problems.append(f"class {c + 1}: {len(idx)} kept, over {params.max_per_class} per class")
+        kb = boxes_xyxy[idx]
+        ious = box_iou(kb, kb)
+        np.fill_diagonal(ious, 0.0)
+        if (ious > params.iou_threshold + iou_margin).any():
+            problems.append(f"class {c + 1}: two kept boxes overlap above IoU {params.iou_threshold}")
+    for c in range(class_scores.shape[0]):
+        idx = kept.get(c, [])
+        if len(idx) >= params.max_per_class:
+            continue  # the class's own cap ended its NMS
+        s = class_scores[c]
+        left = np.setdiff1d(np.flatnonzero(s > cutoff), idx)
+        if not left.size:
+            continue
+        if not idx:
+            problems.append(f"class {c + 1}: {left.size} candidate(s) above {cutoff:.4f}, none kept")
+            continue
+        over = box_iou(boxes_xyxy[left], boxes_xyxy[idx]) > params.iou_threshold - iou_margin
+        higher = s[np.asarray(idx)][None, :] >= s[left][:, None] - score_tol
+        loose = int((~(over & higher).any(axis=1)).sum())
+        if loose:
+            problems.append(f"class {c + 1}: {loose} candidate(s) above {cutoff:.4f} neither kept "
+                            "nor suppressed by a kept box")
+    return problems
