@@ -112,7 +112,7 @@ def test_export_bad_checkpoint(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"\x80\x02garbage")
     code, _, stderr = run("export", bad, "-o", tmp_path / "x.onnx")
-    assert code == 1 and "bad.pth" in stderr and "Traceback" not in stderr
+    assert code == 2 and "bad.pth" in stderr and "Traceback" not in stderr  # a model error
     assert not (tmp_path / "x.onnx").exists()
 
 

@@ -139,3 +139,13 @@ def test_computed_nms_constants_never_cut_outputs(tiny_zoo_onnx, photo):
     raw = make_session(proto).run(None, {"image": x})
     got = det.infer(x)
     assert len(got[2]) == raw[2].shape[1] > 0
+
+
+def test_max_pixels_reaches_past_pils_own_limit(tmp_path):
+    """A 15000x15000 (225 MP) image is under the default limit of 16384x16384 and decodes,
+    though PIL alone refuses anything over ~179 MP; a lower limit still refuses it."""
+    path = tmp_path / "big.png"
+    Image.new("1", (15000, 15000)).save(path)  # 27 kB on disk
+    assert load_image(path).shape == (15000, 15000, 3)
+    with pytest.raises(ImageError, match="over the limit of 200000000"):
+        load_image(path, max_pixels=200_000_000)

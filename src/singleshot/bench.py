@@ -128,6 +128,26 @@ def bench_pair(model: str, backend: str, inputs: list[tuple[str, bytes]], opts: 
     return row
 
 
+def int8_notes(rows: list[dict], cpu: dict) -> list[str]:
+    """A note for each backend where an int8 model's inference is no faster than an fp32 one's
+    in the same run, saying why on this CPU (:func:`singleshot.cpu.why_int8_is_slow`)."""
+    from .cpu import why_int8_is_slow
+
+    notes = []
+    for backend in dict.fromkeys(r["backend"] for r in rows):
+        fp = [r for r in rows if r["backend"] == backend and r["precision"] != "int8"]
+        q = [r for r in rows if r["backend"] == backend and r["precision"] == "int8"]
+        if not fp or not q:
+            continue
+        base = min(r["stages_ms"]["inference"] for r in fp)
+        slow = [r for r in q if r["stages_ms"]["inference"] >= base]
+        if slow:
+            names = ", ".join(Path(r["model"]).name for r in slow)
+            notes.append(f"int8 is no faster than fp32 on {backend} ({names}): "
+                         f"{why_int8_is_slow(cpu)}")
+    return notes
+
+
 def detect_all(det, items: list[bytes]):
     """Every item through the overlapped pipeline; raises the first error."""
     from .pipeline import detect_pipelined

@@ -15,7 +15,7 @@ from PIL import Image
 from .coco_data import load_annotations
 from .data.synth import CLASSES, make_scene
 from .draw import annotate
-from .evaluate import coco_score
+from .evaluate import category_map, coco_score
 from .fileutil import write_json_atomic, write_text_atomic
 from .imageio import load_image
 from .runtime import Detector
@@ -60,6 +60,7 @@ def run_demo(out: Path, model: str = "demo", n_images: int = 12, conf: float = 0
     generate_ms = (time.perf_counter() - t0) * 1e3
     gt = load_annotations(out / "annotations.json")
     det = Detector(model, exif=False)
+    cats = category_map(det.spec, gt)  # a model of other classes: the same clear error as eval
     stages = {"decode": [], "preprocess": [], "inference": [], "postprocess": []}
     doc, results, rgbs = {"model": det.name, "images": []}, [], []
     for im in images:
@@ -69,6 +70,7 @@ def run_demo(out: Path, model: str = "demo", n_images: int = 12, conf: float = 0
         stages["decode"].append((time.perf_counter() - t) * 1e3)
         rgbs.append(rgb)
         d = det.detect_array(rgb, clip=False, path=str(path))
+        d.category_ids = cats[d.labels - 1]
         for k in ("preprocess", "inference", "postprocess"):
             stages[k].append(d.timings[k])
         results += d.to_coco(im["id"])

@@ -24,7 +24,7 @@ import numpy as np
 
 from .coco_data import AnnotationError, CocoAnnotations
 from .errors import ImageError, UsageError
-from .fileutil import write_json_atomic, write_text_atomic
+from .fileutil import ensure_dir, set_aside, write_json_atomic, write_text_atomic
 from .spec import ModelSpec
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl",
@@ -168,6 +168,46 @@ def _read_jsonl(path: Path) -> dict[int, dict]:
     return done
 
 
+def run_manifest(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, *, name: str,
+                 clip: bool, mlperf: bool) -> dict:
+    """Everything that decides a run's detections (``run.json``): the model file's content hash
+    (a re-export to the same path is another model), backend, precision, preprocessing,
+    thresholds, and the conventions."""
+    from .hub import sha256_file
+
+    path = Path(detector.name)
+    digest = sha256_file(path) if path.is_file() else None
+    p = detector.params
+    return {"model": name, "model_path": str(path.resolve()) if digest else detector.name,
+            "model_sha256": digest, "annotations": str(Path(gt.path).resolve()),
+            "images": str(Path(images_dir).resolve()), "clip": clip, "mlperf": mlperf,
+            "backend": detector.backend.name, "precision": detector.backend.precision,
+            "preprocess": detector.preprocess_mode,
+            "thresholds": {"conf": p.score_threshold, "iou": p.iou_threshold,
+                           "max_per_class": p.max_per_class, "max_det": p.max_det}}
+
+
+def check_resumable(out_dir: Path, manifest: dict) -> None:
+    """UsageError naming what differs when ``out_dir`` holds detections of another model or
+    settings: finished work is never reused for another model (nor deleted: --overwrite moves
+    it aside)."""
+    try:
+        old = json.loads((out_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        old = {}
+    if not isinstance(old, dict):
+        old = {}
+    keys = [k for k in manifest if k != "model_path" and old.get(k) != manifest[k]]
+    if not keys:
+        return
+    def show(v):
+        return (v[:12] + "...") if isinstance(v, str) and len(v) == 64 else json.dumps(v)
+    diff = "; ".join(f"{k} {show(old.get(k))} -> {show(manifest[k])}" for k in keys)
+    raise UsageError(f"{out_dir} holds detections of another model or settings ({diff}); give "
+                     "another --out, or --overwrite to start over (the old run moves to "
+                     "previous-N/)")
+
+
 def run_detection(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, out_dir: Path, *,
                   name: str, clip: bool = False, mlperf: bool = False, limit: int | None = None,
                   progress: bool = True) -> DetectionRun:
@@ -178,18 +218,12 @@ def run_detection(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, 
     from .imageio import load_image
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"model": name, "annotations": str(Path(gt.path).resolve()),
-                "images": str(Path(images_dir).resolve()), "clip": clip, "mlperf": mlperf,
-                "backend": detector.backend.name, "precision": detector.backend.precision,
-                "preprocess": detector.preprocess_mode}
+    manifest = run_manifest(detector, gt, images_dir, name=name, clip=clip, mlperf=mlperf)
     man_path = out_dir / "run.json"
     jsonl = out_dir / "detections.jsonl"
-    if man_path.exists() and jsonl.exists():
-        old = json.loads(man_path.read_text())
-        if old != manifest:
-            raise UsageError(f"{out_dir} holds a run with other settings ({old}); "
-                             "choose another --out to start afresh")
-    man_path.write_text(json.dumps(manifest, indent=2))
+    if jsonl.exists():
+        check_resumable(out_dir, manifest)
+    write_json_atomic(man_path, manifest)
     cats = category_map(detector.spec, gt)
     done = _read_jsonl(jsonl)
     run = DetectionRun(name, out_dir, resumed=len(done))
@@ -259,6 +293,17 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def per_class_table(rows: list[dict]) -> str:
+    """Per-class AP, one column per model (- where pycocotools gives -1: no ground truth)."""
+    names = list(dict.fromkeys(n for r in rows for n in r["per_class"]))
+    lines = ["| class | " + " | ".join(r["model"] for r in rows) + " |",
+             "|" + "---|" * (len(rows) + 1)]
+    for n in names:
+        vals = [r["per_class"].get(n, -1.0) for r in rows]
+        lines.append(f"| {n} | " + " | ".join(f"{v:.4f}" if v >= 0 else "-" for v in vals) + " |")
+    return "per-class AP:\n" + "\n".join(lines) + "\n"
+
+
 def plot_pr(score: CocoScore, title: str, path: Path) -> bool:
     """Precision-recall curves (all areas, 100 detections; IoU .5, .75 and the mean over
     .5:.95), averaged over classes that have ground truth. False when there is nothing to plot."""
@@ -301,17 +346,18 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
                   images: Path | None, out: Path | None, *, clip: bool = False,
                   mlperf: bool = False, fast: bool = False, limit: int | None = None,
                   threads: int | None = None, progress: bool = True,
-                  detector_options: dict | None = None) -> tuple[list[dict], str, Path]:
+                  detector_options: dict | None = None,
+                  overwrite: bool = False, log=None) -> tuple[list[dict], str, Path]:
     """Evaluate models (run over ``images``) and results files against ``annotations``, side by
     side. Writes per-model folders and summary.md / summary.json into ``out`` (default
     runs/eval/<timestamp>). Returns (rows, markdown table, out). Failures per image are printed
     to stderr and counted in each row's ``failed``. ``detector_options``: backend, precision,
-    preprocess (see :class:`~singleshot.runtime.Detector`)."""
+    preprocess, thresholds (see :class:`~singleshot.runtime.Detector`). A run resumes only
+    what the same model file and settings left in ``out``; ``overwrite`` first moves what is
+    there to ``out/previous-N/``."""
     import datetime
 
     from .coco_data import load_annotations
-    from .errors import ModelError
-    from .runtime import Detector
 
     if models and images is None:
         raise UsageError("--images is required to run a model")
@@ -322,16 +368,36 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
     gt = load_annotations(annotations)
     for fix in gt.fixes:
         print(f"note: {annotations}: {fix}", file=sys.stderr)
+    log = log or (lambda m: print(m, file=sys.stderr))
     out = Path(out or Path("runs") / "eval" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    out.mkdir(parents=True, exist_ok=True)
+    existed = out.exists()
+    ensure_dir(out)
+    if overwrite and (moved := set_aside(out)):
+        log(f"note: the earlier run in {out} moved to {moved}")
+    try:
+        return _evaluate_into(out, gt, models, result_files, annotations, images, clip=clip,
+                              mlperf=mlperf, fast=fast, limit=limit, threads=threads,
+                              progress=progress, detector_options=detector_options)
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before any work leaves no empty folder behind
+        raise
+
+
+def _evaluate_into(out: Path, gt, models, result_files, annotations, images, *, clip, mlperf,
+                   fast, limit, threads, progress, detector_options):
+    from .runtime import Detector
+
     rows: list[dict] = []
     taken: set[str] = set()
-    for m in models:
+    detectors = {}
+    for m in models:  # every model loads and every earlier run matches before any work
         name = _unique(Path(m).stem if m.endswith(".onnx") else m, taken)
-        try:
-            detector = Detector(m, threads=threads, exif=False, **(detector_options or {}))
-        except ModelError as err:
-            raise UsageError(str(err)) from None
+        detectors[name] = Detector(m, threads=threads, exif=False, **(detector_options or {}))
+        if (out / name / "detections.jsonl").exists():
+            check_resumable(out / name, run_manifest(detectors[name], gt, images, name=name,
+                                                     clip=clip, mlperf=mlperf))
+    for name, detector in detectors.items():
         run = run_detection(detector, gt, images, out / name, name=name, clip=clip, mlperf=mlperf,
                             limit=limit, progress=progress)
         for _, error in run.failures:

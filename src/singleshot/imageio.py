@@ -67,6 +67,10 @@ def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
             if path.stat().st_size == 0:
                 raise ImageError(f"{name}: empty file (0 bytes)")
             fp = open(path, "rb")
+        # PIL refuses over 2 * Image.MAX_IMAGE_PIXELS (~179 MP) on its own, before our limit is
+        # seen; our check below replaces its guard, so raise PIL's (never lower it) to ours
+        if Image.MAX_IMAGE_PIXELS is not None and max_pixels > 2 * Image.MAX_IMAGE_PIXELS:
+            Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1
         with fp:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)

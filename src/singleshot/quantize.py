@@ -40,11 +40,38 @@ class Recipe:
     num_images: int = 100
     opset: int = 13
 
+    def validate(self) -> "Recipe":
+        """UsageError for a value the quantizer does not offer (checked before any work)."""
+        for option, value, allowed in (("--format", self.format, FORMATS),
+                                       ("--activations", self.activations, ACTIVATIONS),
+                                       ("--method", self.method, METHODS)):
+            if value not in allowed:
+                raise UsageError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
+        return self
+
+    @property
+    def symmetric_activations(self) -> bool:
+        """int8 activations are quantized symmetric, uint8 asymmetric (ActivationSymmetric)."""
+        return self.activations == "int8"
+
     def describe(self) -> str:
-        return (f"{self.format.upper()}, {self.activations} activations (asymmetric), int8 "
-                f"{'per-channel' if self.per_channel else 'per-tensor'} symmetric weights, "
+        return (f"{'QOperator' if self.format == 'qoperator' else 'QDQ'}, {self.activations} "
+                f"activations ({'symmetric' if self.symmetric_activations else 'asymmetric'}), "
+                f"int8 {'per-channel' if self.per_channel else 'per-tensor'} symmetric weights, "
                 f"{self.method} calibration on {self.num_images} images, opset >= {self.opset}, "
                 "post-processing after the last Conv kept in float")
+
+
+FORMATS = ("qdq", "qoperator")
+ACTIVATIONS = ("uint8", "int8")
+METHODS = ("minmax", "entropy", "percentile")
+
+
+def recipe_of(model_path: str | os.PathLike) -> Recipe:
+    """The recipe a singleshot-quantized file records (images actually used included)."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["quantization"])
+    return Recipe(**{k: v for k, v in meta.items() if k in Recipe.__dataclass_fields__})
 
 
 class ImageFolderReader:
@@ -159,14 +186,9 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    if recipe.format not in ("qdq", "qoperator"):
-        raise UsageError(f"--format must be qdq or qoperator, got {recipe.format!r}")
-    if recipe.activations not in ("uint8", "int8"):
-        raise UsageError(f"--activations must be uint8 or int8, got {recipe.activations!r}")
+    recipe.validate()
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    if recipe.method not in methods:
-        raise UsageError(f"--method must be one of {sorted(methods)}, got {recipe.method!r}")
     model = load_model(model_path)
     io = graph_io(model, str(model_path))
     spec = read_spec(model, io)
@@ -180,6 +202,9 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
     reader = ImageFolderReader(calib_dir, spec, io.input, recipe.num_images)
     for msg in reader.skipped:
         log(f"note: skipped unreadable calibration image {msg}")
+    if len(reader) < recipe.num_images:
+        log(f"note: calibrating on {len(reader)} images: {calib_dir} has no more readable ones "
+            f"(asked for {recipe.num_images})")
     model = prepare_float_model(model, recipe.opset)
     quantize = backbone_nodes(model) - set(exclude)
     props = {p.key: p.value for p in model.metadata_props}
@@ -192,7 +217,7 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
         dst = Path(tmp) / "int8.onnx"
         # No Q/DQ on conv outputs: a quantized output is only needed by a quantized consumer,
         # which adds its own; so the head convs' float outputs flow into the float tail.
-        extra = {"ActivationSymmetric": recipe.activations == "int8", "WeightSymmetric": True,
+        extra = {"ActivationSymmetric": recipe.symmetric_activations, "WeightSymmetric": True,
                  "CalibStridedMinMax": _chunk(len(reader)),
                  "OpTypesToExcludeOutputQuantization": ["Conv"]}
         try:

@@ -122,8 +122,8 @@ def _names_spec(class_names, cat_ids):
     return ModelSpec(class_names=tuple(class_names), category_ids=tuple(int(c) for c in cat_ids))
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
-          log_every: int = 50) -> Path:
+def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
+          progress: bool = True, log_every: int = 50) -> Path:
     """Run (or resume) training; returns the path of the last checkpoint (``out/last.pt``;
     ``out/best.pt`` holds the best validation mAP)."""
     from tqdm import tqdm
@@ -131,7 +131,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    held = [p.name for p in (out / "last.pt", out / "best.pt", out / "train_config.json")
+            if p.exists()]
+    if held and not resume and not exist_ok:  # never overwrite a run's checkpoints silently
+        raise UsageError(f"{out} holds a training run ({', '.join(held)}); --resume continues "
+                         "it, --exist-ok starts a new one over it, or choose another --out")
+    from .fileutil import ensure_dir
+
+    ensure_dir(out)
     images_dir, ann = resolve_dataset(cfg.data)
     if not ann.is_file():
         raise UsageError(f"{cfg.data}: no annotations.json (make one with `singleshot data synth`)")
