@@ -13,11 +13,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from singleshot.export import export_onnx
-from singleshot.model import build_model
+try:
+    import torch
+except ImportError:
+    sys.exit("error: this script exports with PyTorch, which is not installed: "
+             "pip install 'singleshot[torch]'")
+
+from singleshot.export import export_onnx  # noqa: E402 - after the torch check
+from singleshot.model import build_model  # noqa: E402
 
 
 def main(out_dir: str = "runs/small") -> None:

@@ -69,14 +69,3 @@ def _isolated_home(tmp_path, monkeypatch):
     """Downloads and caches go to a per-test folder, never to ~/.cache."""
     monkeypatch.setenv("SINGLESHOT_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SINGLESHOT_MODELS_URL", raising=False)
-
-
-def pytest_collection_modifyitems(config, items):
-    try:
-        has_cuda = torch.cuda.is_available()
-    except Exception:  # pragma: no cover
-        has_cuda = False
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in items:
-        if "needs_cuda" in item.keywords and not has_cuda:
-            item.add_marker(skip)

@@ -26,7 +26,7 @@ def test_bench_json_schema(tmp_path):
         ("demo-int8-qdq", "openvino")]
     for r in rows:
         assert isinstance(r["model"], str) and isinstance(r["backend"], str)
-        assert r["precision"] in ("fp32", "bf16", "int8", "int8 (bf16 rest)")
+        assert r["precision"] in ("fp32", "bf16", "int8")
         assert set(r["latency_ms"]) == {"p50", "p90", "p99"}
         assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p90"] <= r["latency_ms"]["p99"]
         assert isinstance(r["throughput_ips"], float) and r["throughput_ips"] > 0
@@ -35,6 +35,43 @@ def test_bench_json_schema(tmp_path):
     assert rows[3]["precision"] == "int8" and rows[0]["precision"] == "fp32"
     for f in ("results.json", "results.md", "plot.png"):
         assert (tmp_path / "b" / f).stat().st_size > 0
+    # the CPU and what it offers, in the JSON and the table
+    from singleshot.cpu import cpu_info
+
+    assert doc["cpu"]["int8"] in ("avx2", "avx-vnni", "avx512-vnni", "amx", "none")
+    assert doc["cpu"] == json.loads(json.dumps(cpu_info())) and isinstance(doc["cpu"]["bf16"], bool)
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert md.startswith(f"CPU: {doc['cpu']['model']}") and "int8 dot product" in md
+    # a note wherever int8 was no faster than fp32 on a backend, and only there
+    for backend in ("onnxruntime", "openvino"):
+        ms = {r["precision"]: r["stages_ms"]["inference"] for r in rows if r["backend"] == backend
+              and r["preprocess"] == "card"}
+        noted = any(n.startswith(f"int8 is no faster than fp32 on {backend}") for n in doc["notes"])
+        assert noted == (ms["int8"] >= min(v for k, v in ms.items() if k != "int8")) or backend == "openvino"
+
+
+def test_cpu_classes_and_int8_notes_for_every_cpu_kind():
+    """What bench says depends on the CPU; each kind is checked with injected flags."""
+    from singleshot.bench import int8_notes
+    from singleshot.cpu import has_bf16, int8_class, why_int8_is_slow
+
+    avx2 = {"sse4_2", "avx", "avx2", "fma"}
+    epyc = avx2 | {"avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni"}
+    xeon = epyc | {"amx_bf16", "amx_int8", "amx_tile"}
+    assert [int8_class(f) for f in (set(), avx2, avx2 | {"avx_vnni"}, epyc, xeon)] == [
+        "none", "avx2", "avx-vnni", "avx512-vnni", "amx"]
+    assert [has_bf16(f) for f in (avx2, epyc, xeon)] == [False, True, True]
+    row = lambda m, p, ms: {"model": m, "backend": "onnxruntime", "precision": p,  # noqa: E731
+                            "stages_ms": {"inference": ms}}
+    slow = [row("a.onnx", "fp32", 10.0), row("a-int8.onnx", "int8", 12.0)]
+    fast = [row("a.onnx", "fp32", 10.0), row("a-int8.onnx", "int8", 4.0)]
+    for flags in (avx2, epyc, xeon):
+        cpu = {"int8": int8_class(flags)}
+        assert int8_notes(fast, cpu) == []
+        (note,) = int8_notes(slow, cpu)
+        assert "a-int8.onnx" in note and why_int8_is_slow(cpu) in note
+    assert "no VNNI or AMX" in why_int8_is_slow({"int8": "avx2"})
+    assert "amx" in why_int8_is_slow({"int8": "amx"}) and "narrow" in why_int8_is_slow({"int8": "amx"})
 
 
 def test_bench_on_a_folder_and_bad_input(tmp_path):

@@ -152,3 +152,144 @@ def test_inference_needs_no_torch(tiny_zoo_onnx, photo):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert int(res.stdout.strip()) > 0
+
+
+def test_version_and_help_without_placeholders():
+    from singleshot import __version__
+
+    code, stdout, _ = run("--version")
+    assert code == 0 and stdout.strip() == f"singleshot {__version__}"
+    for cmd in ("detect", "eval", "demo", "quantize", "export", "bench", "train", "info",
+                "download", "models"):
+        res = CliRunner().invoke(app, [cmd, "--help"], terminal_width=100)
+        assert res.exit_code == 0
+        assert "<list" not in res.output and "<str>" not in res.output and "{" not in res.output, cmd
+    res = CliRunner().invoke(app, ["data", "synth", "--help"])
+    assert "--num-images" in res.output and "--images" not in res.output  # old name hidden
+    res = CliRunner().invoke(app, ["export", "--help"])
+    assert "--out" in res.output and "--output" not in res.output
+
+
+def test_renamed_options_keep_their_old_spelling(mlperf_pth, tiny_zoo_onnx, tmp_path):
+    """export/quantize --output, data synth / demo --images N still work (hidden aliases);
+    the old and new name with different values is a usage error."""
+    code, _, err = run("export", mlperf_pth, "--output", tmp_path / "a.onnx", "--input-size", "300")
+    assert code == 0 and (tmp_path / "a.onnx").is_file(), err
+    code, _, err = run("data", "synth", "--out", tmp_path / "s", "--images", "2")
+    assert code == 0 and len(list((tmp_path / "s" / "images").iterdir())) == 2, err
+    code, _, err = run("data", "synth", "-o", tmp_path / "t", "--num-images", "3")
+    assert code == 0 and len(list((tmp_path / "t" / "images").iterdir())) == 3, err
+    code, _, err = run("data", "synth", "-o", tmp_path / "u", "--num-images", "3", "--images", "2")
+    assert code == 2 and "--images is the old name of --num-images" in err
+    code, out, err = run("quantize", tiny_zoo_onnx, "--output", tmp_path / "q.onnx", "--calib",
+                         tmp_path / "s" / "images", "--num-images", "2")
+    assert code == 0 and (tmp_path / "q.onnx").is_file(), err
+    code, _, err = run("demo", "--images", "1", "--no-compare", "-o", tmp_path / "d")
+    assert code == 0 and len(list((tmp_path / "d" / "annotated").iterdir())) == 1, err
+
+
+def test_out_naming_a_file_is_a_usage_error(tiny_zoo_onnx, photo, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    for args in (["detect", photo, "--model", tiny_zoo_onnx, "-o", taken],
+                 ["demo", "--num-images", "1", "-o", taken],
+                 ["data", "synth", "-o", taken, "--num-images", "1"],
+                 ["bench", "demo", "--iterations", "1", "--no-throughput", "-o", taken],
+                 ["eval", "-m", tiny_zoo_onnx, "--images", tmp_path, "--annotations", taken,
+                  "-o", taken],
+                 ["train", "--data", tmp_path, "-o", taken],
+                 ["export", photo, "-o", tmp_path]):
+        code, _, err = run(*args)
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, (args, err)
+        assert str(taken) in err or str(tmp_path) in err, err
+    assert taken.read_text() == "not a folder"
+
+
+def test_missing_optional_packages_fail_at_option_parsing(tmp_path, monkeypatch):
+    """eval --fast and bench --scenario name the extra before any work (the import of a package
+    that is not installed fails, as it would without the extra)."""
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)
+    monkeypatch.setitem(sys.modules, "mlperf_loadgen", None)
+    code, _, err = run("eval", "--results", tmp_path / "r.json", "--annotations",
+                       tmp_path / "a.json", "--fast")
+    assert code == 2 and "pip install 'singleshot[fast]'" in err
+    code, _, err = run("bench", "demo", "--scenario", "offline", "--iterations", "1")
+    assert code == 2 and "pip install 'singleshot[loadgen]'" in err and "p50" not in err
+    code, _, err = run("bench", "demo", "--scenario", "sometimes")
+    assert code == 2 and "--scenario" in err
+    res = subprocess.run([sys.executable, "-c", "import sys, runpy; sys.modules['torch'] = None; "
+                          "runpy.run_path('scripts/make_small_model.py', run_name='__main__')"],
+                         capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode != 0 and "singleshot[torch]" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_detect_defaults_to_conf_025_for_people(photo, tmp_path):
+    """detect returns and draws detections at 0.25 by default; --conf model gives the model's
+    own threshold (0.05) - the same as the library's Detector() without conf."""
+    from singleshot.runtime import Detector
+
+    code, stdout, _ = run("detect", photo, "--json")
+    shown = json.loads(stdout)["images"][0]["detections"]
+    code2, stdout2, _ = run("detect", photo, "--json", "--conf", "model")
+    every = json.loads(stdout2)["images"][0]["detections"]
+    assert code == code2 == 0 and len(every) > len(shown) > 0
+    assert min(d["score"] for d in shown) >= 0.25 and min(d["score"] for d in every) < 0.25
+    assert len(every) == len(Detector("demo")(photo))
+    code, _, err = run("detect", photo, "--conf", "high")
+    assert code == 2 and "--conf" in err
+
+
+def test_detect_folder_ends_with_a_summary(tiny_zoo_onnx, photo, tmp_path):
+    import shutil
+
+    for i in range(3):
+        shutil.copy(photo, tmp_path / f"p{i}.jpg")
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    code, stdout, stderr = run("detect", tmp_path, "--model", tiny_zoo_onnx)
+    assert code == 1
+    n = sum(int(line.split(": ")[1].split()[0]) for line in stdout.splitlines() if ": " in line)
+    assert f"5 images, {n} detections (score >= 0.25), 1 failed" in stderr and "images/s" in stderr
+
+
+def test_info_on_a_graph_that_is_not_a_detector(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(g), str(path))
+    for extra in ([], ["--json"]):
+        code, stdout, stderr = run("info", path, *extra)
+        assert code == 2 and "not a detector" in stderr and "Relu" in stdout
+
+
+def test_quantize_reports_what_it_did(tiny_zoo_onnx, tmp_path):
+    from singleshot.data.synth import write_dataset
+
+    write_dataset(tmp_path / "c", 3, seed=1, workers=1, progress=False)
+    code, stdout, err = run("quantize", tiny_zoo_onnx, "-o", tmp_path / "q.onnx", "--calib",
+                            tmp_path / "c" / "images", "--num-images", "50", "--activations", "int8")
+    assert code == 0, err
+    assert "on 3 images" in stdout and "int8 activations (symmetric)" in stdout
+    assert "calibrating on 3 images" in err
+    code, _, err = run("quantize", tiny_zoo_onnx, "-o", tmp_path / "x.onnx", "--calib",
+                       tmp_path / "missing", "--format", "qdqx")
+    assert code == 2 and "--format" in err and "missing" not in err  # refused before any work
+
+
+def test_demo_with_a_model_of_other_classes(tmp_path):
+    """An 80-class model on the demo's 6 shape classes: the clear category error eval gives,
+    not mAP 0.000."""
+    code, stdout, err = run("demo", "--model", "demo", "--num-images", "1", "--no-compare",
+                            "-o", tmp_path / "ok")
+    assert code == 0, err
+    from singleshot.export import export_onnx
+
+    export_onnx(lively_model(), tmp_path / "coco.onnx", opset=13)
+    code, stdout, err = run("demo", "--model", tmp_path / "coco.onnx", "--num-images", "1",
+                            "-o", tmp_path / "d")
+    assert code == 2 and "categories" in err and "mAP" not in stdout

@@ -149,3 +149,41 @@ def test_max_pixels_reaches_past_pils_own_limit(tmp_path):
     assert load_image(path).shape == (15000, 15000, 3)
     with pytest.raises(ImageError, match="over the limit of 200000000"):
         load_image(path, max_pixels=200_000_000)
+
+
+def test_detector_takes_any_decoded_image(photo):
+    """Grayscale [H, W], [H, W, 1], RGBA [H, W, 4] arrays and PIL images in any mode give the
+    detections of the same image as RGB; other arrays get a clear ImageError."""
+    det = Detector("demo", conf=0.3)
+    rgb = load_image(photo)
+    gray = np.asarray(Image.fromarray(rgb).convert("L"))
+    as_rgb = det(np.repeat(gray[:, :, None], 3, axis=2))
+    for image in (gray, gray[:, :, None], Image.fromarray(gray)):
+        d = det(image)
+        assert (d.width, d.height) == (rgb.shape[1], rgb.shape[0])
+        np.testing.assert_array_equal(d.labels, as_rgb.labels)
+        np.testing.assert_allclose(d.xyxy, as_rgb.xyxy)
+    ref = det(rgb)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])
+    for image in (rgba, Image.fromarray(rgb), Image.fromarray(rgba, "RGBA")):
+        d = det(image)
+        np.testing.assert_array_equal(d.labels, ref.labels)
+        np.testing.assert_allclose(d.scores, ref.scores)
+    for bad, msg in ((rgb.astype(np.float32), "uint8"), (rgb[:, :, :2], "shape"),
+                     (np.zeros((0, 5, 3), np.uint8), "shape")):
+        with pytest.raises(ImageError, match=msg):
+            det(bad)
+
+
+def test_label_to_coco_category_map():
+    """Contiguous labels 1..80 -> COCO's non-contiguous ids 1..90, with labels that do not map
+    to themselves (12 -> 13 stop sign, 80 -> 90 toothbrush)."""
+    from singleshot.detections import Detections
+    from singleshot.spec import zoo_spec
+
+    boxes = np.tile([[0.1, 0.1, 0.5, 0.5]], (4, 1)).astype(np.float32)
+    d = Detections.from_normalized(boxes, np.array([12, 1, 80, 26]), np.array([0.9, 0.8, 0.7, 0.6]),
+                                   zoo_spec(), 100, 100)
+    assert d.category_ids.tolist() == [13, 1, 90, 28]
+    assert d.names == ["stop sign", "person", "toothbrush", "umbrella"]
+    assert [e["category_id"] for e in d.to_coco(image_id=5)] == [13, 1, 90, 28]

@@ -243,3 +243,50 @@ def test_eval_usage_errors(tmp_path, tiny_zoo_onnx):
     assert res.exit_code == 2 and "--images" in res.stderr
     res = _eval("--annotations", tmp_path / "x.json")
     assert res.exit_code == 2
+
+
+def test_eval_resumes_only_the_same_model_and_settings(model_dataset, tiny_model, make_model,
+                                                       tmp_path):
+    """Re-export another model to the same file name and rerun with the same --out: refused,
+    naming what differs (no silent old mAP); other settings likewise; --overwrite sets the old
+    run aside in OUT/previous-1/ and evaluates the new model."""
+    from singleshot.export import export_onnx
+
+    model = tmp_path / "m.onnx"
+    export_onnx(tiny_model, model, opset=13)
+    out = tmp_path / "out"
+    args = ["--model", model, "--images", model_dataset / "images", "--annotations",
+            model_dataset / "instances.json", "--out", out, "--json"]
+    first = _eval(*args)
+    assert first.exit_code == 0, first.output
+    old_ap = json.loads(first.stdout)["AP"]
+    manifest = json.loads((out / "m" / "run.json").read_text())
+    assert len(manifest["model_sha256"]) == 64 and manifest["thresholds"]["conf"] == pytest.approx(0.05)
+    export_onnx(make_model(seed=5), model, opset=13)  # another model, same path
+    res = _eval(*args)
+    assert res.exit_code == 2 and "model_sha256" in res.stderr and "--overwrite" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    lines = (out / "m" / "detections.jsonl").read_text()
+    res = _eval(*args, "--backend", "openvino")
+    assert res.exit_code == 2 and "backend" in res.stderr
+    assert (out / "m" / "detections.jsonl").read_text() == lines  # finished work kept
+    res = _eval(*args, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["AP"] != old_ap
+    assert (out / "previous-1" / "m" / "detections.jsonl").read_text() == lines
+    again = _eval(*args, "--overwrite")
+    assert again.exit_code == 0 and (out / "previous-2" / "m" / "run.json").is_file()
+    assert (out / "previous-1" / "m" / "detections.jsonl").read_text() == lines
+
+
+def test_eval_prints_per_class_table_and_leaves_no_empty_folder(model_dataset, tiny_zoo_onnx,
+                                                                tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = _eval("--model", tmp_path / "missing.onnx", "--images", model_dataset / "images",
+                "--annotations", model_dataset / "instances.json")
+    assert res.exit_code == 2 and "missing.onnx" in res.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs" / "eval").iterdir())
+    res = _eval("--model", tiny_zoo_onnx, "--images", model_dataset / "images", "--annotations",
+                model_dataset / "instances.json", "--limit", "2")
+    assert res.exit_code == 0, res.output
+    assert "per-class AP:" in res.stdout and "| person |" in res.stdout

@@ -98,7 +98,7 @@ def test_full_size_1200_export_and_run(tmp_path, photo):
         for i, head in enumerate(model.conf):
             bias = head.bias.view(81, -1)
             bias.zero_()
-            bias[[1, 3, 18]] = torch.tensor([2.5, 2.0, 1.5])[:, None]
+            bias[[1, 12, 18]] = 2.0  # labels 12 and 18 are COCO ids 13 and 19
     path = tmp_path / "full.onnx"
     report = export_onnx(model, path, opset=12)
     assert report.unmatched == 0 and report.detections == 200
@@ -108,7 +108,11 @@ def test_full_size_1200_export_and_run(tmp_path, photo):
     d = det(photo)
     assert 0 < len(d) <= 200 and d.width == 320 and d.height == 240
     assert (d.xyxy[:, [0, 2]] <= 320).all() and (d.xyxy[:, [1, 3]] <= 240).all() and (d.xyxy >= 0).all()
-    assert set(d.category_ids.tolist()) <= {1, 3, 18}
+    # labels that do not map to themselves: 12 -> category 13 (stop sign), 18 -> 19 (horse)
+    assert set(d.labels.tolist()) <= {1, 12, 18} and {12, 18} & set(d.labels.tolist())
+    by_label = {1: (1, "person"), 12: (13, "stop sign"), 18: (19, "horse")}
+    for label, cat, name in zip(d.labels.tolist(), d.category_ids.tolist(), d.names):
+        assert (cat, name) == by_label[label]
 
 
 def _saturated(make_model):

@@ -138,3 +138,18 @@ def test_detect_downloads_missing_model(server, monkeypatch, tiny_zoo_onnx, phot
     res = CliRunner().invoke(app, ["detect", str(photo), "--model", "tiny-zoo", "--json"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "home" / "models" / "tiny-zoo.onnx").read_bytes() == data
+
+
+def test_mirror_file_of_the_wrong_size_is_deleted(server, payload, tmp_path):
+    """A mirror serving a shorter file: not 'run again to resume' forever - the partial file is
+    deleted and the error says why; a rerun with a .part already past the server's end too."""
+    server.files["short.onnx"] = payload[: len(payload) // 2]
+    dest = tmp_path / "short.onnx"
+    part = dest.with_name("short.onnx.part")
+    with pytest.raises(DownloadError, match="not the published file") as err:
+        download(server.url + "short.onnx", dest, size=len(payload))
+    assert "resume" not in str(err.value) and not part.exists() and not dest.exists()
+    part.write_bytes(payload[: len(payload) * 3 // 4])  # left by an earlier run
+    with pytest.raises(DownloadError, match="partial file was deleted"):
+        download(server.url + "short.onnx", dest, size=len(payload))
+    assert not part.exists()

@@ -23,8 +23,8 @@ def test_generator_is_deterministic(tmp_path):
     a_img, a_obj = make_scene(7, 3)
     b_img, b_obj = make_scene(7, 3)
     assert np.array_equal(a_img, b_img) and a_obj == b_obj
-    c_img, _ = make_scene(8, 3)
-    assert not np.array_equal(a_img, c_img) if a_img.shape == c_img.shape else True
+    c_img, c_obj = make_scene(8, 3)  # another seed: another scene (size, pixels and objects)
+    assert c_obj != a_obj and (c_img.shape != a_img.shape or not np.array_equal(a_img, c_img))
     p1 = write_dataset(tmp_path / "a", 6, seed=5, workers=1, progress=False)
     p2 = write_dataset(tmp_path / "b", 6, seed=5, workers=2, progress=False)
     assert p1.read_text() == p2.read_text()
@@ -211,3 +211,25 @@ def test_periodic_evaluation_keeps_best(tiny_set, tmp_path):
     assert len(vals) == 1 and set(vals[0]) >= {"AP", "AP50", "AR100"}
     assert (tmp_path / "ev" / "best.pt").is_file()
     assert load_checkpoint(tmp_path / "ev" / "best.pt").extra["best_map"] == vals[0]["AP"]
+
+
+def test_existing_run_is_never_overwritten_silently(tiny_set, tmp_path):
+    """train --out on a finished run: refused (exit 2, last.pt untouched) unless --resume
+    continues it or --exist-ok starts over; both at once is a usage error too."""
+    from typer.testing import CliRunner
+
+    from singleshot.cli import app
+
+    out = tmp_path / "run"
+    train(_cfg(tiny_set, out, max_steps=1), progress=False)
+    before = (out / "last.pt").read_bytes()
+    args = ["train", "--data", str(tiny_set), "-o", str(out), "--width", "0.125", "--batch", "4",
+            "--max-steps", "2", "--workers", "0"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "--resume" in res.stderr and "--exist-ok" in res.stderr
+    assert (out / "last.pt").read_bytes() == before
+    res = CliRunner().invoke(app, [*args, "--resume", "--exist-ok"])
+    assert res.exit_code == 2
+    res = CliRunner().invoke(app, [*args, "--exist-ok", "--eval-images", "3"])  # old spelling
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(out / "last.pt").extra["step"] == 2

@@ -48,11 +48,13 @@ def _alias(new, new_name: str, old, old_name: str):
 
 def _require_extra(module: str, extra: str, what: str) -> None:
     """Fail at option parsing, not after the work, when an optional package is missing."""
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec(module) is None:
+    try:
+        importlib.import_module(module)  # the work imports it anyway; a broken install shows too
+    except ImportError:
         raise UsageError(f"{what} needs the '{extra}' extra ({module} is not installed): "
-                         f"pip install 'singleshot[{extra}]'")
+                         f"pip install 'singleshot[{extra}]'") from None
 
 
 def _err(msg: str) -> None:

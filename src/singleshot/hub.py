@@ -45,6 +45,7 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
     if size is not None and have > size:
         part.unlink()
         have = 0
+    served = None  # the file size the server declares (Content-Length / Content-Range)
     headers = {"User-Agent": "singleshot"}
     if have and (size is None or have < size):
         headers["Range"] = f"bytes={have}-"
@@ -56,21 +57,34 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
                     have = 0
                 length = resp.headers.get("Content-Length")
                 total = (have + int(length)) if length is not None else size
+                if length is not None:
+                    served = total
                 _stream(resp, part, have, total, dest.name, progress)
     except urllib.error.HTTPError as err:
         if err.code == 416 and size is not None and have == size:
             pass  # already complete
+        elif err.code == 416:  # the server's file ends before what we hold: not the one we want
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{url}: the server's file is shorter than the {have} bytes "
+                                f"already fetched (expected {size}); the partial file was "
+                                "deleted") from None
         else:
             raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, TimeoutError) as err:
         reason = getattr(err, "reason", err)
         raise DownloadError(f"{url}: download failed ({reason}); run again to resume") from None
     got = part.stat().st_size
+    if size is not None and served is not None and served != size:
+        # The server's file is another size (a wrong mirror): resuming would never fix it.
+        part.unlink()
+        raise DownloadError(f"{url}: the server's file is {served} bytes, expected {size}: not "
+                            "the published file; the partial file was deleted")
     if size is not None and got != size:
         if got > size:
             part.unlink()
         raise DownloadError(f"{url}: got {got} bytes, expected {size}"
-                            + ("; run again to resume" if got < size else ""))
+                            + ("; run again to resume" if got < size else
+                               "; the partial file was deleted"))
     if sha256 is not None:
         digest = sha256_file(part)
         if digest != sha256:

@@ -44,6 +44,25 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def as_rgb(image) -> np.ndarray:
+    """A decoded image -> RGB uint8 [H, W, 3]: a PIL image in any mode (converted as files are),
+    or a uint8 array [H, W] (grayscale), [H, W, 1], [H, W, 3] (RGB) or [H, W, 4] (RGBA: alpha
+    dropped, as the reference's convert("RGB")). ImageError for anything else."""
+    if isinstance(image, Image.Image):
+        return np.asarray(_to_rgb(image), dtype=np.uint8)
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ImageError(f"expected a uint8 image array, got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or 0 in arr.shape[:2]:
+        raise ImageError(f"expected an image array [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], "
+                         f"got shape {list(arr.shape)}")
+    if arr.shape[2] == 1:
+        return np.repeat(arr, 3, axis=2)
+    return arr[:, :, :3] if arr.shape[2] == 4 else arr
+
+
 def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode ``source`` (a path or encoded bytes) -> RGB uint8 array [H, W, 3].

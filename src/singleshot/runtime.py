@@ -19,7 +19,7 @@ import onnx
 from .anchors import default_boxes
 from .detections import Detections
 from .errors import ModelError, UsageError
-from .imageio import load_image
+from .imageio import as_rgb, load_image
 from .nms import NmsParams
 from .onnxgraph import GraphIO, graph_io, load_model, read_nms_params, read_spec, rewrite_nms_params
 from .postgraph import postprocess_model
@@ -65,8 +65,9 @@ class Detector:
         preprocess: ``card`` (PIL resize, numpy normalisation: the reference) or ``fast``
             (OpenCV resize, normalisation folded into the graph, see :mod:`singleshot.fastpre`).
 
-    ``detector(image)`` takes a path, encoded bytes or an RGB uint8 array [H, W, 3] and returns
-    :class:`Detections` in pixels of that image, clipped to it.
+    ``detector(image)`` takes a path, encoded bytes, a PIL image or a uint8 array (RGB [H, W, 3],
+    grayscale [H, W], RGBA [H, W, 4]) and returns :class:`Detections` in pixels of that image,
+    clipped to it.
     """
 
     def __init__(self, model: str | os.PathLike | onnx.ModelProto, *, conf: float | None = None,
@@ -197,10 +198,17 @@ class Detector:
                        "postprocess": (time.perf_counter() - t1) * 1e3}
         return det
 
-    def __call__(self, image: str | os.PathLike | bytes | np.ndarray, *,
-                 clip: bool = True) -> Detections:
-        if isinstance(image, np.ndarray):
-            return self.detect_array(image, clip=clip)
+    def __call__(self, image, *, clip: bool = True) -> Detections:
+        """``image``: a path, encoded bytes, a PIL image or a uint8 array [H, W] (grayscale),
+        [H, W, 3] (RGB) or [H, W, 4] (RGBA) -> Detections in its pixels."""
+        from PIL import Image
+
+        if isinstance(image, (np.ndarray, Image.Image)):
+            if isinstance(image, Image.Image) and self.exif:
+                from PIL import ImageOps
+
+                image = ImageOps.exif_transpose(image)
+            return self.detect_array(as_rgb(image), clip=clip)
         t0 = time.perf_counter()
         rgb = load_image(image, exif=self.exif)
         decode_ms = (time.perf_counter() - t0) * 1e3
