@@ -185,6 +185,21 @@ def test_generated_bench_image_is_a_photo_like_jpeg():
     assert img.format == "JPEG" and img.size == (640, 480)
 
 
+def test_bf16_refusal_for_every_cpu_kind():
+    """The refusal branch, with the capabilities each CPU kind reports injected (the test above
+    runs the branch of this session's CPU for real)."""
+    from singleshot.backends import require_bf16
+
+    avx2, epyc, xeon = ["FP32", "INT8", "BIN"], ["BF16", "FP32", "INT8"], ["BF16", "FP32", "INT8", "FP16"]
+    with pytest.raises(UsageError, match="no bf16 support"):
+        require_bf16("bf16", avx2)
+    for caps in (avx2, epyc, xeon):
+        require_bf16("fp32", caps)
+        require_bf16("auto", caps)
+    require_bf16("bf16", epyc)
+    require_bf16("bf16", xeon)
+
+
 def test_openvino_precision_names():
     """The compiled model reports its precision as an ov.Type whose str() is
     "<Type: 'bfloat16'>" (never "bf16"); every spelling maps to our names."""

@@ -45,6 +45,14 @@ def check_precision(backend: str, precision: str) -> str:
     return p
 
 
+def require_bf16(precision: str, capabilities) -> None:
+    """UsageError when bf16 is asked of a CPU whose OpenVINO ``OPTIMIZATION_CAPABILITIES``
+    lack BF16 (no AMX, no AVX512-BF16)."""
+    if precision == "bf16" and "BF16" not in set(capabilities):
+        raise UsageError("this CPU has no bf16 support (no AMX or AVX512-BF16); use "
+                         "--precision fp32 or auto")
+
+
 def ov_type_name(value) -> str:
     """OpenVINO's INFERENCE_PRECISION_HINT (an ``ov.Type`` such as ``<Type: 'bfloat16'>``, or a
     string) -> fp32 | bf16 | fp16. ``str()`` of the Type never says "bf16", so compare names."""
@@ -118,10 +126,7 @@ class OpenVinoBackend:
 
         precision = normalize_precision(precision)
         core = ov.Core()
-        caps = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-        if precision == "bf16" and "BF16" not in caps:
-            raise UsageError("this CPU has no bf16 support (no AMX or AVX512-BF16); use "
-                             "--precision f32 or auto")
+        require_bf16(precision, core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
         config: dict = {"PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"}
         if streams > 1:
             config["NUM_STREAMS"] = int(streams)
