@@ -78,9 +78,10 @@ def test_quantizing_a_quantized_model_is_refused(calib_dir, tmp_path):
     """onnxruntime would write a file it then refuses ("two nodes with same node name")."""
     from singleshot.registry import bundled_path
 
-    for name in ("demo-int8-qdq.onnx", "demo-int8-qoperator.onnx"):
-        out = tmp_path / name
-        res = CliRunner().invoke(app, ["quantize", str(bundled_path(name)), "-o", str(out),
+    for name in ("demo-int8-qdq.onnx", "demo-int8-qoperator", "demo-int8-qdq"):  # file or name
+        out = tmp_path / f"{name}.out.onnx"
+        model = str(bundled_path(name)) if name.endswith(".onnx") else name
+        res = CliRunner().invoke(app, ["quantize", model, "-o", str(out),
                                        "--calib", str(calib_dir), "--num-images", "2"])
         assert res.exit_code == 2 and "already quantized" in res.stderr, res.output
         assert len(res.stderr.strip().splitlines()) == 1 and not out.exists()

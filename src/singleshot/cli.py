@@ -319,9 +319,8 @@ def demo(
 
         print(describe())
         if any(r["speedup"] < 1 for r in res.card):
-            print(f"note: int8 is slower here: {why_int8_is_slow(cpu_info())}; this model's "
-                  "convolutions are 1/8 as wide as SSD-ResNet34's (bench/RESULTS.md times the "
-                  "full 1200x1200 model)")
+            print(f"note: int8 is slower here: {why_int8_is_slow(cpu_info())} "
+                  "(bench/RESULTS.md times the full-width 1200x1200 model)")
     print(f"report: {out / 'report.html'} (and report.md); annotated images: {out / 'annotated'}; "
           f"detections: {out / 'detections.json'}")
 
@@ -329,7 +328,7 @@ def demo(
 @app.command()
 @user_errors
 def quantize(
-    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Float32 ONNX model (zoo contract or raw heads).")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Float32 ONNX model (zoo contract or raw heads) or registry name.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the int8 model.  [required]")] = None,
     calib: Annotated[Optional[Path], typer.Option(help="Folder of calibration images.  [required]")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", hidden=True)] = None,
@@ -350,7 +349,9 @@ def quantize(
     most sensitive convolutions go back to float, trial by trial, until the drop is within
     --max-drop; every trial is printed and OUT.report.json is written."""
     from .quantize import Recipe, quantize_model, recipe_of
+    from .runtime import resolve_model_path
 
+    model = resolve_model_path(str(model))  # a registry name (demo, ssd-12) works too
     output = _alias(out, "--out", output, "--output")
     if output is None:
         raise UsageError("--out/-o is required: where to write the int8 model")
