@@ -12,9 +12,11 @@ asymmetric activations, int8 symmetric per-channel weights, opset >= 13, float t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -221,9 +223,11 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
                  "CalibStridedMinMax": _chunk(len(reader)),
                  "OpTypesToExcludeOutputQuantization": ["Conv"]}
         try:
-            # onnxruntime logs an advice to pre-process at every call, on the root logger
+            # onnxruntime logs an advice to pre-process at every call, on the root logger, and
+            # prints histogram progress on stdout: progress belongs on stderr
             logging.disable(logging.WARNING)
-            quantize_static(
+            with contextlib.redirect_stdout(sys.stderr):
+                quantize_static(
                 str(src), str(dst), reader,
                 quant_format=QuantFormat.QDQ if recipe.format == "qdq" else QuantFormat.QOperator,
                 per_channel=recipe.per_channel,
