@@ -228,18 +228,18 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
             logging.disable(logging.WARNING)
             with contextlib.redirect_stdout(sys.stderr):
                 quantize_static(
-                str(src), str(dst), reader,
-                quant_format=QuantFormat.QDQ if recipe.format == "qdq" else QuantFormat.QOperator,
-                per_channel=recipe.per_channel,
-                activation_type=QuantType.QUInt8 if recipe.activations == "uint8" else QuantType.QInt8,
-                weight_type=QuantType.QInt8, nodes_to_quantize=sorted(quantize),
-                # calibrate only the backbone's op types: onnxruntime's histogram collector
-                # (entropy, percentile) stacks each tensor over images and fails on the tail's
-                # data-dependent shapes (NMS, TopK, Gather outputs)
-                op_types_to_quantize=sorted({n.op_type for n in model.graph.node
-                                             if n.name in quantize}),
-                calibrate_method=methods[recipe.method], extra_options=extra,
-                calibration_cache_path=str(calibration_cache) if calibration_cache else None)
+                    str(src), str(dst), reader,
+                    quant_format=QuantFormat.QDQ if recipe.format == "qdq" else QuantFormat.QOperator,
+                    per_channel=recipe.per_channel,
+                    activation_type=QuantType.QUInt8 if recipe.activations == "uint8" else QuantType.QInt8,
+                    weight_type=QuantType.QInt8, nodes_to_quantize=sorted(quantize),
+                    # calibrate only the backbone's op types: onnxruntime's histogram collector
+                    # (entropy, percentile) stacks each tensor over images and fails on the tail's
+                    # data-dependent shapes (NMS, TopK, Gather outputs)
+                    op_types_to_quantize=sorted({n.op_type for n in model.graph.node
+                                                 if n.name in quantize}),
+                    calibrate_method=methods[recipe.method], extra_options=extra,
+                    calibration_cache_path=str(calibration_cache) if calibration_cache else None)
         except (ValueError, RuntimeError) as err:
             raise ModelError(f"quantization failed: {str(err).splitlines()[0][:300]}") from None
         finally:
