@@ -18,7 +18,7 @@ import numpy as np
 
 
 def match(ref, other, iou_min: float = 0.5) -> tuple[int, list[float], list[float]]:
-    from singleshot.boxes import box_iou
+    from singleshot.core.boxes import box_iou
 
     used = np.zeros(len(other.scores), bool)
     n, dscore, ious = 0, [], []
@@ -42,8 +42,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=3)
     args = ap.parse_args()
 
-    from singleshot.imageio import load_image
-    from singleshot.runtime import Detector
+    from singleshot.io.images import load_image
+    from singleshot.runtime.detector import Detector
 
     f = Path(args.folder)
     images = sorted((f / "calib" / "images").iterdir())[-args.images:]

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from singleshot.coco_data import load_annotations
-from singleshot.detections import Detections
-from singleshot.evaluate import coco_score, select_images
-from singleshot.spec import ModelSpec
+from singleshot.eval.annotations import load_annotations
+from singleshot.core.detections import Detections
+from singleshot.eval.evaluate import coco_score, select_images
+from singleshot.core.spec import ModelSpec
 
 
 def generate(n: int, seed: int):

@@ -20,9 +20,9 @@ import numpy as np
 
 
 def main(out_dir: str = "runs/bench") -> None:
-    from singleshot.benchmodel import BENCH_HEADS, lively_model
+    from singleshot.model.lively import BENCH_HEADS, lively_model
     from singleshot.data.synth import write_dataset
-    from singleshot.export import export_onnx
+    from singleshot.export.onnx_export import export_onnx
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -47,10 +47,10 @@ def _report_candidates(model: Path, image: Path) -> None:
     """How busy NMS is on a sample: (box, class) pairs above the threshold, detections kept."""
     import onnx
 
-    from singleshot.imageio import load_image
-    from singleshot.onnxgraph import graph_io, read_spec, with_outputs
-    from singleshot.preprocess import preprocess
-    from singleshot.runtime import make_session
+    from singleshot.io.images import load_image
+    from singleshot.graph.onnxgraph import graph_io, read_spec, with_outputs
+    from singleshot.runtime.preprocess import preprocess
+    from singleshot.runtime.detector import make_session
 
     proto = onnx.load(str(model))
     spec = read_spec(proto, graph_io(proto))

@@ -33,10 +33,10 @@ def main() -> None:
     import onnx
     import onnxruntime as ort
 
-    from singleshot.imageio import load_image
-    from singleshot.onnxgraph import graph_io, read_spec
-    from singleshot.preprocess import preprocess
-    from singleshot.runtime import make_session
+    from singleshot.io.images import load_image
+    from singleshot.graph.onnxgraph import graph_io, read_spec
+    from singleshot.runtime.preprocess import preprocess
+    from singleshot.runtime.detector import make_session
 
     folder = Path(args.folder)
     image = sorted((folder / "calib" / "images").iterdir())[-1]

@@ -13,7 +13,7 @@ from PIL import Image
 def lively_model(cfg_name: str = "300", width: float = 0.125, num_classes: int = 80, seed: int = 0):
     """A narrow SSD-ResNet34 with random weights whose class scores vary like a trained model's
     (a few classes get biases so that candidates exist above 0.05)."""
-    from singleshot.benchmodel import lively_model as build
+    from singleshot.model.lively import lively_model as build
 
     return build(cfg_name, width=width, num_classes=num_classes, seed=seed)
 

@@ -10,12 +10,12 @@ from PIL import Image
 
 from typer.testing import CliRunner
 
-from singleshot.backends import resolve_backend
-from singleshot.cli import app
+from singleshot.runtime.backends import resolve_backend
+from singleshot.app.cli import app
 from singleshot.errors import ImageError, UsageError
-from singleshot.imageio import load_image
-from singleshot.registry import bundled_path
-from singleshot.runtime import Detector
+from singleshot.io.images import load_image
+from singleshot.hub.registry import bundled_path
+from singleshot.runtime.detector import Detector
 
 DEMO = str(bundled_path("demo.onnx"))
 DEMO_QDQ = str(bundled_path("demo-int8-qdq.onnx"))
@@ -82,7 +82,7 @@ def test_openvino_bf16_or_clear_refusal(scenes):
     ref, got = (_confident(d) for d in (Detector(DEMO, exif=False)(scenes[0]), det(scenes[0])))
     assert len(ref[1]) == len(got[1]) > 0 and (ref[1] == got[1]).all()
     np.testing.assert_allclose(ref[2], got[2], atol=0.05)
-    from singleshot.boxes import box_iou
+    from singleshot.core.boxes import box_iou
 
     assert np.diag(box_iou(ref[0], got[0])).min() > 0.8
 
@@ -107,10 +107,10 @@ def test_torch_backend_matches_exported_graph(tiny_model, tiny_raw_onnx, tmp_pat
 def test_folded_normalization_equals_card_preprocessing(photo):
     """The uint8 graph computes the card's normalisation: with the card's PIL resize its heads
     equal the float graph's."""
-    from singleshot.fastpre import fold_normalization, preprocess_uint8
-    from singleshot.onnxgraph import graph_io, read_spec, with_outputs
-    from singleshot.preprocess import preprocess
-    from singleshot.runtime import make_session
+    from singleshot.runtime.fastpre import fold_normalization, preprocess_uint8
+    from singleshot.graph.onnxgraph import graph_io, read_spec, with_outputs
+    from singleshot.runtime.preprocess import preprocess
+    from singleshot.runtime.detector import make_session
 
     proto = onnx.load(DEMO)
     io_, spec = graph_io(proto), read_spec(proto, graph_io(proto))
@@ -144,7 +144,7 @@ def test_fast_preprocessing_keeps_detections(backend, scenes):
 
 
 def test_pipeline_matches_sequential_and_keeps_order(scenes):
-    from singleshot.pipeline import detect_pipelined
+    from singleshot.runtime.pipeline import detect_pipelined
 
     det = Detector(DEMO, exif=False, streams=2, threads=1)
     items = [p.read_bytes() for p in scenes] + [b"not an image"] + [scenes[0].read_bytes()]
@@ -164,7 +164,7 @@ def test_cli_detect_with_openvino_and_fast(scenes, tmp_path):
 
     from typer.testing import CliRunner
 
-    from singleshot.cli import app
+    from singleshot.app.cli import app
 
     res = CliRunner().invoke(app, ["detect", str(scenes[0]), str(scenes[1]), "--backend", "auto",
                                    "--preprocess", "fast", "--streams", "2", "--json"])
@@ -179,7 +179,7 @@ def test_cli_detect_with_openvino_and_fast(scenes, tmp_path):
 
 
 def test_generated_bench_image_is_a_photo_like_jpeg():
-    from singleshot.bench import sample_image
+    from singleshot.perf.bench import sample_image
 
     img = Image.open(io.BytesIO(sample_image()))
     assert img.format == "JPEG" and img.size == (640, 480)
@@ -188,7 +188,7 @@ def test_generated_bench_image_is_a_photo_like_jpeg():
 def test_bf16_refusal_for_every_cpu_kind():
     """The refusal branch, with the capabilities each CPU kind reports injected (the test above
     runs the branch of this session's CPU for real)."""
-    from singleshot.backends import require_bf16
+    from singleshot.runtime.backends import require_bf16
 
     avx2, epyc, xeon = ["FP32", "INT8", "BIN"], ["BF16", "FP32", "INT8"], ["BF16", "FP32", "INT8", "FP16"]
     with pytest.raises(UsageError, match="no bf16 support"):
@@ -205,7 +205,7 @@ def test_openvino_precision_names():
     "<Type: 'bfloat16'>" (never "bf16"); every spelling maps to our names."""
     import openvino as ov
 
-    from singleshot.backends import ov_type_name
+    from singleshot.runtime.backends import ov_type_name
 
     assert ov_type_name(ov.Type.bf16) == "bf16" and str(ov.Type.bf16) != "bf16"
     assert ov_type_name(ov.Type.f32) == "fp32" and ov_type_name(ov.Type.f16) == "fp16"

@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from singleshot.cli import app
+from singleshot.app.cli import app
 
 STAGES = {"decode", "preprocess", "inference", "postprocess"}
 
@@ -36,7 +36,7 @@ def test_bench_json_schema(tmp_path):
     for f in ("results.json", "results.md", "plot.png"):
         assert (tmp_path / "b" / f).stat().st_size > 0
     # the CPU and what it offers, in the JSON and the table
-    from singleshot.cpu import cpu_info
+    from singleshot.perf.cpu import cpu_info
 
     assert doc["cpu"]["int8"] in ("avx2", "avx-vnni", "avx512-vnni", "amx", "none")
     assert doc["cpu"] == json.loads(json.dumps(cpu_info())) and isinstance(doc["cpu"]["bf16"], bool)
@@ -52,8 +52,8 @@ def test_bench_json_schema(tmp_path):
 
 def test_cpu_classes_and_int8_notes_for_every_cpu_kind():
     """What bench says depends on the CPU; each kind is checked with injected flags."""
-    from singleshot.bench import int8_notes
-    from singleshot.cpu import has_bf16, int8_class, why_int8_is_slow
+    from singleshot.perf.bench import int8_notes
+    from singleshot.perf.cpu import has_bf16, int8_class, why_int8_is_slow
 
     avx2 = {"sse4_2", "avx", "avx2", "fma"}
     epyc = avx2 | {"avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni"}
@@ -75,7 +75,7 @@ def test_cpu_classes_and_int8_notes_for_every_cpu_kind():
 
 
 def test_bench_on_a_folder_and_bad_input(tmp_path):
-    from singleshot.bench import sample_image
+    from singleshot.perf.bench import sample_image
 
     (tmp_path / "imgs").mkdir()
     for i in range(2):

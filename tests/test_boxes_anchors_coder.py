@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from singleshot.anchors import DefaultBoxConfig, default_boxes
-from singleshot.boxes import box_convert, box_iou
-from singleshot.coder import decode, encode
+from singleshot.core.anchors import DefaultBoxConfig, default_boxes
+from singleshot.core.boxes import box_convert, box_iou
+from singleshot.core.coder import decode, encode
 
 
 def test_anchor_counts():

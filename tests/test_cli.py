@@ -11,7 +11,7 @@ import torch
 from helpers import lively_model, make_corpus
 from typer.testing import CliRunner
 
-from singleshot.cli import app
+from singleshot.app.cli import app
 
 
 def run(*args):
@@ -140,7 +140,7 @@ def test_inference_needs_no_torch(tiny_zoo_onnx, photo):
     code = (
         "import sys, json; sys.modules['torch'] = None\n"
         "from typer.testing import CliRunner\n"
-        "from singleshot.cli import app\n"
+        "from singleshot.app.cli import app\n"
         f"r = CliRunner().invoke(app, ['detect', {str(photo)!r}, '--model', {str(tiny_zoo_onnx)!r}, '--json'])\n"
         "assert r.exit_code == 0, r.output\n"
         f"assert CliRunner().invoke(app, ['info', {str(tiny_zoo_onnx)!r}]).exit_code == 0\n"
@@ -228,7 +228,7 @@ def test_missing_optional_packages_fail_at_option_parsing(tmp_path, monkeypatch)
 def test_detect_defaults_to_conf_025_for_people(photo, tmp_path):
     """detect returns and draws detections at 0.25 by default; --conf model gives the model's
     own threshold (0.05) - the same as the library's Detector() without conf."""
-    from singleshot.runtime import Detector
+    from singleshot.runtime.detector import Detector
 
     code, stdout, _ = run("detect", photo, "--json")
     shown = json.loads(stdout)["images"][0]["detections"]
@@ -287,7 +287,7 @@ def test_demo_with_a_model_of_other_classes(tmp_path):
     code, stdout, err = run("demo", "--model", "demo", "--num-images", "1", "--no-compare",
                             "-o", tmp_path / "ok")
     assert code == 0, err
-    from singleshot.export import export_onnx
+    from singleshot.export.onnx_export import export_onnx
 
     export_onnx(lively_model(), tmp_path / "coco.onnx", opset=13)
     code, stdout, err = run("demo", "--model", tmp_path / "coco.onnx", "--num-images", "1",

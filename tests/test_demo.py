@@ -5,9 +5,9 @@ import re
 
 from typer.testing import CliRunner
 
-from singleshot.cli import app
+from singleshot.app.cli import app
 from singleshot.data.synth import CLASSES
-from singleshot.registry import bundled_path
+from singleshot.hub.registry import bundled_path
 
 
 def test_demo_end_to_end(tmp_path):
@@ -35,7 +35,7 @@ def test_demo_end_to_end(tmp_path):
 
 
 def test_bundled_model_describes_itself():
-    from singleshot.onnxgraph import describe
+    from singleshot.graph.onnxgraph import describe
 
     path = bundled_path("demo.onnx")
     assert path.is_file(), "the bundled demo model is missing from the package"

@@ -6,12 +6,12 @@ import pytest
 from PIL import Image
 
 from singleshot.errors import ImageError, ModelError
-from singleshot.export import match_detections
-from singleshot.imageio import load_image
-from singleshot.nms import NmsParams, postprocess_raw
-from singleshot.anchors import default_boxes
-from singleshot.preprocess import preprocess
-from singleshot.runtime import Detector, make_session
+from singleshot.export.onnx_export import match_detections
+from singleshot.io.images import load_image
+from singleshot.core.nms import NmsParams, postprocess_raw
+from singleshot.core.anchors import default_boxes
+from singleshot.runtime.preprocess import preprocess
+from singleshot.runtime.detector import Detector, make_session
 
 from helpers import make_corpus
 
@@ -131,7 +131,7 @@ def test_computed_nms_constants_never_cut_outputs(tiny_zoo_onnx, photo):
     for i in (2, 4):
         proto.graph.node.append(onnx.helper.make_node("Identity", [nms.input[i]], [f"computed{i}"]))
         nms.input[i] = f"computed{i}"
-    from singleshot.onnxgraph import read_nms_params
+    from singleshot.graph.onnxgraph import read_nms_params
 
     assert read_nms_params(proto) == NmsParams()
     det = Detector(proto)
@@ -178,8 +178,8 @@ def test_detector_takes_any_decoded_image(photo):
 def test_label_to_coco_category_map():
     """Contiguous labels 1..80 -> COCO's non-contiguous ids 1..90, with labels that do not map
     to themselves (12 -> 13 stop sign, 80 -> 90 toothbrush)."""
-    from singleshot.detections import Detections
-    from singleshot.spec import zoo_spec
+    from singleshot.core.detections import Detections
+    from singleshot.core.spec import zoo_spec
 
     boxes = np.tile([[0.1, 0.1, 0.5, 0.5]], (4, 1)).astype(np.float32)
     d = Detections.from_normalized(boxes, np.array([12, 1, 80, 26]), np.array([0.9, 0.8, 0.7, 0.6]),

@@ -14,10 +14,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
-from singleshot.cli import app
-from singleshot.coco_data import AnnotationError, load_annotations
-from singleshot.evaluate import METRIC_KEYS, coco_score
-from singleshot.runtime import Detector
+from singleshot.app.cli import app
+from singleshot.eval.annotations import AnnotationError, load_annotations
+from singleshot.eval.evaluate import METRIC_KEYS, coco_score
+from singleshot.runtime.detector import Detector
 
 
 def pycocotools_direct(gt_path, dets):
@@ -148,7 +148,7 @@ def model_dataset(tmp_path_factory, tiny_zoo_onnx):
                 anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(cat),
                              "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
                              "iscrowd": 0})
-    from singleshot.coco import COCO_CATEGORY_IDS, COCO_NAMES
+    from singleshot.core.labels import COCO_CATEGORY_IDS, COCO_NAMES
 
     cats = [{"id": c, "name": n} for c, n in zip(COCO_CATEGORY_IDS, COCO_NAMES)]
     (root / "instances.json").write_text(json.dumps({"images": images, "annotations": anns,
@@ -250,7 +250,7 @@ def test_eval_resumes_only_the_same_model_and_settings(model_dataset, tiny_model
     """Re-export another model to the same file name and rerun with the same --out: refused,
     naming what differs (no silent old mAP); other settings likewise; --overwrite sets the old
     run aside in OUT/previous-1/ and evaluates the new model."""
-    from singleshot.export import export_onnx
+    from singleshot.export.onnx_export import export_onnx
 
     model = tmp_path / "m.onnx"
     export_onnx(tiny_model, model, opset=13)

@@ -6,13 +6,13 @@ import onnx
 import pytest
 import torch
 
-from singleshot.anchors import DefaultBoxConfig, default_boxes
-from singleshot.export import _sample_input, build_onnx, check_parity, export_onnx, match_detections
+from singleshot.core.anchors import DefaultBoxConfig, default_boxes
+from singleshot.export.onnx_export import _sample_input, build_onnx, check_parity, export_onnx, match_detections
 from singleshot.model import build_model
-from singleshot.nms import postprocess_raw
-from singleshot.onnxgraph import graph_io, read_nms_params, read_spec
-from singleshot.runtime import Detector, make_session
-from singleshot.spec import ModelSpec, zoo_spec
+from singleshot.core.nms import postprocess_raw
+from singleshot.graph.onnxgraph import graph_io, read_nms_params, read_spec
+from singleshot.runtime.detector import Detector, make_session
+from singleshot.core.spec import ModelSpec, zoo_spec
 
 
 @pytest.mark.parametrize("opset", [10, 12, 13, 17])
@@ -130,8 +130,8 @@ def test_export_accepts_saturated_scores(make_model, tmp_path):
     """A correct export is never refused: every one of the 200 scores is exactly 1.0, tie
     order differs, and the check still passes - while the graph reproduces the numpy
     reference's detections as a set of scores and stays a valid NMS of its own heads."""
-    from singleshot.coder import decode, softmax
-    from singleshot.nms import nms_violations
+    from singleshot.core.coder import decode, softmax
+    from singleshot.core.nms import nms_violations
 
     model = _saturated(make_model)
     out = tmp_path / "sat.onnx"
@@ -164,7 +164,7 @@ def test_export_check_refuses_a_wrong_post_processing(tiny_model):
 def test_nms_violations_allow_tie_order_only():
     """A valid NMS under another order of tied scores passes; a missing, extra, relabelled or
     unsuppressed detection does not."""
-    from singleshot.nms import NmsParams, batched_nms, nms_violations
+    from singleshot.core.nms import NmsParams, batched_nms, nms_violations
 
     boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10.5],
                       [40, 40, 50, 50]], dtype=np.float32)
@@ -194,8 +194,8 @@ def test_parity_check_ignores_tie_order_on_saturated_heads(make_model):
     another order - here the numpy NMS over the boxes in reverse order - keeps other boxes than
     the reference: the old count of unmatched detections refused such an export; the check
     accepts it, and still refuses a result that no tie order explains."""
-    from singleshot.export import postprocess_problems
-    from singleshot.nms import NmsParams
+    from singleshot.export.onnx_export import postprocess_problems
+    from singleshot.core.nms import NmsParams
 
     model = _saturated(make_model)
     with torch.no_grad():

@@ -7,10 +7,10 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from singleshot.cli import app
+from singleshot.app.cli import app
 from singleshot.errors import DownloadError
-from singleshot.hub import download, ensure_model
-from singleshot.registry import RegistryEntry, get_entry, register
+from singleshot.hub.download import download, ensure_model
+from singleshot.hub.registry import RegistryEntry, get_entry, register
 
 
 class _Server:

@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from singleshot.nms import NmsParams, batched_nms
+from singleshot.core.nms import NmsParams, batched_nms
 
 
 def brute_force(boxes, scores, p: NmsParams):

@@ -8,13 +8,13 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from singleshot.cli import app
+from singleshot.app.cli import app
 from singleshot.errors import UsageError
-from singleshot.imageio import load_image
-from singleshot.onnxgraph import describe, graph_io, read_spec
-from singleshot.preprocess import preprocess
-from singleshot.quantize import ImageFolderReader, Recipe, quantize_model, tail_op_types
-from singleshot.runtime import Detector
+from singleshot.io.images import load_image
+from singleshot.graph.onnxgraph import describe, graph_io, read_spec
+from singleshot.runtime.preprocess import preprocess
+from singleshot.quant.static import ImageFolderReader, Recipe, quantize_model, tail_op_types
+from singleshot.runtime.detector import Detector
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_every_calibration_method(tiny_zoo_onnx, calib_dir, tmp_path, method):
 
 def test_quantizing_a_quantized_model_is_refused(calib_dir, tmp_path):
     """onnxruntime would write a file it then refuses ("two nodes with same node name")."""
-    from singleshot.registry import bundled_path
+    from singleshot.hub.registry import bundled_path
 
     for name in ("demo-int8-qdq.onnx", "demo-int8-qoperator", "demo-int8-qdq"):  # file or name
         out = tmp_path / f"{name}.out.onnx"
@@ -89,8 +89,8 @@ def test_quantizing_a_quantized_model_is_refused(calib_dir, tmp_path):
 
 def _heads(model, x):
     """The raw loc/conf tensors inside a zoo graph."""
-    from singleshot.onnxgraph import with_outputs
-    from singleshot.runtime import make_session
+    from singleshot.graph.onnxgraph import with_outputs
+    from singleshot.runtime.detector import make_session
 
     return make_session(with_outputs(model, ("loc", "conf"))).run(["loc", "conf"], {"image": x})
 
@@ -136,7 +136,7 @@ def test_quantize_cli_prints_recipe(tiny_raw_onnx, calib_dir, tmp_path):
 # ---- accuracy-aware mode -------------------------------------------------------------------
 
 def test_drop_target_parsing():
-    from singleshot.accuracy import DropTarget, float_counts
+    from singleshot.quant.accuracy import DropTarget, float_counts
 
     assert DropTarget.parse("1%") == DropTarget(0.01, True)
     assert DropTarget.parse("0.01") == DropTarget(0.01, False)
@@ -160,8 +160,8 @@ def eval_set(tmp_path_factory):
 def test_accuracy_aware_trials(eval_set, calib_dir, tmp_path):
     """A target no trial can meet forces the search through its trials: each keeps the next
     most sensitive convs in float, and the written model is the one the report chose."""
-    from singleshot.accuracy import DropTarget, quantize_accuracy_aware, report_path
-    from singleshot.registry import bundled_path
+    from singleshot.quant.accuracy import DropTarget, quantize_accuracy_aware, report_path
+    from singleshot.hub.registry import bundled_path
 
     out = tmp_path / "demo-int8.onnx"
     never = DropTarget(-1.0, False)  # int8 would have to gain a whole mAP point: never allowed
@@ -200,8 +200,8 @@ def test_accuracy_aware_trials(eval_set, calib_dir, tmp_path):
 def test_accuracy_aware_cli(eval_set, calib_dir, tmp_path):
     """A target the first trial meets (any drop below 0.99 mAP): exit 0, the table printed,
     one trial, no sensitivity search."""
-    from singleshot.accuracy import report_path
-    from singleshot.registry import bundled_path
+    from singleshot.quant.accuracy import report_path
+    from singleshot.hub.registry import bundled_path
 
     args = ["quantize", str(bundled_path("demo.onnx")), "--calib", str(calib_dir),
             "--num-images", "4", "--eval-images", str(eval_set / "images"),
@@ -230,7 +230,7 @@ def test_convs_kept_in_float_compute_in_float(tiny_zoo_onnx, calib_dir, tmp_path
     come back for float readers). As onnxruntime runs it (its QDQ fusions differ by ISA): the
     graph it optimizes holds exactly that many float convs on float inputs, and no int8 conv
     kernel when every conv is kept, while the fully quantized model runs int8 kernels."""
-    from singleshot.quantize import prepare_float_model, runtime_conv_kernels
+    from singleshot.quant.static import prepare_float_model, runtime_conv_kernels
 
     f = prepare_float_model(onnx.load(str(tiny_zoo_onnx)), 13)
     convs = sorted(n.name for n in f.graph.node if n.op_type == "Conv")

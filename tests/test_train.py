@@ -8,13 +8,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from singleshot.coder import decode
+from singleshot.core.coder import decode
 from singleshot.data.augment import hflip, random_crop, train_transform
 from singleshot.data.synth import CLASSES, make_scene, write_dataset
 from singleshot.model import build_model
 from singleshot.model.checkpoint import load_checkpoint
-from singleshot.model.loss import TargetEncoder, ssd_loss
-from singleshot.train import TrainConfig, lr_at, train
+from singleshot.training.loss import TargetEncoder, ssd_loss
+from singleshot.training.loop import TrainConfig, lr_at, train
 
 
 # ---- generator --------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_existing_run_is_never_overwritten_silently(tiny_set, tmp_path):
     continues it or --exist-ok starts over; both at once is a usage error too."""
     from typer.testing import CliRunner
 
-    from singleshot.cli import app
+    from singleshot.app.cli import app
 
     out = tmp_path / "run"
     train(_cfg(tiny_set, out, max_steps=1), progress=False)

@@ -9,9 +9,9 @@ Inference needs numpy, pillow and onnxruntime only; torch is needed for export a
 
 __version__ = "0.1.0"
 
-from .detections import Detections as Detections  # noqa: E402
-from .imageio import load_image as load_image  # noqa: E402
-from .runtime import Detector as Detector  # noqa: E402
-from .spec import ModelSpec as ModelSpec  # noqa: E402
+from .core.detections import Detections as Detections  # noqa: E402
+from .io.images import load_image as load_image  # noqa: E402
+from .runtime.detector import Detector as Detector  # noqa: E402
+from .core.spec import ModelSpec as ModelSpec  # noqa: E402
 
 __all__ = ["Detector", "Detections", "ModelSpec", "load_image", "__version__"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from ..boxes import box_iou
+from ..core.boxes import box_iou
 
 # The 7 crop modes: keep the image, crops whose IoU with every box is at least 0.1 ... 0.9, any crop.
 CROP_MODES = (None, 0.1, 0.3, 0.5, 0.7, 0.9, -1.0)

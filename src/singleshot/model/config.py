@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from ..anchors import DefaultBoxConfig
+from ..core.anchors import DefaultBoxConfig
 
 
 def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:

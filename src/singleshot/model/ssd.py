@@ -61,7 +61,7 @@ class SSDResNet34(nn.Module):
     """SSD head on a ResNet-34 trunk.
 
     forward(image [N, 3, S, S]) -> (ploc [N, 4, A], pconf [N, num_classes + 1, A]) with the anchor
-    index ordered level -> box k -> row -> column (see :mod:`singleshot.anchors`).
+    index ordered level -> box k -> row -> column (see :mod:`singleshot.core.anchors`).
     """
 
     def __init__(self, cfg: SSDConfig) -> None:

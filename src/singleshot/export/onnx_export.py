@@ -1,0 +1,230 @@
+"""torch -> ONNX in the zoo contract (in-graph decode + NMS) or as raw heads, checked on export.
+
+The network itself goes through torch's TorchScript-based exporter (``dynamo=False``), the only
+one that still writes opsets 10 and 12; the post-processing is appended by
+:mod:`singleshot.graph.postprocess`. Every export passes onnx's checker and a parity run against torch.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.utils
+import torch
+
+from ..core.anchors import default_boxes
+from ..errors import ModelError
+from ..core.nms import NmsParams, postprocess_raw
+from ..graph.onnxgraph import inline_constant_identities
+from ..graph.postprocess import append_zoo_postprocess
+from ..core.spec import ModelSpec
+
+SUPPORTED_OPSETS = (10, 11, 12, 13, 14, 15, 16, 17)  # 10, 12, 13, 17 tested
+
+
+@dataclass
+class ParityReport:
+    """Export check: max |ORT - torch| of the head outputs; the zoo outputs against the numpy
+    NMS on the graph's own heads (``detections``; ``tied``: how many differ from the reference
+    only by the order of tied scores; ``unmatched``: detections no tie order explains) and on
+    synthetic heads with a realistic score range (``probe_detections``)."""
+
+    loc_max_abs: float
+    conf_max_abs: float
+    detections: int
+    unmatched: int
+    tied: int = 0
+    probe_detections: int = 0
+
+    def __str__(self) -> str:
+        ties = f" ({self.tied} differ only in the order of tied scores)" if self.tied else ""
+        return (f"parity: loc max|diff| {self.loc_max_abs:.2e}, conf max|diff| "
+                f"{self.conf_max_abs:.2e}, {self.detections} detections, {self.unmatched} "
+                f"unmatched{ties}; post-processing probe: {self.probe_detections} detections, exact")
+
+
+def spec_for(model: torch.nn.Module, contract: str, class_names=None, category_ids=None,
+             extra: dict | None = None) -> ModelSpec:
+    """The metadata spec of an SSDResNet34 (class names default to COCO's for 80 classes)."""
+    cfg = model.cfg
+    spec = ModelSpec(contract=contract, input_size=(cfg.input_size, cfg.input_size),
+                     default_boxes=cfg.default_boxes())
+    if class_names is None and cfg.num_classes != 80:
+        class_names = tuple(f"class{i}" for i in range(1, cfg.num_classes + 1))
+    if class_names is not None:
+        class_names = tuple(class_names)
+        if len(class_names) != cfg.num_classes:
+            raise ModelError(f"{len(class_names)} class names for a model with "
+                             f"{cfg.num_classes} classes")
+        ids = tuple(category_ids) if category_ids else tuple(range(1, len(class_names) + 1))
+        spec = spec.with_(class_names=class_names, category_ids=ids)
+    meta = {"model_config": cfg.to_json(), **(extra or {})}
+    return spec.with_(extra=tuple(sorted(meta.items())))
+
+
+def _torch_export(model: torch.nn.Module, opset: int, dynamic_batch: bool) -> onnx.ModelProto:
+    size = model.cfg.input_size
+    dummy = torch.zeros(1, 3, size, size)
+    buf = io.BytesIO()
+    axes = {"image": {0: "batch"}, "loc": {0: "batch"}, "conf": {0: "batch"}} if dynamic_batch \
+        else None
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (dummy,), buf, opset_version=opset, input_names=["image"],
+                          output_names=["loc", "conf"], dynamic_axes=axes, dynamo=False,
+                          do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def build_onnx(model: torch.nn.Module, *, opset: int = 13, raw: bool = False,
+               class_names=None, category_ids=None, nms: NmsParams = NmsParams(),
+               extra_metadata: dict | None = None) -> onnx.ModelProto:
+    """The ONNX graph of ``model`` (an SSDResNet34 in eval mode) with self-describing metadata.
+
+    zoo (default): input ``image`` float32 [1,3,S,S] -> ``bboxes`` [1,nbox,4], ``labels`` int64
+    [1,nbox], ``scores`` [1,nbox]. raw: ``image`` [N,3,S,S] -> ``loc`` [N,4,A], ``conf`` [N,C+1,A].
+    """
+    if opset not in SUPPORTED_OPSETS:
+        raise ModelError(f"opset {opset} is not supported; choose one of {SUPPORTED_OPSETS}")
+    model = model.eval()
+    spec = spec_for(model, "raw" if raw else "zoo", class_names, category_ids, extra_metadata)
+    proto = _torch_export(model, opset, dynamic_batch=raw)
+    inline_constant_identities(proto)
+    if not raw:
+        anchors = default_boxes(spec.default_boxes)
+        proto = append_zoo_postprocess(proto, anchors, model.cfg.num_classes, nms)
+    from .. import __version__
+
+    proto.producer_name, proto.producer_version = "singleshot", __version__
+    del proto.metadata_props[:]
+    for key, value in spec.to_metadata().items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _sample_input(size: int, seed: int = 0) -> np.ndarray:
+    """A smooth deterministic image-like input [1,3,S,S] (normalised pixel range)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.normal(0, 1.0, (1, 3, 8, 8)).astype(np.float32)
+    t = torch.nn.functional.interpolate(torch.from_numpy(coarse), size=(size, size),
+                                        mode="bilinear", align_corners=False)
+    return (t.numpy() + rng.normal(0, 0.2, (1, 3, size, size)).astype(np.float32))
+
+
+def match_detections(a: tuple, b: tuple, box_tol: float = 1e-4, score_tol: float = 1e-5) -> int:
+    """How many detections lack a partner: those of ``a`` (boxes, labels, scores) with no unused
+    detection of ``b`` of the same label, score within ``score_tol`` and box within ``box_tol``
+    (tie order may differ), plus any surplus of ``b``."""
+    (ba, la, sa), (bb, lb, sb) = a, b
+    used = np.zeros(len(sb), dtype=bool)
+    misses = 0
+    for i in range(len(sa)):
+        ok = (~used) & (lb == la[i]) & (np.abs(sb - sa[i]) <= score_tol) & \
+             (np.abs(bb - ba[i]).max(axis=1, initial=0) <= box_tol)
+        hit = np.flatnonzero(ok)
+        if hit.size:
+            used[hit[0]] = True
+        else:
+            misses += 1
+    return misses + max(0, len(sb) - len(sa))
+
+
+def probe_heads(num_anchors: int, num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic heads ``loc`` [1,4,A], ``conf`` [1,C+1,A] with a trained model's score range:
+    a strong background, a few classes with candidates above 0.05 at hundreds of boxes,
+    continuous scores (no ties), so the post-processing is checked exactly whatever the weights."""
+    rng = np.random.default_rng(seed)
+    loc = rng.normal(0, 0.5, (1, 4, num_anchors)).astype(np.float32)
+    conf = rng.normal(0, 1.0, (1, num_classes + 1, num_anchors)).astype(np.float32)
+    conf[0, 0] += 3.0
+    lively = rng.choice(np.arange(1, num_classes + 1), size=min(num_classes, 4), replace=False)
+    conf[0, lively] += rng.uniform(0.5, 2.5, (lively.size, 1)).astype(np.float32)
+    return loc, conf
+
+
+def postprocess_problems(got: tuple, loc: np.ndarray, conf: np.ndarray, anchors: np.ndarray,
+                            params: NmsParams) -> tuple[list[str], int]:
+    """Problems of the zoo outputs ``got`` for heads ``loc`` [4,A], ``conf`` [C+1,A], and how
+    many detections differ from the numpy reference (by tie order, when there is no problem)."""
+    from ..core.coder import decode, softmax
+    from ..core.nms import nms_violations
+
+    ref = postprocess_raw(loc, conf, anchors, params)
+    problems = nms_violations(got, decode(loc.T, anchors), softmax(conf, axis=0)[1:], params)
+    if len(got[2]) != len(ref[2]):
+        problems.append(f"{len(got[2])} detections, the reference has {len(ref[2])}")
+    elif not np.allclose(np.sort(got[2]), np.sort(ref[2]), atol=1e-5, rtol=0):
+        problems.append("the scores differ from the reference's")
+    return problems, match_detections(got, ref)
+
+
+def check_parity(proto: onnx.ModelProto, model: torch.nn.Module, x: np.ndarray | None = None,
+                 tol: float = 1e-3) -> ParityReport:
+    """Run ``proto`` in onnxruntime and ``model`` in torch on the same input and compare.
+
+    Head outputs must agree within ``tol`` relative to their magnitude. For zoo graphs the
+    in-graph post-processing must be a valid NMS of the graph's own heads that keeps the
+    reference's scores (:func:`singleshot.core.nms.nms_violations`: which of two tied boxes survives
+    is undefined, and a checkpoint whose softmax saturates has hundreds of ties), and must equal
+    :func:`singleshot.core.nms.postprocess_raw` exactly on :func:`probe_heads`, whose continuous
+    scores have no ties.
+    """
+    from ..graph.onnxgraph import graph_io, read_nms_params, with_outputs
+    from ..runtime.detector import make_session
+
+    io_ = graph_io(proto)
+    x = _sample_input(model.cfg.input_size) if x is None else x
+    # zoo graphs: expose the heads too, to check the post-processing on them
+    sess = make_session(with_outputs(proto, ("loc", "conf")) if io_.contract == "zoo" else proto)
+    names = [o.name for o in sess.get_outputs()]
+    outs = dict(zip(names, sess.run(names, {"image": x})))
+    with torch.no_grad():
+        tloc, tconf = (t.numpy() for t in model.eval()(torch.from_numpy(x)))
+    dl = float(np.abs(outs["loc"] - tloc).max())
+    dc = float(np.abs(outs["conf"] - tconf).max())
+    report = ParityReport(dl, dc, 0, 0)
+    if dl > tol * max(1.0, float(np.abs(tloc).max())) or \
+            dc > tol * max(1.0, float(np.abs(tconf).max())):
+        raise ModelError(f"export parity check failed: {report}")
+    if io_.contract != "zoo":
+        return report
+    anchors = default_boxes(model.cfg.default_boxes())
+    params = read_nms_params(proto) or NmsParams()
+    got = (outs["bboxes"][0], outs["labels"][0], outs["scores"][0])
+    problems, differ = postprocess_problems(got, outs["loc"][0], outs["conf"][0], anchors, params)
+    report.detections = len(got[2])
+    report.unmatched = len(problems)
+    report.tied = differ if not problems else 0
+    if problems:
+        raise ModelError(f"export parity check failed (post-processing): {problems[0]}")
+    # the graph's own post-processing on realistic synthetic heads: no ties, so exact
+    typed = onnx.shape_inference.infer_shapes(proto)  # the extracted inputs need their types
+    post = onnx.utils.Extractor(typed).extract_model(["loc", "conf"], list(io_.outputs))
+    loc, conf = probe_heads(anchors.shape[0], model.cfg.num_classes)
+    got = tuple(o[0] for o in make_session(post).run(list(io_.outputs), {"loc": loc, "conf": conf}))
+    problems, differ = postprocess_problems(got, loc[0], conf[0], anchors, params)
+    report.probe_detections = len(got[2])
+    if problems or differ:
+        raise ModelError("export parity check failed (post-processing on probe heads): "
+                         + (problems[0] if problems else f"{differ} detections differ"))
+    return report
+
+
+def export_onnx(model: torch.nn.Module, out: str | os.PathLike, *, opset: int = 13,
+                raw: bool = False, check: bool = True, **kw) -> ParityReport | None:
+    """Build, check and write the ONNX file (atomically). Returns the parity report."""
+    proto = build_onnx(model, opset=opset, raw=raw, **kw)
+    report = check_parity(proto, model) if check else None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, out)
+    return report

@@ -1,0 +1,1 @@
+"""Files in and out: image decoding, source expansion, annotated drawing, atomic writes and output folders."""

@@ -1,0 +1,59 @@
+"""Output files and folders: atomic writes (results appear whole or not at all: a temp file
+renamed into place), output folders checked with one-line errors, and old runs set aside."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj, indent: int | None = 2) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=indent))
+
+
+def ensure_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Create the output folder ``path`` (and its parents); UsageError naming ``option`` when
+    it is an existing file or cannot be created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: exists and is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"{option} {path}: cannot create the folder ({err.strerror or err})") from None
+    return path
+
+
+def ensure_parent(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Check an output *file* path: not a folder, its folder created. Returns the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name")
+    ensure_dir(path.parent if str(path.parent) else Path("."), option)
+    return path
+
+
+def set_aside(out: Path) -> Path | None:
+    """Move everything in ``out`` (but earlier ``previous-N`` folders) into ``out/previous-N``
+    (N one more than the highest there); returns that folder, or None when ``out`` was empty."""
+    out = Path(out)
+    items = [p for p in out.iterdir() if not (p.is_dir() and p.name.startswith("previous-")
+                                              and p.name[9:].isdigit())] if out.is_dir() else []
+    if not items:
+        return None
+    taken = [int(p.name[9:]) for p in out.glob("previous-*") if p.name[9:].isdigit()]
+    dest = out / f"previous-{max(taken, default=0) + 1}"
+    dest.mkdir()
+    for p in items:
+        os.replace(p, dest / p.name)
+    return dest

@@ -1,0 +1,1 @@
+"""Speed: `singleshot bench` (per-stage times, throughput, MLPerf LoadGen) and what the CPU offers."""

@@ -1,0 +1,286 @@
+"""`singleshot bench`: end-to-end speed of models x backends, side by side in one run.
+
+Single stream (batch 1, one image at a time): per-stage times (decode, preprocess, inference,
+postprocess) and end-to-end latency percentiles, from encoded image bytes to detections.
+Throughput: the same images through the overlapped pipeline (:mod:`singleshot.runtime.pipeline`) with the
+backend in throughput mode. Optionally an MLPerf LoadGen run (singlestream, offline or server)
+with LoadGen's own summary.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageError, UsageError
+from ..io.images import IMAGE_EXTENSIONS, load_image
+
+STAGES = ("decode", "preprocess", "inference", "postprocess")
+
+
+@dataclass
+class BenchOptions:
+    iterations: int = 20
+    warmup: int = 3
+    threads: int | None = None
+    streams: int | None = None  # throughput runs; None: one per core
+    precision: str = "auto"
+    preprocess: str | None = None  # None: fast for --backend auto, card otherwise
+    throughput: bool = True
+
+
+def sample_image(width: int = 640, height: int = 480, seed: int = 7) -> bytes:
+    """A generated photo-like JPEG (a synthetic scene: textured background, shapes)."""
+    from PIL import Image
+
+    from ..data.synth import make_scene
+
+    img, _ = make_scene(seed, 0, size=(width, height))
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def load_inputs(folder: str | os.PathLike | None, limit: int | None = None) -> list[tuple[str, bytes]]:
+    """(name, encoded bytes) of the images in ``folder`` (sorted), or one generated JPEG."""
+    if folder is None:
+        return [("generated-640x480.jpg", sample_image())]
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such folder of images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)[:limit]
+    if not files:
+        raise UsageError(f"{folder}: no image files")
+    out = []
+    for p in files:
+        data = p.read_bytes()
+        try:  # refuse a broken file now, not in the middle of timing
+            load_image(data, exif=False)
+        except ImageError as err:
+            raise UsageError(f"{p}: {err}") from None
+        out.append((p.name, data))
+    return out
+
+
+def percentiles(values_ms: list[float]) -> dict[str, float]:
+    v = np.asarray(values_ms, dtype=np.float64)
+    return {f"p{q}": float(np.percentile(v, q)) for q in (50, 90, 99)}
+
+
+def _one(det, data: bytes, stages: dict[str, list[float]] | None = None) -> float:
+    """Encoded bytes -> Detections (the detector decodes them); returns the end-to-end ms."""
+    t0 = time.perf_counter()
+    d = det(data)
+    ms = (time.perf_counter() - t0) * 1e3
+    if stages is not None:
+        for k in STAGES:
+            stages[k].append(d.timings[k])
+    return ms
+
+
+def make_detector(model: str, backend: str, opts: BenchOptions, *, throughput: bool = False):
+    from ..runtime.backends import resolve_backend
+    from ..runtime.detector import Detector
+
+    pre = opts.preprocess or ("fast" if backend == "auto" else "card")
+    name = resolve_backend(backend)
+    streams, threads = 1, opts.threads
+    if throughput:  # one stream per core by default; onnxruntime gets the cores split among them
+        streams = opts.streams or max(2, os.cpu_count() or 2)
+        if name != "openvino":
+            threads = threads or max(1, (os.cpu_count() or 2) // streams)
+    return Detector(model, exif=False, backend=name, precision=opts.precision, threads=threads,
+                    streams=streams, preprocess=pre)
+
+
+def bench_pair(model: str, backend: str, inputs: list[tuple[str, bytes]], opts: BenchOptions,
+               log=lambda m: None) -> dict:
+    """One model on one backend: single-stream latency/stages, then pipelined throughput."""
+    det = make_detector(model, backend, opts)
+    for i in range(opts.warmup):
+        _one(det, inputs[i % len(inputs)][1])
+    stages: dict[str, list[float]] = {k: [] for k in STAGES}
+    lat = [_one(det, inputs[i % len(inputs)][1], stages) for i in range(opts.iterations)]
+    row = {"model": model, "backend": det.backend.name, "precision": det.backend.precision,
+           "preprocess": det.preprocess_mode, "threads": opts.threads,
+           "latency_ms": percentiles(lat), "stages_ms": {k: float(np.median(v)) for k, v in stages.items()},
+           "singlestream_ips": 1e3 / float(np.mean(lat)), "iterations": opts.iterations,
+           "images": len(inputs)}
+    log(f"{Path(model).name} on {row['backend']} ({row['precision']}): p50 "
+        f"{row['latency_ms']['p50']:.1f} ms")
+    row["throughput_ips"] = row["singlestream_ips"]
+    row["streams"] = 1
+    if opts.throughput:
+        tdet = make_detector(model, backend, opts, throughput=True)
+        items = [inputs[i % len(inputs)][1] for i in range(max(opts.iterations, 2 * tdet.backend.streams))]
+        for _ in detect_all(tdet, items[: tdet.backend.streams]):  # warm every stream
+            pass
+        t0 = time.perf_counter()
+        n = sum(1 for _ in detect_all(tdet, items))
+        row["throughput_ips"] = n / (time.perf_counter() - t0)
+        row["streams"] = tdet.backend.streams
+        log(f"  throughput {row['throughput_ips']:.2f} img/s with {row['streams']} streams")
+    return row
+
+
+def int8_notes(rows: list[dict], cpu: dict) -> list[str]:
+    """A note for each backend where an int8 model's inference is no faster than an fp32 one's
+    in the same run, saying why on this CPU (:func:`singleshot.perf.cpu.why_int8_is_slow`)."""
+    from .cpu import why_int8_is_slow
+
+    notes = []
+    for backend in dict.fromkeys(r["backend"] for r in rows):
+        fp = [r for r in rows if r["backend"] == backend and r["precision"] != "int8"]
+        q = [r for r in rows if r["backend"] == backend and r["precision"] == "int8"]
+        if not fp or not q:
+            continue
+        base = min(r["stages_ms"]["inference"] for r in fp)
+        slow = [r for r in q if r["stages_ms"]["inference"] >= base]
+        if slow:
+            names = ", ".join(Path(r["model"]).name for r in slow)
+            notes.append(f"int8 is no faster than fp32 on {backend} ({names}): "
+                         f"{why_int8_is_slow(cpu)}")
+    return notes
+
+
+def detect_all(det, items: list[bytes]):
+    """Every item through the overlapped pipeline; raises the first error."""
+    from ..runtime.pipeline import detect_pipelined
+
+    for _, d, _ in detect_pipelined(det, items, lambda b: load_image(b, exif=False),
+                                    streams=det.backend.streams):
+        if isinstance(d, Exception):
+            raise d
+        yield d
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | backend | precision | preprocess | p50 ms | p90 ms | p99 ms | decode | "
+             "preprocess | inference | postprocess | single-stream img/s | throughput img/s "
+             "(streams) |", "|" + "---|" * 13]
+    for r in rows:
+        lat, st = r["latency_ms"], r["stages_ms"]
+        lines.append(
+            f"| {Path(r['model']).name} | {r['backend']} | {r['precision']} | {r['preprocess']} | "
+            f"{lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | "
+            + " | ".join(f"{st[k]:.1f}" for k in STAGES)
+            + f" | {r['singlestream_ips']:.2f} | {r['throughput_ips']:.2f} ({r['streams']}) |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path, title: str = "") -> None:
+    """Stacked per-stage bars (single-stream median ms) per model x backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{Path(r['model']).stem}\n{r['backend']} {r['precision']}\n{r['preprocess']}"
+              for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows)), 4.5), dpi=100)
+    bottom = np.zeros(len(rows))
+    for k in STAGES:
+        vals = np.array([r["stages_ms"][k] for r in rows])
+        ax.bar(labels, vals, bottom=bottom, label=k)
+        bottom += vals
+    for x, (r, b) in enumerate(zip(rows, bottom)):
+        ax.text(x, b, f"{r['latency_ms']['p50']:.0f} ms", ha="center", va="bottom", fontsize=8)
+    ax.set(ylabel="ms per image (median, batch 1)", title=title or "singleshot bench")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ---- MLPerf LoadGen ---------------------------------------------------------------------------
+
+SCENARIOS = ("singlestream", "offline", "server")
+
+
+def loadgen_run(det, inputs: list[tuple[str, bytes]], scenario: str, outdir: Path, *,
+                duration_ms: int = 10000, min_queries: int = 16,
+                target_qps: float | None = None) -> dict:
+    """Run LoadGen's performance mode over ``inputs`` (kept in memory as encoded bytes) with
+    ``det`` as the system under test; every query goes from bytes to detections. Returns the
+    parsed ``mlperf_log_summary.txt`` (and its text under ``"text"``)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import mlperf_loadgen as lg
+
+    if scenario not in SCENARIOS:
+        raise UsageError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
+    outdir.mkdir(parents=True, exist_ok=True)
+    pool = ThreadPoolExecutor(max(1, det.backend.streams))
+    lock = threading.Lock()
+
+    def complete(sample_id: int) -> None:
+        with lock:
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(sample_id, 0, 0)])
+
+    def serve(sample) -> None:
+        _one(det, inputs[sample.index][1])
+        complete(sample.id)
+
+    def issue(samples) -> None:
+        if scenario == "offline":  # one big query: the overlapped pipeline, in order
+            def run_all():
+                items = [(s, inputs[s.index][1]) for s in samples]
+                from ..runtime.pipeline import detect_pipelined
+
+                for (s, _), d, _ in detect_pipelined(det, items, lambda it: load_image(it[1], exif=False),
+                                                      streams=det.backend.streams):
+                    complete(s.id)
+            pool.submit(run_all)
+        else:
+            for s in samples:
+                pool.submit(serve, s)
+
+    settings = lg.TestSettings()
+    settings.scenario = {"singlestream": lg.TestScenario.SingleStream,
+                         "offline": lg.TestScenario.Offline,
+                         "server": lg.TestScenario.Server}[scenario]
+    settings.mode = lg.TestMode.PerformanceOnly
+    settings.min_duration_ms = int(duration_ms)
+    settings.min_query_count = int(min_queries)
+    # a first estimate from one timed image, so LoadGen sizes its queries sensibly
+    est_ms = min(_one(det, inputs[0][1]) for _ in range(2))
+    settings.single_stream_expected_latency_ns = int(est_ms * 1e6)
+    settings.offline_expected_qps = max(1000.0 / est_ms * max(1, det.backend.streams) * 0.8, 0.1)
+    if scenario == "server":
+        settings.server_target_qps = float(target_qps or max(0.1, 0.5 * 1000.0 / est_ms))
+        settings.server_target_latency_ns = int(max(100.0, 4 * est_ms) * 1e6)
+    log = lg.LogSettings()
+    log.log_output.outdir = str(outdir)
+    log.log_output.copy_summary_to_stdout = False
+    sut = lg.ConstructSUT(issue, lambda: None)
+    qsl = lg.ConstructQSL(len(inputs), len(inputs), lambda idx: None, lambda idx: None)
+    try:
+        lg.StartTestWithLogSettings(sut, qsl, settings, log)
+    finally:
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(sut)
+        pool.shutdown(wait=True)
+    return parse_summary(outdir / "mlperf_log_summary.txt")
+
+
+def parse_summary(path: Path) -> dict:
+    """``key : value`` lines of LoadGen's summary (numbers as floats), and the text."""
+    text = path.read_text()
+    out: dict = {"text": text}
+    for line in text.splitlines():
+        if ":" not in line or line.startswith(" "):
+            continue
+        k, v = (s.strip() for s in line.split(":", 1))
+        try:
+            out[k] = float(v)
+        except ValueError:
+            out[k] = v
+    return out
