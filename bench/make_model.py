@@ -48,7 +48,8 @@ def _report_candidates(model: Path, image: Path) -> None:
     import onnx
 
     from singleshot.io.images import load_image
-    from singleshot.graph.onnxgraph import graph_io, read_spec, with_outputs
+    from singleshot.graph.contract import graph_io, read_spec
+    from singleshot.graph.edit import with_outputs
     from singleshot.runtime.preprocess import preprocess
     from singleshot.runtime.detector import make_session
 

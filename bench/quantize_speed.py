@@ -34,7 +34,7 @@ def main() -> None:
     import onnxruntime as ort
 
     from singleshot.io.images import load_image
-    from singleshot.graph.onnxgraph import graph_io, read_spec
+    from singleshot.graph.contract import graph_io, read_spec
     from singleshot.runtime.preprocess import preprocess
     from singleshot.runtime.detector import make_session
 

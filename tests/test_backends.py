@@ -108,7 +108,8 @@ def test_folded_normalization_equals_card_preprocessing(photo):
     """The uint8 graph computes the card's normalisation: with the card's PIL resize its heads
     equal the float graph's."""
     from singleshot.runtime.fastpre import fold_normalization, preprocess_uint8
-    from singleshot.graph.onnxgraph import graph_io, read_spec, with_outputs
+    from singleshot.graph.contract import graph_io, read_spec
+    from singleshot.graph.edit import with_outputs
     from singleshot.runtime.preprocess import preprocess
     from singleshot.runtime.detector import make_session
 

@@ -35,7 +35,7 @@ def test_demo_end_to_end(tmp_path):
 
 
 def test_bundled_model_describes_itself():
-    from singleshot.graph.onnxgraph import describe
+    from singleshot.graph.inspect import describe
 
     path = bundled_path("demo.onnx")
     assert path.is_file(), "the bundled demo model is missing from the package"

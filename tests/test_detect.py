@@ -131,7 +131,7 @@ def test_computed_nms_constants_never_cut_outputs(tiny_zoo_onnx, photo):
     for i in (2, 4):
         proto.graph.node.append(onnx.helper.make_node("Identity", [nms.input[i]], [f"computed{i}"]))
         nms.input[i] = f"computed{i}"
-    from singleshot.graph.onnxgraph import read_nms_params
+    from singleshot.graph.nms_constants import read_nms_params
 
     assert read_nms_params(proto) == NmsParams()
     det = Detector(proto)

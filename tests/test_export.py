@@ -10,7 +10,8 @@ from singleshot.core.anchors import DefaultBoxConfig, default_boxes
 from singleshot.export.onnx_export import _sample_input, build_onnx, check_parity, export_onnx, match_detections
 from singleshot.model import build_model
 from singleshot.core.nms import postprocess_raw
-from singleshot.graph.onnxgraph import graph_io, read_nms_params, read_spec
+from singleshot.graph.contract import graph_io, read_spec
+from singleshot.graph.nms_constants import read_nms_params
 from singleshot.runtime.detector import Detector, make_session
 from singleshot.core.spec import ModelSpec, zoo_spec
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from singleshot.app.cli import app
 from singleshot.errors import UsageError
 from singleshot.io.images import load_image
-from singleshot.graph.onnxgraph import describe, graph_io, read_spec
+from singleshot.graph.inspect import describe
+from singleshot.graph.contract import graph_io, read_spec
 from singleshot.runtime.preprocess import preprocess
 from singleshot.quant.static import ImageFolderReader, Recipe, quantize_model, tail_op_types
 from singleshot.runtime.detector import Detector
@@ -89,7 +90,7 @@ def test_quantizing_a_quantized_model_is_refused(calib_dir, tmp_path):
 
 def _heads(model, x):
     """The raw loc/conf tensors inside a zoo graph."""
-    from singleshot.graph.onnxgraph import with_outputs
+    from singleshot.graph.edit import with_outputs
     from singleshot.runtime.detector import make_session
 
     return make_session(with_outputs(model, ("loc", "conf"))).run(["loc", "conf"], {"image": x})

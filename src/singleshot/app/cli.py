@@ -599,7 +599,7 @@ def info(
 ) -> None:
     """Describe an ONNX model: I/O, opset, ops, metadata, contract, quantization. Exit 2 when
     the file is not a detector (after describing it)."""
-    from ..graph.onnxgraph import describe
+    from ..graph.inspect import describe
     from ..runtime.detector import resolve_model_path
 
     d = describe(resolve_model_path(model))

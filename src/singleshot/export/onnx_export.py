@@ -21,7 +21,7 @@ import torch
 from ..core.anchors import default_boxes
 from ..errors import ModelError
 from ..core.nms import NmsParams, postprocess_raw
-from ..graph.onnxgraph import inline_constant_identities
+from ..graph.edit import inline_constant_identities
 from ..graph.postprocess import append_zoo_postprocess
 from ..core.spec import ModelSpec
 
@@ -176,7 +176,9 @@ def check_parity(proto: onnx.ModelProto, model: torch.nn.Module, x: np.ndarray |
     :func:`singleshot.core.nms.postprocess_raw` exactly on :func:`probe_heads`, whose continuous
     scores have no ties.
     """
-    from ..graph.onnxgraph import graph_io, read_nms_params, with_outputs
+    from ..graph.contract import graph_io
+    from ..graph.nms_constants import read_nms_params
+    from ..graph.edit import with_outputs
     from ..runtime.detector import make_session
 
     io_ = graph_io(proto)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ..graph.edit import tensor_producers
 from ..errors import UsageError
 from ..io.files import write_json_atomic
 from .static import Recipe, prepare_float_model, quantize_model
@@ -69,7 +70,7 @@ def float_counts(n: int) -> list[int]:
 
 def _conv_sources(model: onnx.ModelProto) -> dict[str, list[str]]:
     """Conv node name -> names of the nearest Conv nodes upstream of its data input."""
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = tensor_producers(model)
     out: dict[str, list[str]] = {}
     for node in model.graph.node:
         if node.op_type != "Conv":
@@ -95,7 +96,7 @@ def conv_sensitivity(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
     ``float_model`` must have the node names the quantizer saw (``name_nodes``). Returns
     ``[{"node", "error", "local"}]``, most sensitive first; ``error`` is the noise-to-signal ratio
     of the conv's output in the int8 model, ``local`` the part it adds itself."""
-    from ..graph.onnxgraph import with_outputs
+    from ..graph.edit import with_outputs
     from ..runtime.detector import make_session
 
     dq_outputs = {o for n in qdq_model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
@@ -187,7 +188,7 @@ def quantize_accuracy_aware(model: str | os.PathLike, out: str | os.PathLike,
     ``max_trials``), the most accurate one is written and the report says ``met_target: false``.
     ``OUT.report.json`` records fp32, every trial (float convs, mAP, drop, inference ms) and the
     sensitivity ranking. Returns the report."""
-    from ..graph.onnxgraph import graph_io, load_model, read_spec
+    from ..graph.contract import graph_io, load_model, read_spec
 
     if max_trials < 0:
         raise UsageError("--max-trials must be at least 0")

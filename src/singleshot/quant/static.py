@@ -26,7 +26,8 @@ import onnx
 
 from ..errors import ModelError, UsageError
 from ..io.images import IMAGE_EXTENSIONS, load_image
-from ..graph.onnxgraph import graph_io, inline_constant_identities, load_model, read_spec
+from ..graph.contract import graph_io, load_model, read_spec
+from ..graph.edit import inline_constant_identities, tensor_producers
 from ..runtime.preprocess import preprocess
 from ..core.spec import ModelSpec
 
@@ -136,7 +137,7 @@ CONV_OPS = ("Conv", "QLinearConv", "ConvInteger")
 def backbone_nodes(model: onnx.ModelProto) -> set[str]:
     """Names of the nodes that feed some Conv (and the Convs): the part worth quantizing.
     Everything after the last convolutions - box decoding, softmax, NMS, TopK - is left out."""
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = tensor_producers(model)
     keep: set[str] = set()
     stack = [n for n in model.graph.node if n.op_type in CONV_OPS]
     while stack:
@@ -195,7 +196,7 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
     spec = read_spec(model, io)
     if io.input_dtype != "float32":
         raise ModelError(f"{model_path}: input is {io.input_dtype}; quantize a float32 model")
-    from ..graph.onnxgraph import quantization_info
+    from ..graph.inspect import quantization_info
 
     if quantization_info(model):  # onnxruntime would write a file it cannot load itself
         raise ModelError(f"{model_path}: already quantized ({quantization_info(model)['format']}); "
@@ -264,10 +265,10 @@ def _unquantize_inputs(model: onnx.ModelProto, float_model: onnx.ModelProto,
     except where the quantizer removed a Relu by folding it into the quantization (the conv
     before it then writes the Relu's output name with values before the Relu): that Relu is put
     back for the float readers. Q/DQ pairs left without readers are removed."""
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = tensor_producers(model)
     kept = {n.name for n in model.graph.node}
     float_nodes = {n.name: n for n in float_model.graph.node}
-    float_producer = {o: n for n in float_model.graph.node for o in n.output}
+    float_producer = tensor_producers(float_model)
     added: dict[str, str] = {}
     for node in list(model.graph.node):
         if node.name not in nodes or node.name not in float_nodes:

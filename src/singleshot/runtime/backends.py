@@ -75,7 +75,7 @@ class Backend(Protocol):
 
 def model_precision(model: onnx.ModelProto) -> str:
     """fp32, or int8 when the graph holds quantized ops (its post-processing stays fp32)."""
-    from ..graph.onnxgraph import quantization_info
+    from ..graph.inspect import quantization_info
 
     return "int8" if quantization_info(model) else "fp32"
 

@@ -21,7 +21,8 @@ from ..core.detections import Detections
 from ..errors import ModelError, UsageError
 from ..io.images import as_rgb, load_image
 from ..core.nms import NmsParams
-from ..graph.onnxgraph import GraphIO, graph_io, load_model, read_nms_params, read_spec, rewrite_nms_params
+from ..graph.contract import GraphIO, graph_io, load_model, read_spec
+from ..graph.nms_constants import read_nms_params, rewrite_nms_params
 from ..graph.postprocess import postprocess_model
 from .preprocess import preprocess
 from ..core.spec import ModelSpec

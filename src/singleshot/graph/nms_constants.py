@@ -1,0 +1,110 @@
+"""The NMS constants of zoo graphs (score and IoU thresholds, caps), read and rewritten."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..core.nms import NmsParams
+from .edit import tensor_producers
+
+
+def _const_value(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and name in node.output:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    return numpy_helper.to_array(attr.t)
+    return None
+
+
+def _nms_node(model: onnx.ModelProto) -> onnx.NodeProto | None:
+    nodes = [n for n in model.graph.node if n.op_type == "NonMaxSuppression"]
+    return nodes[0] if len(nodes) == 1 else None
+
+
+def read_nms_params(model: onnx.ModelProto) -> NmsParams | None:
+    """The thresholds baked into a zoo graph (None when it has no single NMS node). A value that
+    is not a plain constant (computed in the graph) reads as the zoo default."""
+    node = _nms_node(model)
+    if node is None:
+        return None
+    vals = [(_const_value(model, node.input[i]) if len(node.input) > i and node.input[i] else None)
+            for i in (2, 3, 4)]
+    default = NmsParams()
+    # An absent input means 0 boxes / IoU 0 / no score threshold (ONNX defaults).
+    absent = [len(node.input) <= i or not node.input[i] for i in (2, 3, 4)]
+    max_pc = int(vals[0].reshape(-1)[0]) if vals[0] is not None else \
+        (0 if absent[0] else default.max_per_class)
+    # float(str(float32)) gives the short decimal (0.05, not 0.0500000007) users typed.
+    iou = float(str(vals[1].reshape(-1)[0])) if vals[1] is not None else \
+        (0.0 if absent[1] else default.iou_threshold)
+    score = float(str(vals[2].reshape(-1)[0])) if vals[2] is not None else \
+        (float("-inf") if absent[2] else default.score_threshold)
+    return NmsParams(score, iou, max_pc, _topk_cap(model) or max_pc)
+
+
+def _topk_k_constants(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, int, np.ndarray]]:
+    """Constants on the path that computes the K of the TopK after NMS: (node, input index, value)."""
+    producers = tensor_producers(model)
+    topk = [n for n in model.graph.node if n.op_type == "TopK" and len(n.input) > 1]
+    found, seen = [], set()
+    stack = [(None, -1, t.input[1]) for t in topk]
+    while stack:
+        consumer, idx, tensor = stack.pop()
+        value = _const_value(model, tensor)
+        if value is not None and consumer is not None and value.size == 1:
+            found.append((consumer, idx, value))
+            continue
+        prod = producers.get(tensor)
+        # Stop at NMS and at Shape/Size: what lies behind them is data, not the cap.
+        if prod is None or id(prod) in seen or prod.op_type in ("NonMaxSuppression", "Shape",
+                                                                  "Size"):
+            continue
+        seen.add(id(prod))
+        stack.extend((prod, i, t) for i, t in enumerate(prod.input) if t)
+    return found
+
+
+def _topk_cap(model: onnx.ModelProto) -> int | None:
+    caps = [int(v.reshape(-1)[0]) for _, _, v in _topk_k_constants(model)
+            if 0 < float(v.reshape(-1)[0]) and float(v.reshape(-1)[0]).is_integer()]
+    return max(caps) if caps else None
+
+
+def rewrite_nms_params(model: onnx.ModelProto, new: NmsParams) -> onnx.ModelProto:
+    """Set a zoo graph's NMS thresholds and detection cap (in place; returns the model).
+
+    New constants get new names and only the NMS / TopK-path inputs are rewired, so a constant
+    shared with other nodes is never changed under them.
+    """
+    node = _nms_node(model)
+    if node is None:
+        raise ModelError("graph has no single NonMaxSuppression node to adjust")
+    old = read_nms_params(model)
+    while len(node.input) < 5:
+        node.input.append("")
+    values = {2: np.asarray([new.max_per_class], dtype=np.int64),
+              3: np.asarray([new.iou_threshold], dtype=np.float32),
+              4: np.asarray([new.score_threshold], dtype=np.float32)}
+    for i, value in values.items():
+        name = f"singleshot/nms_input{i}"
+        model.graph.initializer.extend([numpy_helper.from_array(value, name)])
+        node.input[i] = name
+    if old is not None and new.max_det != old.max_det:
+        hits = [(n, i, v) for n, i, v in _topk_k_constants(model)
+                if float(v.reshape(-1)[0]) == float(old.max_det)]
+        if not hits:
+            raise ModelError(
+                f"cannot change this graph's detection cap of {old.max_det}: no constant found "
+                "on its TopK path (export a raw-head graph for other caps)")
+        for k, (n, i, v) in enumerate(hits):
+            name = f"singleshot/topk_cap{k}"
+            model.graph.initializer.extend([numpy_helper.from_array(
+                np.full(v.shape, new.max_det, dtype=v.dtype), name)])
+            n.input[i] = name
+    return model
