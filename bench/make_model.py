@@ -22,7 +22,7 @@ import numpy as np
 def main(out_dir: str = "runs/bench") -> None:
     from singleshot.model.lively import BENCH_HEADS, lively_model
     from singleshot.data.synth import write_dataset
-    from singleshot.export.onnx_export import export_onnx
+    from singleshot.export.exporter import export_onnx
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ def _report_candidates(model: Path, image: Path) -> None:
     from singleshot.graph.contract import graph_io, read_spec
     from singleshot.graph.edit import with_outputs
     from singleshot.runtime.preprocess import preprocess
-    from singleshot.runtime.detector import make_session
+    from singleshot.runtime.session import make_session
 
     proto = onnx.load(str(model))
     spec = read_spec(proto, graph_io(proto))

@@ -36,7 +36,7 @@ def main() -> None:
     from singleshot.io.images import load_image
     from singleshot.graph.contract import graph_io, read_spec
     from singleshot.runtime.preprocess import preprocess
-    from singleshot.runtime.detector import make_session
+    from singleshot.runtime.session import make_session
 
     folder = Path(args.folder)
     image = sorted((folder / "calib" / "images").iterdir())[-1]

@@ -21,7 +21,7 @@ except ImportError:
     sys.exit("error: this script exports with PyTorch, which is not installed: "
              "pip install 'singleshot[torch]'")
 
-from singleshot.export.onnx_export import export_onnx  # noqa: E402 - after the torch check
+from singleshot.export.exporter import export_onnx  # noqa: E402 - after the torch check
 from singleshot.model import build_model  # noqa: E402
 
 

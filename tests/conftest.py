@@ -23,7 +23,7 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def tiny_zoo_onnx(tiny_model, tmp_path_factory):
-    from singleshot.export.onnx_export import export_onnx
+    from singleshot.export.exporter import export_onnx
 
     path = tmp_path_factory.mktemp("models") / "tiny_zoo.onnx"
     export_onnx(tiny_model, path, opset=13)
@@ -32,7 +32,7 @@ def tiny_zoo_onnx(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_raw_onnx(tiny_model, tmp_path_factory):
-    from singleshot.export.onnx_export import export_onnx
+    from singleshot.export.exporter import export_onnx
 
     path = tmp_path_factory.mktemp("models") / "tiny_raw.onnx"
     export_onnx(tiny_model, path, opset=13, raw=True)

@@ -107,11 +107,12 @@ def test_torch_backend_matches_exported_graph(tiny_model, tiny_raw_onnx, tmp_pat
 def test_folded_normalization_equals_card_preprocessing(photo):
     """The uint8 graph computes the card's normalisation: with the card's PIL resize its heads
     equal the float graph's."""
-    from singleshot.runtime.fastpre import fold_normalization, preprocess_uint8
+    from singleshot.graph.normalize import fold_normalization
+    from singleshot.runtime.preprocess import preprocess_uint8
     from singleshot.graph.contract import graph_io, read_spec
     from singleshot.graph.edit import with_outputs
     from singleshot.runtime.preprocess import preprocess
-    from singleshot.runtime.detector import make_session
+    from singleshot.runtime.session import make_session
 
     proto = onnx.load(DEMO)
     io_, spec = graph_io(proto), read_spec(proto, graph_io(proto))

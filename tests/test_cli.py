@@ -287,7 +287,7 @@ def test_demo_with_a_model_of_other_classes(tmp_path):
     code, stdout, err = run("demo", "--model", "demo", "--num-images", "1", "--no-compare",
                             "-o", tmp_path / "ok")
     assert code == 0, err
-    from singleshot.export.onnx_export import export_onnx
+    from singleshot.export.exporter import export_onnx
 
     export_onnx(lively_model(), tmp_path / "coco.onnx", opset=13)
     code, stdout, err = run("demo", "--model", tmp_path / "coco.onnx", "--num-images", "1",

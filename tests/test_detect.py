@@ -6,12 +6,13 @@ import pytest
 from PIL import Image
 
 from singleshot.errors import ImageError, ModelError
-from singleshot.export.onnx_export import match_detections
+from singleshot.export.parity import match_detections
 from singleshot.io.images import load_image
 from singleshot.core.nms import NmsParams, postprocess_raw
 from singleshot.core.anchors import default_boxes
 from singleshot.runtime.preprocess import preprocess
-from singleshot.runtime.detector import Detector, make_session
+from singleshot.runtime.detector import Detector
+from singleshot.runtime.session import make_session
 
 from helpers import make_corpus
 

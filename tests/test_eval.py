@@ -250,7 +250,7 @@ def test_eval_resumes_only_the_same_model_and_settings(model_dataset, tiny_model
     """Re-export another model to the same file name and rerun with the same --out: refused,
     naming what differs (no silent old mAP); other settings likewise; --overwrite sets the old
     run aside in OUT/previous-1/ and evaluates the new model."""
-    from singleshot.export.onnx_export import export_onnx
+    from singleshot.export.exporter import export_onnx
 
     model = tmp_path / "m.onnx"
     export_onnx(tiny_model, model, opset=13)

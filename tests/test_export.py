@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from singleshot.core.anchors import DefaultBoxConfig, default_boxes
-from singleshot.export.onnx_export import _sample_input, build_onnx, check_parity, export_onnx, match_detections
+from singleshot.export.parity import sample_input, check_parity, match_detections
+from singleshot.export.exporter import build_onnx, export_onnx
 from singleshot.model import build_model
 from singleshot.core.nms import postprocess_raw
 from singleshot.graph.contract import graph_io, read_spec
 from singleshot.graph.nms_constants import read_nms_params
-from singleshot.runtime.detector import Detector, make_session
+from singleshot.runtime.detector import Detector
+from singleshot.runtime.session import make_session
 from singleshot.core.spec import ModelSpec, zoo_spec
 
 
@@ -30,7 +32,7 @@ def test_zoo_export_each_opset(tiny_model, opset):
     report = check_parity(proto, tiny_model)
     assert report.detections > 20 and report.unmatched == 0
     # torch heads + numpy post-processing = the graph's outputs, on a second input
-    x = _sample_input(300, seed=7)
+    x = sample_input(300, seed=7)
     b, l, s = make_session(proto).run(None, {"image": x})
     with torch.no_grad():
         loc, conf = (t.numpy() for t in tiny_model(torch.from_numpy(x)))
@@ -44,7 +46,7 @@ def test_zoo_export_each_opset(tiny_model, opset):
 def test_raw_export_dynamic_batch(tiny_model, opset):
     proto = build_onnx(tiny_model, opset=opset, raw=True)
     assert graph_io(proto).contract == "raw"
-    x = np.concatenate([_sample_input(300, 1), _sample_input(300, 2), _sample_input(300, 3)])
+    x = np.concatenate([sample_input(300, 1), sample_input(300, 2), sample_input(300, 3)])
     loc, conf = make_session(proto).run(None, {"image": x})
     assert loc.shape == (3, 4, 8732) and conf.shape == (3, 81, 8732)
     with torch.no_grad():
@@ -139,7 +141,7 @@ def test_export_accepts_saturated_scores(make_model, tmp_path):
     report = export_onnx(model, out, opset=13)
     assert report.detections == 200 and report.unmatched == 0 and report.probe_detections > 20
     proto = onnx.load(str(out))
-    x = _sample_input(300)
+    x = sample_input(300)
     b, l, s = (o[0] for o in make_session(proto).run(None, {"image": x}))
     assert (s == 1.0).all() and len(s) == 200
     with torch.no_grad():
@@ -195,12 +197,12 @@ def test_parity_check_ignores_tie_order_on_saturated_heads(make_model):
     another order - here the numpy NMS over the boxes in reverse order - keeps other boxes than
     the reference: the old count of unmatched detections refused such an export; the check
     accepts it, and still refuses a result that no tie order explains."""
-    from singleshot.export.onnx_export import postprocess_problems
+    from singleshot.export.parity import postprocess_problems
     from singleshot.core.nms import NmsParams
 
     model = _saturated(make_model)
     with torch.no_grad():
-        loc, conf = (t.numpy()[0] for t in model(torch.from_numpy(_sample_input(300))))
+        loc, conf = (t.numpy()[0] for t in model(torch.from_numpy(sample_input(300))))
     anchors = default_boxes(DefaultBoxConfig.ssd300())
     ref = postprocess_raw(loc, conf, anchors)
     other = postprocess_raw(loc[:, ::-1], conf[:, ::-1], anchors[::-1])  # ties visited backwards

@@ -91,7 +91,7 @@ def test_quantizing_a_quantized_model_is_refused(calib_dir, tmp_path):
 def _heads(model, x):
     """The raw loc/conf tensors inside a zoo graph."""
     from singleshot.graph.edit import with_outputs
-    from singleshot.runtime.detector import make_session
+    from singleshot.runtime.session import make_session
 
     return make_session(with_outputs(model, ("loc", "conf"))).run(["loc", "conf"], {"image": x})
 

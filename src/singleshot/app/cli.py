@@ -211,7 +211,7 @@ def export(
         raise UsageError("--out/-o is required: where to write the .onnx file")
     ensure_parent(output)
     try:
-        from ..export.onnx_export import export_onnx
+        from ..export.exporter import export_onnx
         from ..model import build_model
         from ..model.checkpoint import load_checkpoint, load_weights
     except ImportError as err:

@@ -97,7 +97,7 @@ def conv_sensitivity(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
     ``[{"node", "error", "local"}]``, most sensitive first; ``error`` is the noise-to-signal ratio
     of the conv's output in the int8 model, ``local`` the part it adds itself."""
     from ..graph.edit import with_outputs
-    from ..runtime.detector import make_session
+    from ..runtime.session import make_session
 
     dq_outputs = {o for n in qdq_model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     quantized = {n.name: n.output[0] for n in qdq_model.graph.node

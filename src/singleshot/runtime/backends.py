@@ -99,7 +99,7 @@ class OrtBackend:
     def __init__(self, model: onnx.ModelProto, output_names: tuple[str, ...], input_name: str, *,
                  threads: int | None = None, streams: int = 1,
                  providers: list[str] | None = None) -> None:
-        from .detector import make_session
+        from .session import make_session
 
         self.session = make_session(model, threads, providers)
         self.providers = self.session.get_providers()
@@ -180,7 +180,7 @@ class TorchBackend:
             import torch
         except ImportError:
             raise UsageError("the torch backend needs torch: pip install 'singleshot[torch]'") from None
-        from ..export.onnx_export import spec_for
+        from ..model.metadata import spec_for
         from ..model import build_model
         from ..model.checkpoint import load_checkpoint, load_weights
 

@@ -1,4 +1,6 @@
-"""The ``Detector``: image -> preprocess -> onnxruntime -> (raw graphs: numpy NMS) -> Detections.
+"""The ``Detector``: image -> :class:`~singleshot.runtime.preprocess.Preprocessor` -> a backend
+(:mod:`singleshot.runtime.backends`) -> :class:`~singleshot.runtime.postprocess.Postprocessor`
+-> Detections, each stage usable alone.
 
 Works with zoo-contract graphs (in-graph NMS) and raw-head graphs (loc, conf; their decode + NMS
 runs as a second small onnxruntime graph with the zoo semantics). On zoo graphs, the
@@ -16,36 +18,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..core.anchors import default_boxes
 from ..core.detections import Detections
 from ..errors import ModelError, UsageError
 from ..io.images import as_rgb, load_image
 from ..core.nms import NmsParams
 from ..graph.contract import GraphIO, graph_io, load_model, read_spec
 from ..graph.nms_constants import read_nms_params, rewrite_nms_params
-from ..graph.postprocess import postprocess_model
-from .preprocess import preprocess
+from ..graph.normalize import fold_normalization
+from .backends import OpenVinoBackend, OrtBackend, TorchBackend, check_precision, is_checkpoint, resolve_backend
+from .postprocess import Postprocessor
+from .preprocess import Preprocessor
 from ..core.spec import ModelSpec
-
-
-def make_session(model: onnx.ModelProto | str, threads: int | None = None,
-                 providers: list[str] | None = None):
-    """An onnxruntime session with explicit providers (CUDA first when present, then CPU)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-    available = ort.get_available_providers()
-    if providers is None:
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    try:
-        return ort.InferenceSession(data, opts, providers=providers)
-    except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ModelError(f"onnxruntime cannot load the model: {first[:300]}") from None
 
 
 class Detector:
@@ -64,7 +47,8 @@ class Detector:
             and on CPUs without bf16).
         streams: requests that may run at once (throughput mode for folders and streams).
         preprocess: ``card`` (PIL resize, numpy normalisation: the reference) or ``fast``
-            (OpenCV resize, normalisation folded into the graph, see :mod:`singleshot.runtime.fastpre`).
+            (OpenCV resize; normalisation folded into ONNX graphs, see
+            :mod:`singleshot.runtime.preprocess`); every backend honours it.
 
     ``detector(image)`` takes a path, encoded bytes, a PIL image or a uint8 array (RGB [H, W, 3],
     grayscale [H, W], RGBA [H, W, 4]) and returns :class:`Detections` in pixels of that image,
@@ -76,8 +60,6 @@ class Detector:
                  threads: int | None = None, providers: list[str] | None = None,
                  backend: str = "onnxruntime", precision: str = "auto", streams: int = 1,
                  preprocess: str = "card") -> None:
-        from .backends import OpenVinoBackend, OrtBackend, TorchBackend, check_precision, is_checkpoint, resolve_backend
-
         if preprocess not in ("card", "fast"):
             raise UsageError(f"--preprocess must be card or fast, got {preprocess!r}")
         backend = resolve_backend(backend)
@@ -112,7 +94,6 @@ class Detector:
             base.max_det if max_det is None else int(max_det),
         )
         self.params = want
-        self._filter_outputs = (conf, max_det) != (None, None)
         if self.io.contract == "zoo" and self.graph_params is None:
             if (conf, iou, max_det) != (None, None, None):
                 raise ModelError(f"{self.name}: cannot find the NMS node to apply conf/iou/max-det")
@@ -127,53 +108,29 @@ class Detector:
                 copy_ = onnx.ModelProto()
                 copy_.CopyFrom(proto)  # never change a ModelProto the caller still holds
                 proto = rewrite_nms_params(copy_, rewritten)
-        else:
-            self.anchors = default_boxes(self.spec.default_boxes)
-            self.post_session = make_session(
-                postprocess_model(self.anchors, self.spec.num_classes, want), threads)
-        if proto is None:
-            return
-        if preprocess == "fast" and self.spec.input_dtype == "float32":
-            from .fastpre import fold_normalization
-
-            proto, self.spec = fold_normalization(proto, self.io.input, self.spec)
-        if self.spec.input_dtype == "uint8":  # normalisation inside the graph
-            from functools import partial
-
-            from .fastpre import preprocess_uint8
-
-            self._preprocess = partial(preprocess_uint8, fast=preprocess == "fast")
-        if backend == "openvino":
-            self.backend = OpenVinoBackend(proto, self.io.outputs, self.io.input, threads=threads,
-                                           streams=streams, precision=precision)
-        else:
-            self.backend = OrtBackend(proto, self.io.outputs, self.io.input, threads=threads,
-                                      streams=streams, providers=providers)
-
-    _preprocess = staticmethod(preprocess)  # the card's; uint8-input graphs set their own
+        self.postprocessor = Postprocessor(self.io.contract, self.spec, want,
+                                           filter_outputs=(conf, max_det) != (None, None),
+                                           threads=threads, name=self.name)
+        if proto is not None:
+            if preprocess == "fast" and self.spec.input_dtype == "float32":
+                proto, self.spec = fold_normalization(proto, self.io.input, self.spec)
+            if backend == "openvino":
+                self.backend = OpenVinoBackend(proto, self.io.outputs, self.io.input,
+                                               threads=threads, streams=streams,
+                                               precision=precision)
+            else:
+                self.backend = OrtBackend(proto, self.io.outputs, self.io.input, threads=threads,
+                                          streams=streams, providers=providers)
+        self.preprocessor = Preprocessor(self.spec, preprocess)
 
     def preprocess(self, image_rgb: np.ndarray) -> np.ndarray:
         """RGB uint8 [H, W, 3] -> this detector's input tensor [1, 3, h, w]."""
-        return self._preprocess(image_rgb, self.spec)
+        return self.preprocessor(image_rgb)
 
     def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Preprocessed input [1, 3, h, w] -> (boxes [K, 4] xyxy normalised, labels [K], scores [K])
-        with this detector's thresholds applied."""
-        outs = self.backend.run(tensor)
-        if self.io.contract == "raw":
-            loc, conf = outs
-            if loc.shape[-1] != self.anchors.shape[0] or conf.shape[1] != self.spec.num_classes + 1:
-                raise ModelError(
-                    f"{self.name}: graph predicts {loc.shape[-1]} boxes and {conf.shape[1]} classes "
-                    f"but its metadata says {self.anchors.shape[0]} and {self.spec.num_classes} + 1")
-            outs = self.post_session.run(None, {"loc": loc[:1], "conf": conf[:1]})
-        boxes, labels, scores = (o[0] for o in outs)  # drop the batch dim
-        if self._filter_outputs:  # only when the user asked for stricter than the graph does
-            keep = scores > self.params.score_threshold
-            boxes, labels, scores = boxes[keep], labels[keep], scores[keep]
-            n = self.params.max_det
-            boxes, labels, scores = boxes[:n], labels[:n], scores[:n]
-        return boxes, labels, scores
+        with this detector's thresholds applied: backend, then post-processing."""
+        return self.postprocessor(self.backend.run(tensor))
 
     def detect_array(self, image_rgb: np.ndarray, *, clip: bool = True,
                      path: str | None = None) -> Detections:

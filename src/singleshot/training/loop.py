@@ -87,7 +87,7 @@ def evaluate_model(model, dataset_dir: str, size: int, class_names, limit: int |
     from ..eval.evaluate import coco_score, select_images
     from ..core.nms import NmsParams
     from ..graph.postprocess import postprocess_model
-    from ..runtime.detector import make_session
+    from ..runtime.session import make_session
 
     images_dir, ann_path = resolve_dataset(dataset_dir)
     gt = load_annotations(ann_path)
