@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from singleshot.eval.annotations import load_annotations
 from singleshot.core.detections import Detections
-from singleshot.eval.evaluate import coco_score, select_images
 from singleshot.core.spec import ModelSpec
+from singleshot.eval.annotations import load_annotations
+from singleshot.eval.evaluate import coco_score, select_images
 
 
 def generate(n: int, seed: int):

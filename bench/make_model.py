@@ -20,9 +20,9 @@ import numpy as np
 
 
 def main(out_dir: str = "runs/bench") -> None:
-    from singleshot.model.lively import BENCH_HEADS, lively_model
     from singleshot.data.synth import write_dataset
     from singleshot.export.exporter import export_onnx
+    from singleshot.model.lively import BENCH_HEADS, lively_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -47,9 +47,9 @@ def _report_candidates(model: Path, image: Path) -> None:
     """How busy NMS is on a sample: (box, class) pairs above the threshold, detections kept."""
     import onnx
 
-    from singleshot.io.images import load_image
     from singleshot.graph.contract import graph_io, read_spec
     from singleshot.graph.edit import with_outputs
+    from singleshot.io.images import load_image
     from singleshot.runtime.preprocess import preprocess
     from singleshot.runtime.session import make_session
 

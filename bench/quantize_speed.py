@@ -33,8 +33,8 @@ def main() -> None:
     import onnx
     import onnxruntime as ort
 
-    from singleshot.io.images import load_image
     from singleshot.graph.contract import graph_io, read_spec
+    from singleshot.io.images import load_image
     from singleshot.runtime.preprocess import preprocess
     from singleshot.runtime.session import make_session
 

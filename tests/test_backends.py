@@ -7,14 +7,13 @@ import numpy as np
 import onnx
 import pytest
 from PIL import Image
-
 from typer.testing import CliRunner
 
-from singleshot.runtime.backends import resolve_backend
 from singleshot.app.cli import app
 from singleshot.errors import ImageError, UsageError
-from singleshot.io.images import load_image
 from singleshot.hub.registry import bundled_path
+from singleshot.io.images import load_image
+from singleshot.runtime.backends import resolve_backend
 from singleshot.runtime.detector import Detector
 
 DEMO = str(bundled_path("demo.onnx"))
@@ -107,11 +106,10 @@ def test_torch_backend_matches_exported_graph(tiny_model, tiny_raw_onnx, tmp_pat
 def test_folded_normalization_equals_card_preprocessing(photo):
     """The uint8 graph computes the card's normalisation: with the card's PIL resize its heads
     equal the float graph's."""
-    from singleshot.graph.normalize import fold_normalization
-    from singleshot.runtime.preprocess import preprocess_uint8
     from singleshot.graph.contract import graph_io, read_spec
     from singleshot.graph.edit import with_outputs
-    from singleshot.runtime.preprocess import preprocess
+    from singleshot.graph.normalize import fold_normalization
+    from singleshot.runtime.preprocess import preprocess, preprocess_uint8
     from singleshot.runtime.session import make_session
 
     proto = onnx.load(DEMO)

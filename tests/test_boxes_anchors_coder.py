@@ -85,6 +85,7 @@ def test_head_layout_matches_default_box_order():
     """Head channel ``coord*nd + k`` lands in the anchor block ``k*H*W ...`` of its level (box size
     major, then row, column: the order the default boxes are generated in), levels in order."""
     import torch  # the test extra installs it with every other extra
+
     from singleshot.model import build_model
 
     model = build_model("300", width=0.125).eval()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import lively_model, make_corpus
 from typer.testing import CliRunner
 
+from helpers import lively_model, make_corpus
 from singleshot.app.cli import app
 
 

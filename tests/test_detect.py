@@ -5,16 +5,15 @@ import onnx
 import pytest
 from PIL import Image
 
+from helpers import make_corpus
+from singleshot.core.anchors import default_boxes
+from singleshot.core.nms import NmsParams, postprocess_raw
 from singleshot.errors import ImageError, ModelError
 from singleshot.export.parity import match_detections
 from singleshot.io.images import load_image
-from singleshot.core.nms import NmsParams, postprocess_raw
-from singleshot.core.anchors import default_boxes
-from singleshot.runtime.preprocess import preprocess
 from singleshot.runtime.detector import Detector
+from singleshot.runtime.preprocess import preprocess
 from singleshot.runtime.session import make_session
-
-from helpers import make_corpus
 
 
 def test_zoo_and_raw_graphs_agree(tiny_zoo_onnx, tiny_raw_onnx, photo):

@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import pytest
-from helpers import synthetic_coco
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
+from helpers import synthetic_coco
 from singleshot.app.cli import app
 from singleshot.eval.annotations import AnnotationError, load_annotations
 from singleshot.eval.evaluate import METRIC_KEYS, coco_score

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from singleshot.core.anchors import DefaultBoxConfig, default_boxes
-from singleshot.export.parity import sample_input, check_parity, match_detections
-from singleshot.export.exporter import build_onnx, export_onnx
-from singleshot.model import build_model
 from singleshot.core.nms import postprocess_raw
+from singleshot.core.spec import ModelSpec, zoo_spec
+from singleshot.export.exporter import build_onnx, export_onnx
+from singleshot.export.parity import check_parity, match_detections, sample_input
 from singleshot.graph.contract import graph_io, read_spec
 from singleshot.graph.nms_constants import read_nms_params
+from singleshot.model import build_model
 from singleshot.runtime.detector import Detector
 from singleshot.runtime.session import make_session
-from singleshot.core.spec import ModelSpec, zoo_spec
 
 
 @pytest.mark.parametrize("opset", [10, 12, 13, 17])
@@ -197,8 +197,8 @@ def test_parity_check_ignores_tie_order_on_saturated_heads(make_model):
     another order - here the numpy NMS over the boxes in reverse order - keeps other boxes than
     the reference: the old count of unmatched detections refused such an export; the check
     accepts it, and still refuses a result that no tie order explains."""
-    from singleshot.export.parity import postprocess_problems
     from singleshot.core.nms import NmsParams
+    from singleshot.export.parity import postprocess_problems
 
     model = _saturated(make_model)
     with torch.no_grad():

@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 
 from singleshot.app.cli import app
 from singleshot.errors import UsageError
-from singleshot.io.images import load_image
-from singleshot.graph.inspect import describe
 from singleshot.graph.contract import graph_io, read_spec
-from singleshot.runtime.preprocess import preprocess
+from singleshot.graph.inspect import describe
+from singleshot.io.images import load_image
 from singleshot.quant.static import ImageFolderReader, Recipe, quantize_model, tail_op_types
 from singleshot.runtime.detector import Detector
+from singleshot.runtime.preprocess import preprocess
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +161,8 @@ def eval_set(tmp_path_factory):
 def test_accuracy_aware_trials(eval_set, calib_dir, tmp_path):
     """A target no trial can meet forces the search through its trials: each keeps the next
     most sensitive convs in float, and the written model is the one the report chose."""
-    from singleshot.quant.accuracy import DropTarget, quantize_accuracy_aware, report_path
     from singleshot.hub.registry import bundled_path
+    from singleshot.quant.accuracy import DropTarget, quantize_accuracy_aware, report_path
 
     out = tmp_path / "demo-int8.onnx"
     never = DropTarget(-1.0, False)  # int8 would have to gain a whole mAP point: never allowed
@@ -201,8 +201,8 @@ def test_accuracy_aware_trials(eval_set, calib_dir, tmp_path):
 def test_accuracy_aware_cli(eval_set, calib_dir, tmp_path):
     """A target the first trial meets (any drop below 0.99 mAP): exit 0, the table printed,
     one trial, no sensitivity search."""
-    from singleshot.quant.accuracy import report_path
     from singleshot.hub.registry import bundled_path
+    from singleshot.quant.accuracy import report_path
 
     args = ["quantize", str(bundled_path("demo.onnx")), "--calib", str(calib_dir),
             "--num-images", "4", "--eval-images", str(eval_set / "images"),

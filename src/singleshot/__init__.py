@@ -10,8 +10,8 @@ Inference needs numpy, pillow and onnxruntime only; torch is needed for export a
 __version__ = "0.1.0"
 
 from .core.detections import Detections as Detections  # noqa: E402
+from .core.spec import ModelSpec as ModelSpec  # noqa: E402
 from .io.images import load_image as load_image  # noqa: E402
 from .runtime.detector import Detector as Detector  # noqa: E402
-from .core.spec import ModelSpec as ModelSpec  # noqa: E402
 
 __all__ = ["Detector", "Detections", "ModelSpec", "load_image", "__version__"]

@@ -121,11 +121,11 @@ def detect(
     Decoding overlaps inference; --streams N runs N images at once."""
     from tqdm import tqdm
 
-    from ..io.draw import annotate
     from ..errors import ImageError
+    from ..io.draw import annotate
     from ..io.images import MAX_PIXELS, load_image
-    from ..runtime.detector import Detector
     from ..io.sources import expand_sources
+    from ..runtime.detector import Detector
 
     conf_value = _parse_conf(conf)
     if iou is not None and not 0.0 <= iou <= 1.0:
@@ -411,7 +411,17 @@ def bench(
 ) -> None:
     """End-to-end speed (encoded image -> detections) of every model x backend, side by side:
     per-stage times, latency p50/p90/p99, throughput; optionally an MLPerf LoadGen scenario."""
-    from ..perf.bench import SCENARIOS, BenchOptions, bench_pair, int8_notes, load_inputs, loadgen_run, make_detector, markdown, plot
+    from ..perf.bench import (
+        SCENARIOS,
+        BenchOptions,
+        bench_pair,
+        int8_notes,
+        load_inputs,
+        loadgen_run,
+        make_detector,
+        markdown,
+        plot,
+    )
     from ..perf.cpu import cpu_info, describe
 
     if iterations < 1 or warmup < 0:
@@ -518,7 +528,8 @@ def train(
 ) -> None:
     """Train or fine-tune an SSD-ResNet34 with the MLPerf recipe."""
     _require_extra("torch", "torch", "train")
-    from ..training.loop import TrainConfig, train as run_training
+    from ..training.loop import TrainConfig
+    from ..training.loop import train as run_training
 
     eval_images = _alias(eval_limit, "--eval-limit", eval_images, "--eval-images")
     if data is None or out is None:

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..eval.annotations import load_annotations
 from ..data.synth import CLASSES, make_scene
-from ..io.draw import annotate
+from ..eval.annotations import load_annotations
 from ..eval.evaluate import category_map, coco_score
+from ..io.draw import annotate
 from ..io.files import write_json_atomic, write_text_atomic
 from ..io.images import load_image
 from ..runtime.detector import Detector

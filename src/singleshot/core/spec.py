@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from .. import __version__
+from ..errors import ModelError
 from .anchors import DefaultBoxConfig
 from .labels import COCO_CATEGORY_IDS, COCO_NAMES
-from ..errors import ModelError
 
 Contract = Literal["zoo", "raw"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

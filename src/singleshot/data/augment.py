@@ -6,7 +6,6 @@ boxes consistent with the image it returns.
 
 from __future__ import annotations
 
-
 import numpy as np
 from PIL import Image, ImageEnhance
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.spec import IMAGENET_MEAN, IMAGENET_STD
 from ..eval.annotations import load_annotations
 from ..io.images import load_image
-from ..core.spec import IMAGENET_MEAN, IMAGENET_STD
 from .augment import train_transform
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotations import AnnotationError, CocoAnnotations
+from ..core.spec import ModelSpec
 from ..errors import ImageError, UsageError
 from ..io.files import ensure_dir, set_aside, write_json_atomic, write_text_atomic
-from ..core.spec import ModelSpec
+from .annotations import AnnotationError, CocoAnnotations
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl",
                "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -87,7 +87,8 @@ def coco_score(gt: CocoAnnotations, results: list[dict], *, img_ids: list[int] |
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         if fast:
-            from faster_coco_eval import COCO, COCOeval_faster as COCOeval
+            from faster_coco_eval import COCO
+            from faster_coco_eval import COCOeval_faster as COCOeval
 
             gt_coco = COCO(copy.deepcopy(gt.data))
         else:

@@ -23,7 +23,6 @@ from ..graph.postprocess import append_zoo_postprocess
 from ..model.metadata import spec_for
 from .parity import ParityReport, check_parity
 
-
 SUPPORTED_OPSETS = (10, 11, 12, 13, 14, 15, 16, 17)  # 10, 12, 13, 17 tested
 
 

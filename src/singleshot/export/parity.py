@@ -105,8 +105,8 @@ def check_parity(proto: onnx.ModelProto, model: torch.nn.Module, x: np.ndarray |
     scores have no ties.
     """
     from ..graph.contract import graph_io
-    from ..graph.nms_constants import read_nms_params
     from ..graph.edit import with_outputs
+    from ..graph.nms_constants import read_nms_params
     from ..runtime.session import make_session
 
     io_ = graph_io(proto)

@@ -10,9 +10,8 @@ import numpy as np
 import onnx
 
 from ..errors import ModelError
-from .contract import value_dtype, value_shape, graph_io, load_model, read_spec
+from .contract import graph_io, load_model, read_spec, value_dtype, value_shape
 from .nms_constants import read_nms_params
-
 
 QOPERATOR_OPS = {"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QLinearAdd",
                  "QLinearMul", "QLinearConcat", "QLinearSigmoid", "QLinearGlobalAveragePool"}

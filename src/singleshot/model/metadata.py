@@ -4,7 +4,6 @@ carry it."""
 
 from __future__ import annotations
 
-
 from ..core.spec import ModelSpec
 from ..errors import ModelError
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+
 class RefusedPickle(pickle.UnpicklingError):
     """The file asked for something a checkpoint never needs (it may be malicious)."""
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..graph.edit import tensor_producers
 from ..errors import UsageError
+from ..graph.edit import tensor_producers
 from ..io.files import write_json_atomic
 from .static import Recipe, prepare_float_model, quantize_model
 

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ..core.spec import ModelSpec
 from ..errors import ModelError, UsageError
-from ..io.images import IMAGE_EXTENSIONS, load_image
 from ..graph.contract import graph_io, load_model, read_spec
 from ..graph.edit import inline_constant_identities, tensor_producers
+from ..io.images import IMAGE_EXTENSIONS, load_image
 from ..runtime.preprocess import preprocess
-from ..core.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
     in float (accuracy-aware search). ``calibration_cache``: a JSON file onnxruntime writes the
     calibrated ranges to, and reads them back from on the next call (ranges do not depend on
     ``exclude`` or the format, so a search calibrates once). Returns the output path."""
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     recipe.validate()
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

@@ -180,9 +180,9 @@ class TorchBackend:
             import torch
         except ImportError:
             raise UsageError("the torch backend needs torch: pip install 'singleshot[torch]'") from None
-        from ..model.metadata import spec_for
         from ..model import build_model
         from ..model.checkpoint import load_checkpoint, load_weights
+        from ..model.metadata import spec_for
 
         if threads:
             torch.set_num_threads(int(threads))

@@ -19,16 +19,23 @@ import numpy as np
 import onnx
 
 from ..core.detections import Detections
-from ..errors import ModelError, UsageError
-from ..io.images import as_rgb, load_image
 from ..core.nms import NmsParams
+from ..core.spec import ModelSpec
+from ..errors import ModelError, UsageError
 from ..graph.contract import GraphIO, graph_io, load_model, read_spec
 from ..graph.nms_constants import read_nms_params, rewrite_nms_params
 from ..graph.normalize import fold_normalization
-from .backends import OpenVinoBackend, OrtBackend, TorchBackend, check_precision, is_checkpoint, resolve_backend
+from ..io.images import as_rgb, load_image
+from .backends import (
+    OpenVinoBackend,
+    OrtBackend,
+    TorchBackend,
+    check_precision,
+    is_checkpoint,
+    resolve_backend,
+)
 from .postprocess import Postprocessor
 from .preprocess import Preprocessor
-from ..core.spec import ModelSpec
 
 
 class Detector:
@@ -180,7 +187,7 @@ def resolve_model_path(model: str | os.PathLike) -> Path:
     p = Path(model)
     if p.suffix == ".onnx" or p.exists() or os.sep in str(model):
         return p
-    from ..hub.registry import get_entry
     from ..hub.download import ensure_model
+    from ..hub.registry import get_entry
 
     return ensure_model(get_entry(str(model)))

@@ -82,10 +82,10 @@ def evaluate_model(model, dataset_dir: str, size: int, class_names, limit: int |
                    batch: int = 8) -> dict:
     """COCO metrics of a torch model on a COCO-format folder (the decode + NMS graph of the zoo
     contract, through onnxruntime, as `singleshot detect` runs it)."""
-    from ..eval.annotations import load_annotations
     from ..core.detections import Detections
-    from ..eval.evaluate import coco_score, select_images
     from ..core.nms import NmsParams
+    from ..eval.annotations import load_annotations
+    from ..eval.evaluate import coco_score, select_images
     from ..graph.postprocess import postprocess_model
     from ..runtime.session import make_session
 
