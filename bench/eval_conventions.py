@@ -21,7 +21,8 @@ import numpy as np
 from singleshot.core.detections import Detections
 from singleshot.core.spec import ModelSpec
 from singleshot.eval.annotations import load_annotations
-from singleshot.eval.evaluate import coco_score, select_images
+from singleshot.eval.coco import coco_score
+from singleshot.eval.runner import select_images
 
 
 def generate(n: int, seed: int):

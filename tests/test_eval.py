@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from helpers import synthetic_coco
 from singleshot.app.cli import app
 from singleshot.eval.annotations import AnnotationError, load_annotations
-from singleshot.eval.evaluate import METRIC_KEYS, coco_score
+from singleshot.eval.coco import METRIC_KEYS, coco_score
 from singleshot.runtime.detector import Detector
 
 
@@ -290,3 +290,39 @@ def test_eval_prints_per_class_table_and_leaves_no_empty_folder(model_dataset, t
                 model_dataset / "instances.json", "--limit", "2")
     assert res.exit_code == 0, res.output
     assert "per-class AP:" in res.stdout and "| person |" in res.stdout
+
+
+def test_evaluator_shards_merge_to_the_single_run(tmp_path):
+    """Shards of one dataset evaluated apart (in any order, through a JSON round trip) and
+    merged give exactly the single-run numbers, ties in score included (pycocotools breaks them
+    by input order, so merged detections are handed over in a canonical order)."""
+    from singleshot.eval.annotations import load_annotations
+    from singleshot.eval.coco import CocoEvaluator
+
+    gt_dict, dets = synthetic_coco(seed=3, n_images=16)
+    for d in dets[::3]:
+        d["score"] = 0.5  # many exact ties
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt_dict))
+    gt = load_annotations(path)
+    by_image = {im["id"]: [d for d in dets if d["image_id"] == im["id"]] for im in gt_dict["images"]}
+    single = CocoEvaluator(gt)
+    for i in sorted(by_image):
+        single.process(i, by_image[i])
+    ref = single.evaluate()
+    ids = sorted(by_image)
+    shards = [CocoEvaluator(gt) for _ in range(3)]
+    for k, shard in enumerate(shards):
+        for i in reversed(ids[k::3]):  # each shard in its own order
+            shard.process(i, by_image[i])
+    merged = CocoEvaluator(gt)
+    for shard in shards:
+        merged.merge(json.loads(json.dumps(shard.state())))
+    got = merged.evaluate()
+    assert got.metrics == ref.metrics and got.per_class == ref.per_class
+    assert got.metrics == coco_score(gt, [d for i in ids for d in by_image[i]], img_ids=ids).metrics
+    with pytest.raises(ValueError, match="in both"):
+        merged.merge(shards[0])
+    merged.reset()
+    merged.process(ids[0], by_image[ids[0]])
+    assert merged.evaluate().metrics != ref.metrics

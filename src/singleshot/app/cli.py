@@ -259,7 +259,9 @@ def eval_(
     preprocess: PreprocessOpt = "card",
 ) -> None:
     """COCO box mAP (the 12 standard metrics and per-class AP) of models or results files."""
-    from ..eval.evaluate import METRIC_KEYS, evaluate_many, per_class_table
+    from ..eval.coco import METRIC_KEYS
+    from ..eval.report import per_class_table
+    from ..eval.suite import evaluate_many
 
     if not model and not results:
         raise UsageError("give --model (with --images) or --results, and --annotations")
@@ -267,11 +269,17 @@ def eval_(
         raise UsageError("--annotations is required")
     if fast:
         _require_extra("faster_coco_eval", "fast", "--fast")
-    rows, table, out = evaluate_many(
+    from .progress import ConsoleProgress
+
+    res = evaluate_many(
         list(model or []), list(results or []), annotations, images, out, clip=clip, mlperf=mlperf,
-        fast=fast, limit=limit, threads=threads, progress=not as_json or sys.stderr.isatty(),
+        fast=fast, limit=limit, threads=threads,
         detector_options={"backend": backend, "precision": precision, "preprocess": preprocess},
-        overwrite=overwrite)
+        overwrite=overwrite, progress=ConsoleProgress(enabled=not as_json or sys.stderr.isatty()))
+    rows, table, out = res.rows, res.table, res.out
+    for failures in res.failures.values():
+        for _, error in failures:
+            _err(error)
     if as_json:
         flat = [{k: r[k] for k in (*METRIC_KEYS, "per_class")} for r in rows]
         doc = flat[0] if len(rows) == 1 else {"models": [{"model": r["model"], **f}

@@ -14,10 +14,12 @@ from PIL import Image
 
 from ..data.synth import CLASSES, make_scene
 from ..eval.annotations import load_annotations
-from ..eval.evaluate import category_map, coco_score
+from ..eval.coco import coco_score
+from ..eval.runner import category_map
 from ..io.draw import annotate
 from ..io.files import write_json_atomic, write_text_atomic
 from ..io.images import load_image
+from ..io.tables import markdown_table
 from ..runtime.detector import Detector
 
 # The bundled int8 variants (accuracy-aware `singleshot quantize`, see assets/demo.md).
@@ -111,13 +113,11 @@ def card_table(images: list[dict], rgbs: list[np.ndarray], gt, fp32_ap: float,
 
 
 def card_markdown(rows: list[dict]) -> str:
-    lines = ["| model | precision | mAP | vs fp32 | inference ms | speed-up |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        change = "-" if r["format"] == "fp32" or r["AP_change"] is None else f"{r['AP_change'] * 100:+.2f}%"
-        lines.append(f"| {r['model']} | {r['format']} | {r['AP']:.4f} | {change} | "
-                     f"{r['inference_ms']:.2f} | {r['speedup']:.2f}x |")
-    return "\n".join(lines) + "\n"
+    cells = [[r["model"], r["format"], f"{r['AP']:.4f}",
+              "-" if r["format"] == "fp32" or r["AP_change"] is None else f"{r['AP_change'] * 100:+.2f}%",
+              f"{r['inference_ms']:.2f}", f"{r['speedup']:.2f}x"] for r in rows]
+    return markdown_table(["model", "precision", "mAP", "vs fp32", "inference ms", "speed-up"], cells)
+
 
 
 def _write_reports(res: DemoResult, det: Detector, doc: dict, conf: float) -> None:

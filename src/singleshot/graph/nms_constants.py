@@ -7,6 +7,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..core.nms import NmsParams
+from ..errors import ModelError
 from .edit import tensor_producers
 
 

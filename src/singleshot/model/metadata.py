@@ -4,8 +4,13 @@ carry it."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..core.spec import ModelSpec
 from ..errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def spec_for(model: torch.nn.Module, contract: str, class_names=None, category_ids=None,

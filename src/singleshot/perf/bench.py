@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ImageError, UsageError
 from ..io.images import IMAGE_EXTENSIONS, load_image
+from ..io.tables import markdown_table
 
 STAGES = ("decode", "preprocess", "inference", "postprocess")
 
@@ -160,17 +161,14 @@ def detect_all(det, items: list[bytes]):
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | backend | precision | preprocess | p50 ms | p90 ms | p99 ms | decode | "
-             "preprocess | inference | postprocess | single-stream img/s | throughput img/s "
-             "(streams) |", "|" + "---|" * 13]
-    for r in rows:
-        lat, st = r["latency_ms"], r["stages_ms"]
-        lines.append(
-            f"| {Path(r['model']).name} | {r['backend']} | {r['precision']} | {r['preprocess']} | "
-            f"{lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | "
-            + " | ".join(f"{st[k]:.1f}" for k in STAGES)
-            + f" | {r['singlestream_ips']:.2f} | {r['throughput_ips']:.2f} ({r['streams']}) |")
-    return "\n".join(lines) + "\n"
+    cells = [[Path(r["model"]).name, r["backend"], r["precision"], r["preprocess"],
+              *(f"{r['latency_ms'][p]:.1f}" for p in ("p50", "p90", "p99")),
+              *(f"{r['stages_ms'][k]:.1f}" for k in STAGES), f"{r['singlestream_ips']:.2f}",
+              f"{r['throughput_ips']:.2f} ({r['streams']})"] for r in rows]
+    return markdown_table(["model", "backend", "precision", "preprocess", "p50 ms", "p90 ms",
+                           "p99 ms", *STAGES, "single-stream img/s", "throughput img/s (streams)"],
+                          cells)
+
 
 
 def plot(rows: list[dict], path: Path, title: str = "") -> None:

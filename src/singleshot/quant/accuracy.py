@@ -25,6 +25,7 @@ import onnx
 from ..errors import UsageError
 from ..graph.edit import tensor_producers
 from ..io.files import write_json_atomic
+from ..io.tables import markdown_table
 from .static import Recipe, prepare_float_model, quantize_model
 
 
@@ -147,21 +148,21 @@ class _Evaluator:
         self.failures: list[tuple[str, str]] = []
 
     def __call__(self, model_path: Path) -> tuple[float, float | None]:
-        from ..eval.evaluate import coco_score, run_detection
+        from ..eval.runner import run_detection
         from ..runtime.detector import Detector
 
         self.n += 1
         run = run_detection(Detector(model_path, exif=False), self.gt, self.images,
                             self.work / f"eval{self.n}", name=model_path.stem,
-                            limit=self.limit, progress=False)
+                            limit=self.limit)
         if not run.done_ids:
             raise UsageError(f"{self.images}: none of the evaluation images could be read")
         self.failures = run.failures
-        return coco_score(self.gt, run.results, img_ids=run.done_ids).metrics["AP"], run.inference_ms
+        return run.evaluator(self.gt).evaluate().metrics["AP"], run.inference_ms
 
     def tensors(self, spec, k: int) -> list[np.ndarray]:
         """The first ``k`` readable evaluation images, preprocessed for ``spec``."""
-        from ..eval.evaluate import select_images
+        from ..eval.runner import select_images
         from ..io.images import load_image
         from ..runtime.preprocess import preprocess
 
@@ -266,13 +267,11 @@ def quantize_accuracy_aware(model: str | os.PathLike, out: str | os.PathLike,
 def format_trials(report: dict) -> str:
     """The trials as a Markdown table (fp32 first)."""
     fp = report["fp32"]
-    lines = ["| trial | convs in float | mAP | drop | inference ms | speed-up |",
-             "|---|---|---|---|---|---|",
-             f"| fp32 | all | {fp['mAP']:.4f} | - | {fp['inference_ms']:.2f} | 1.00x |"]
+    cells = [["fp32", "all", f"{fp['mAP']:.4f}", "-", f"{fp['inference_ms']:.2f}", "1.00x"]]
     for t in report["trials"]:
-        drop = "-" if t["drop_relative"] is None else f"{-t['drop_relative'] * 100:+.2f}%"
-        mark = " (chosen)" if t["trial"] == report["chosen_trial"] else ""
-        lines.append(f"| {t['trial']}{mark} | {len(t['float_nodes'])} | {t['mAP']:.4f} | {drop} | "
-                     f"{t['inference_ms']:.2f} | {t['speedup']:.2f}x |")
-    return "\n".join(lines) + "\n"
-
+        cells.append([f"{t['trial']}" + (" (chosen)" if t["trial"] == report["chosen_trial"] else ""),
+                      len(t["float_nodes"]), f"{t['mAP']:.4f}",
+                      "-" if t["drop_relative"] is None else f"{-t['drop_relative'] * 100:+.2f}%",
+                      f"{t['inference_ms']:.2f}", f"{t['speedup']:.2f}x"])
+    return markdown_table(["trial", "convs in float", "mAP", "drop", "inference ms", "speed-up"],
+                          cells)

@@ -85,7 +85,8 @@ def evaluate_model(model, dataset_dir: str, size: int, class_names, limit: int |
     from ..core.detections import Detections
     from ..core.nms import NmsParams
     from ..eval.annotations import load_annotations
-    from ..eval.evaluate import coco_score, select_images
+    from ..eval.coco import coco_score
+    from ..eval.runner import select_images
     from ..graph.postprocess import postprocess_model
     from ..runtime.session import make_session
 

@@ -1,0 +1,144 @@
+"""A model's pass over a dataset: images in, COCO results out, one image at a time.
+
+The runner knows neither files nor folders: it takes the images to run, a ``load`` function
+that decodes one (``image record -> RGB uint8 [H, W, 3]``, raising ImageError) and the entries
+already done; each finished image goes to an ``add`` callback. :func:`run_detection` wires it to
+a folder of images and a :class:`~singleshot.eval.store.RunStore`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..core.spec import ModelSpec
+from ..errors import ImageError, UsageError
+from ..progress import SILENT, Progress, track
+from .annotations import CocoAnnotations
+from .store import RunStore, run_manifest
+
+
+def category_map(spec: ModelSpec, gt: CocoAnnotations) -> np.ndarray:
+    """label (1..C) -> dataset category id, as array index ``label - 1``.
+
+    The model's own category ids when the annotations have them all; else by class name."""
+    gt_ids = {c["id"] for c in gt.categories}
+    if set(spec.category_ids) <= gt_ids:
+        return np.asarray(spec.category_ids, dtype=np.int64)
+    by_name = {c["name"]: c["id"] for c in gt.categories}
+    if all(n in by_name for n in spec.class_names):
+        return np.asarray([by_name[n] for n in spec.class_names], dtype=np.int64)
+    raise UsageError(f"{gt.path}: the model's categories (ids {list(spec.category_ids)[:5]}..., "
+                     f"names {list(spec.class_names)[:3]}...) match neither the ids nor the names "
+                     "in the annotations")
+
+
+def select_images(gt: CocoAnnotations, *, mlperf: bool = False, limit: int | None = None) -> list[dict]:
+    """Images to evaluate, by id; ``mlperf`` drops images without annotations (48 in val2017)."""
+    images = sorted(gt.images, key=lambda im: im["id"])
+    if mlperf:
+        annotated = gt.annotated_image_ids()
+        images = [im for im in images if im["id"] in annotated]
+    return images[:limit] if limit else images
+
+
+@dataclass
+class DetectionRun:
+    """A model's pass over a dataset. results: COCO results of every image done, by image id in
+    the detector's order; done_ids: the images evaluated; failures: (file name, error) of images
+    that could not be read."""
+
+    name: str
+    out_dir: Path | None = None
+    results: list[dict] = field(default_factory=list)
+    done_ids: list[int] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    resumed: int = 0
+    images_per_s: float | None = None
+    inference_ms: float | None = None  # mean session time per image of this pass (no decode/pre/post)
+
+    def evaluator(self, gt: CocoAnnotations, fast: bool = False):
+        """A :class:`~singleshot.eval.coco.CocoEvaluator` holding this run's images."""
+        from .coco import CocoEvaluator
+
+        ev = CocoEvaluator(gt, fast=fast)
+        by_image: dict[int, list[dict]] = {i: [] for i in self.done_ids}
+        for r in self.results:
+            by_image[r["image_id"]].append(r)
+        for i, rs in by_image.items():
+            ev.process(i, rs)
+        return ev
+
+
+def detect_images(detector, images: list[dict], load: Callable[[dict], np.ndarray],
+                  categories: np.ndarray, *, clip: bool = False, done: dict[int, dict] | None = None,
+                  add: Callable[[dict], None] = lambda entry: None, name: str = "detect",
+                  progress: Progress = SILENT) -> DetectionRun:
+    """Run ``detector`` on every image record of ``images`` not in ``done`` (entries by image id
+    from an earlier pass); each new entry ``{"image_id", "file_name", "error", "results"[,
+    "note"]}`` goes to ``add``. Returns the run over all of ``images``."""
+    done = dict(done or {})
+    run = DetectionRun(name, resumed=sum(1 for im in images if im["id"] in done))
+    todo = [im for im in images if im["id"] not in done]
+    t0, infer_ms = time.perf_counter(), []
+    for im in track(todo, progress, name, unit="img"):
+        entry: dict = {"image_id": im["id"], "file_name": im["file_name"], "error": None,
+                       "results": []}
+        try:
+            rgb = load(im)
+            det = detector.detect_array(rgb, clip=clip)
+            det.category_ids = categories[det.labels - 1]
+            entry["results"] = det.to_coco(im["id"])
+            infer_ms.append(det.timings["inference"])
+            h, w = rgb.shape[:2]
+            if (im.get("width"), im.get("height")) not in ((w, h), (None, None)):
+                entry["note"] = f"image is {w}x{h}, annotations say {im['width']}x{im['height']}"
+        except ImageError as err:
+            entry["error"] = str(err)
+        add(entry)
+        done[im["id"]] = entry
+    if todo:
+        run.images_per_s = len(todo) / (time.perf_counter() - t0)
+    if infer_ms:
+        run.inference_ms = float(np.mean(infer_ms))
+    for im in images:
+        entry = done[im["id"]]
+        if entry.get("error"):
+            run.failures.append((im["file_name"], entry["error"]))
+        else:
+            run.done_ids.append(im["id"])
+            run.results.extend(entry["results"])
+    return run
+
+
+def folder_loader(images_dir: str | os.PathLike) -> Callable[[dict], np.ndarray]:
+    """``load`` for :func:`detect_images`: an image record's ``file_name`` in ``images_dir``,
+    decoded without EXIF rotation (COCO annotations are in the stored pixel frame)."""
+    from ..io.images import load_image
+
+    root = Path(images_dir)
+    return lambda im: load_image(root / im["file_name"], exif=False)
+
+
+def run_detection(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, out_dir: Path, *,
+                  name: str, clip: bool = False, mlperf: bool = False, limit: int | None = None,
+                  progress: Progress = SILENT) -> DetectionRun:
+    """Detect on every selected image of a folder, appending one JSON line per image to
+    ``out_dir/detections.jsonl`` as it goes, so an interrupted run resumes where it stopped
+    (with the same model file and settings only: see :class:`RunStore`)."""
+    store = RunStore(out_dir)
+    manifest = run_manifest(detector, name=name, annotations=str(Path(gt.path).resolve()),
+                            images=str(Path(images_dir).resolve()), clip=clip, mlperf=mlperf)
+    done = store.open(manifest)
+    categories = category_map(detector.spec, gt)
+    with store.appender() as add:
+        run = detect_images(detector, select_images(gt, mlperf=mlperf, limit=limit),
+                            folder_loader(images_dir), categories, clip=clip, done=done, add=add,
+                            name=name, progress=progress)
+    run.out_dir = Path(out_dir)
+    return run

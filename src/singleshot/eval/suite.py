@@ -1,0 +1,134 @@
+"""``singleshot eval`` as a library call: models run over a folder and results files, scored
+against one annotation file, side by side, with every report file written into one folder.
+
+Reference conventions (how the card's 0.195 was measured): boxes go from the model's normalised
+output to each image's original size without clipping, as ``[x1*W, y1*H, (x2-x1)*W, (y2-y1)*H]``;
+EXIF orientation is not applied (annotations are in the stored pixel frame); contiguous labels
+map to the dataset's category ids. ``clip`` and ``mlperf`` (drop images without annotations)
+are options.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UsageError
+from ..io.files import ensure_dir, set_aside, write_json_atomic, write_text_atomic
+from ..progress import SILENT, Progress
+from .annotations import CocoAnnotations, load_annotations
+from .coco import check_results, coco_score
+from .report import markdown_table, plot_pr
+from .runner import run_detection
+from .store import RunStore, run_manifest
+
+
+@dataclass
+class EvalResult:
+    """What an evaluation gives: one row per model or results file (the metrics, ``per_class``,
+    images, failed, backend, precision, images/s, inference ms, evaluator), the side-by-side
+    table, the report folder, and per row the images that could not be read."""
+
+    rows: list[dict]
+    table: str
+    out: Path
+    failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    base, k = name, 1
+    while name in taken:
+        k += 1
+        name = f"{base}-{k}"
+    taken.add(name)
+    return name
+
+
+def evaluate_many(models: list[str], result_files: list[Path], annotations: Path,
+                  images: Path | None, out: Path | None, *, clip: bool = False,
+                  mlperf: bool = False, fast: bool = False, limit: int | None = None,
+                  threads: int | None = None, detector_options: dict | None = None,
+                  overwrite: bool = False, progress: Progress = SILENT) -> EvalResult:
+    """Evaluate models (run over ``images``) and results files against ``annotations``, side by
+    side. Writes per-model folders and summary.md / summary.json into ``out`` (default
+    runs/eval/<timestamp>). ``detector_options``: backend, precision, preprocess, thresholds
+    (see :class:`~singleshot.runtime.detector.Detector`). A run resumes only what the same model
+    file and settings left in ``out``; ``overwrite`` first moves what is there to
+    ``out/previous-N/``."""
+    if models and images is None:
+        raise UsageError("--images is required to run a model")
+    if images is not None and not Path(images).is_dir():
+        raise UsageError(f"{images}: no such folder")
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1")
+    gt = load_annotations(annotations)
+    for fix in gt.fixes:
+        progress.note(f"{annotations}: {fix}")
+    out = Path(out or Path("runs") / "eval" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    existed = out.exists()
+    ensure_dir(out)
+    if overwrite and (moved := set_aside(out)):
+        progress.note(f"the earlier run in {out} moved to {moved}")
+    try:
+        return _evaluate_into(out, gt, models, result_files, annotations, images, clip=clip,
+                              mlperf=mlperf, fast=fast, limit=limit, threads=threads,
+                              progress=progress, detector_options=detector_options)
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before any work leaves no empty folder behind
+        raise
+
+
+def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotations, images, *,
+                   clip, mlperf, fast, limit, threads, progress, detector_options) -> EvalResult:
+    from ..runtime.detector import Detector
+
+    result = EvalResult([], "", out)
+    taken: set[str] = set()
+    detectors = {}
+    for m in models:  # every model loads and every earlier run matches before any work
+        name = _unique(Path(m).stem if m.endswith(".onnx") else m, taken)
+        detectors[name] = Detector(m, threads=threads, exif=False, **(detector_options or {}))
+        RunStore(out / name).check(run_manifest(
+            detectors[name], name=name, annotations=str(Path(gt.path).resolve()),
+            images=str(Path(images).resolve()), clip=clip, mlperf=mlperf))
+    for name, detector in detectors.items():
+        run = run_detection(detector, gt, images, out / name, name=name, clip=clip, mlperf=mlperf,
+                            limit=limit, progress=progress)
+        result.failures[name] = run.failures
+        if run.resumed:
+            progress.note(f"{name}: resumed, {run.resumed} image(s) already done in {out / name}")
+        write_json_atomic(out / name / "results.json", run.results)
+        score = run.evaluator(gt, fast=fast).evaluate()
+        plot_pr(score, name, out / name / "pr.png")
+        result.rows.append({"model": name, "backend": detector.backend.name,
+                            "precision": detector.backend.precision, **score.flat(),
+                            "images": len(run.done_ids), "failed": len(run.failures),
+                            "images_per_s": run.images_per_s, "inference_ms": run.inference_ms,
+                            "evaluator": score.backend})
+    for rf in result_files:
+        rf = Path(rf)
+        name = _unique(rf.stem, taken)
+        if not rf.is_file():
+            raise UsageError(f"{rf}: no such results file")
+        try:
+            res = json.loads(rf.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UsageError(f"{rf}: not valid JSON ({err})") from None
+        score = coco_score(gt, check_results(res, gt, str(rf)), fast=fast)
+        (out / name).mkdir(parents=True, exist_ok=True)
+        plot_pr(score, name, out / name / "pr.png")
+        result.rows.append({"model": name, **score.flat(), "images": len(gt.images), "failed": 0,
+                            "images_per_s": None, "inference_ms": None,
+                            "evaluator": score.backend})
+    rows = result.rows
+    result.table = markdown_table(rows)
+    write_text_atomic(out / "summary.md", (
+        f"# COCO evaluation\n\nannotations: {annotations}\nevaluator: {rows[0]['evaluator']}\n"
+        f"conventions: {'clipped' if clip else 'unclipped'} boxes, "
+        f"{'MLPerf (images without annotations dropped)' if mlperf else 'all images'}, "
+        "no EXIF rotation\n\n" + result.table))
+    write_json_atomic(out / "summary.json", {"models": rows})
+    return result
