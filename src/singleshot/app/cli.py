@@ -121,11 +121,10 @@ def detect(
     Decoding overlaps inference; --streams N runs N images at once."""
     from tqdm import tqdm
 
-    from ..errors import ImageError
-    from ..io.draw import annotate
     from ..io.images import MAX_PIXELS, load_image
     from ..io.sources import expand_sources
     from ..runtime.detector import Detector
+    from ..runtime.report import DetectionReport, detect_paths
 
     conf_value = _parse_conf(conf)
     if iou is not None and not 0.0 <= iou <= 1.0:
@@ -137,60 +136,37 @@ def detect(
     det = Detector(model, conf=conf_value, iou=iou, max_det=max_det, exif=not no_exif,
                    threads=threads, backend=backend, precision=precision,
                    preprocess=preprocess, streams=streams or 1)
-    from ..runtime.pipeline import detect_pipelined
     paths, notes = expand_sources(sources, recursive)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    results, failed, n_det, used_names = [], 0, 0, set()
     load = lambda p: load_image(p, exif=not no_exif, max_pixels=max_pixels or MAX_PIXELS)  # noqa: E731
+    report = DetectionReport(det.name)
     bar = tqdm(total=len(paths), unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
                disable=len(paths) < 2 or not sys.stderr.isatty())
-    say = lambda line: bar.write(line, file=sys.stdout)  # noqa: E731 - lines above the bar
-    t0 = time.perf_counter()
-    for path, d, rgb in detect_pipelined(det, paths, load, path_of=str, streams=streams):
+    for r in detect_paths(det, paths, load, report=report, annotate_into=out, streams=streams):
         bar.update(1)
-        entry = {"path": path, "width": None, "height": None, "detections": [], "error": None}
-        if isinstance(d, ImageError):
-            failed += 1
-            entry["error"] = str(d)
-            _err(str(d))
-            results.append(entry)
-            continue
-        if isinstance(d, Exception):
-            raise d
-        entry.update(width=d.width, height=d.height, detections=d.to_dicts())
-        n_det += len(d)
-        if out is not None:
-            stem = Path(path).stem
-            name, k = f"{stem}.jpg", 1
-            while name in used_names:
-                k += 1
-                name = f"{stem}_{k}.jpg"
-            used_names.add(name)
-            annotate(rgb, d).save(out / name, quality=90)
-            entry["annotated"] = name
-        if not as_json:
-            top = ", ".join(f"{x['category']} {x['score']:.2f}" for x in entry["detections"][:5])
-            say(f"{path}: {len(d)} detections" + (f" ({top}{', ...' if len(d) > 5 else ''})"
-                                                   if len(d) else ""))
-        results.append(entry)
+        if r.error is not None:
+            _err(r.error)
+        elif not as_json:
+            d = r.detections
+            top = ", ".join(f"{n} {s:.2f}" for n, s in zip(d.names[:5], d.scores[:5]))
+            bar.write(f"{r.path}: {len(d)} detections" + (
+                f" ({top}{', ...' if len(d) > 5 else ''})" if len(d) else ""), file=sys.stdout)
     bar.close()
-    elapsed = time.perf_counter() - t0
-    doc = {"model": det.name, "images": results}
+    doc = report.to_dict()
     if out is not None:
         write_json_atomic(out / "detections.json", doc)
-        print(f"wrote {len(results) - failed} annotated image(s) and detections.json to {out}",
-              file=sys.stderr)
+        print(f"wrote {len(report.images) - report.failed} annotated image(s) and "
+              f"detections.json to {out}", file=sys.stderr)
     if as_json:
         print(json.dumps(doc))
     if len(paths) > 1:
-        print(f"{len(paths)} images, {n_det} detections (score >= "
-              f"{det.params.score_threshold:g}), {failed} failed, "
-              f"{len(paths) / max(elapsed, 1e-9):.2f} images/s", file=sys.stderr)
-    if failed:
-        print(f"{failed} of {len(paths)} input(s) failed", file=sys.stderr)
+        print(f"{len(paths)} images, {report.detections} detections (score >= "
+              f"{det.params.score_threshold:g}), {report.failed} failed, "
+              f"{report.images_per_s:.2f} images/s", file=sys.stderr)
+    if report.failed:
+        print(f"{report.failed} of {len(paths)} input(s) failed", file=sys.stderr)
         raise typer.Exit(1)
-
 
 @app.command()
 @user_errors

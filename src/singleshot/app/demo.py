@@ -21,6 +21,7 @@ from ..io.files import write_json_atomic, write_text_atomic
 from ..io.images import load_image
 from ..io.tables import markdown_table
 from ..runtime.detector import Detector
+from ..runtime.report import DetectionReport, ImageResult
 
 # The bundled int8 variants (accuracy-aware `singleshot quantize`, see assets/demo.md).
 INT8_VARIANTS = (("demo-int8-qdq", "int8 QDQ"), ("demo-int8-qoperator", "int8 QOperator"))
@@ -64,7 +65,7 @@ def run_demo(out: Path, model: str = "demo", n_images: int = 12, conf: float = 0
     det = Detector(model, exif=False)
     cats = category_map(det.spec, gt)  # a model of other classes: the same clear error as eval
     stages = {"decode": [], "preprocess": [], "inference": [], "postprocess": []}
-    doc, results, rgbs = {"model": det.name, "images": []}, [], []
+    report, results, rgbs = DetectionReport(det.name), [], []
     for im in images:
         path = out / "scenes" / im["file_name"]
         t = time.perf_counter()
@@ -78,8 +79,8 @@ def run_demo(out: Path, model: str = "demo", n_images: int = 12, conf: float = 0
         results += d.to_coco(im["id"])
         shown = d[d.scores >= conf]
         annotate(rgb, shown).save(out / "annotated" / im["file_name"], quality=90)
-        doc["images"].append({"path": str(path), "width": d.width, "height": d.height,
-                              "detections": shown.to_dicts(), "error": None})
+        report.images.append(ImageResult(str(path), shown))
+    doc = report.to_dict()
     write_json_atomic(out / "detections.json", doc)
     score = coco_score(gt, results)
     timings = {k: float(np.mean(v)) for k, v in stages.items()}
