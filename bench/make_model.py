@@ -33,7 +33,7 @@ def main(out_dir: str = "runs/bench") -> None:
         print(f"exported {fp32} in {time.monotonic() - t:.0f} s")
     calib = out / "calib"
     if not (calib / "annotations.json").exists():
-        write_dataset(calib, 20, seed=11, progress=False)
+        write_dataset(calib, 20, seed=11)
     _report_candidates(fp32, next((calib / "images").iterdir()))
     for fmt in ("qdq", "qoperator"):
         q = out / f"ssd1200-int8-{fmt}.onnx"

@@ -25,7 +25,7 @@ def scenes(tmp_path_factory):
     from singleshot.data.synth import write_dataset
 
     root = tmp_path_factory.mktemp("scenes")
-    write_dataset(root, 6, seed=3, workers=1, progress=False)
+    write_dataset(root, 6, seed=3, workers=1)
     return sorted((root / "images").iterdir())
 
 

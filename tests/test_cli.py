@@ -270,7 +270,7 @@ def test_info_on_a_graph_that_is_not_a_detector(tmp_path):
 def test_quantize_reports_what_it_did(tiny_zoo_onnx, tmp_path):
     from singleshot.data.synth import write_dataset
 
-    write_dataset(tmp_path / "c", 3, seed=1, workers=1, progress=False)
+    write_dataset(tmp_path / "c", 3, seed=1, workers=1)
     code, stdout, err = run("quantize", tiny_zoo_onnx, "-o", tmp_path / "q.onnx", "--calib",
                             tmp_path / "c" / "images", "--num-images", "50", "--activations", "int8")
     assert code == 0, err

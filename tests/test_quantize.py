@@ -23,14 +23,14 @@ def calib_dir(tmp_path_factory):
     from singleshot.data.synth import write_dataset
 
     root = tmp_path_factory.mktemp("calib")
-    write_dataset(root, 12, seed=9, workers=1, progress=False)
+    write_dataset(root, 12, seed=9, workers=1)
     return root / "images"
 
 
 @pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
 def test_quantize_formats(tiny_zoo_onnx, calib_dir, tmp_path, fmt):
     out = quantize_model(tiny_zoo_onnx, tmp_path / f"{fmt}.onnx", calib_dir,
-                         Recipe(format=fmt, num_images=8), log=lambda m: None)
+                         Recipe(format=fmt, num_images=8))
     q, f = onnx.load(str(out)), onnx.load(str(tiny_zoo_onnx))
     assert tail_op_types(q) == tail_op_types(f)  # decode, softmax, NMS, TopK stay float
     ops = {n.op_type for n in q.graph.node}
@@ -154,7 +154,7 @@ def eval_set(tmp_path_factory):
     from singleshot.data.synth import write_dataset
 
     root = tmp_path_factory.mktemp("evalset")
-    write_dataset(root, 30, seed=3, workers=1, progress=False)
+    write_dataset(root, 30, seed=3, workers=1)
     return root
 
 
@@ -169,7 +169,7 @@ def test_accuracy_aware_trials(eval_set, calib_dir, tmp_path):
     report = quantize_accuracy_aware(
         bundled_path("demo.onnx"), out, calib_dir, Recipe(num_images=8),
         eval_images=eval_set / "images", eval_annotations=eval_set / "annotations.json",
-        target=never, max_trials=2, log=lambda m: None)
+        target=never, max_trials=2)
     assert json.loads(report_path(out).read_text()) == json.loads(json.dumps(report))
     assert not report["met_target"] and out.exists()
     trials = report["trials"]
@@ -237,7 +237,7 @@ def test_convs_kept_in_float_compute_in_float(tiny_zoo_onnx, calib_dir, tmp_path
     convs = sorted(n.name for n in f.graph.node if n.op_type == "Conv")
     half = set(convs[::2])
     models = {k: onnx.load(str(quantize_model(tiny_zoo_onnx, tmp_path / f"{k}.onnx", calib_dir,
-                                              Recipe(num_images=4), exclude=ex, log=lambda m: None)))
+                                              Recipe(num_images=4), exclude=ex)))
               for k, ex in (("float", set(convs)), ("half", half), ("int8", set()))}
     for k in ("float", "half"):
         q = models[k]

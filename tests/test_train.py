@@ -24,8 +24,8 @@ def test_generator_is_deterministic(tmp_path):
     assert np.array_equal(a_img, b_img) and a_obj == b_obj
     c_img, c_obj = make_scene(8, 3)  # another seed: another scene (size, pixels and objects)
     assert c_obj != a_obj and (c_img.shape != a_img.shape or not np.array_equal(a_img, c_img))
-    p1 = write_dataset(tmp_path / "a", 6, seed=5, workers=1, progress=False)
-    p2 = write_dataset(tmp_path / "b", 6, seed=5, workers=2, progress=False)
+    p1 = write_dataset(tmp_path / "a", 6, seed=5, workers=1)
+    p2 = write_dataset(tmp_path / "b", 6, seed=5, workers=2)
     assert p1.read_text() == p2.read_text()
     for f in sorted((tmp_path / "a" / "images").iterdir()):
         assert f.read_bytes() == (tmp_path / "b" / "images" / f.name).read_bytes()
@@ -152,7 +152,7 @@ def test_lr_schedule():
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    write_dataset(root / "train", 8, seed=3, workers=1, progress=False)
+    write_dataset(root / "train", 8, seed=3, workers=1)
     return root / "train"
 
 
@@ -165,7 +165,7 @@ def _cfg(tiny_set, out, **kw):
 
 def test_training_reduces_loss(tiny_set, tmp_path):
     cfg = _cfg(tiny_set, tmp_path / "run", max_steps=30, optimizer="adamw", lr=1e-3)
-    train(cfg, progress=False)
+    train(cfg)
     losses = [h["loss"] for h in cfg.history if "loss" in h]
     assert len(losses) == 30
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
@@ -173,12 +173,12 @@ def test_training_reduces_loss(tiny_set, tmp_path):
 
 def test_resume_continues_from_the_same_step(tiny_set, tmp_path):
     straight = _cfg(tiny_set, tmp_path / "a", max_steps=6)
-    train(straight, progress=False)
+    train(straight)
     first = _cfg(tiny_set, tmp_path / "b", max_steps=3)  # "interrupted" after 3 steps
-    train(first, progress=False)
+    train(first)
     assert load_checkpoint(tmp_path / "b" / "last.pt").extra["step"] == 3
     again = _cfg(tiny_set, tmp_path / "b", max_steps=6)
-    train(again, resume=True, progress=False)
+    train(again, resume=True)
     a = load_checkpoint(tmp_path / "a" / "last.pt")
     b = load_checkpoint(tmp_path / "b" / "last.pt")
     assert b.extra["step"] == 6
@@ -192,7 +192,7 @@ def test_fine_tune_from_mlperf_checkpoint(tiny_set, tmp_path):
     torch.save({"model": mlperf.state_dict()}, tmp_path / "mlperf.pth")
     cfg = _cfg(tiny_set, tmp_path / "ft", max_steps=1, init=str(tmp_path / "mlperf.pth"), lr=1e-9,
                warmup=0)
-    train(cfg, progress=False)
+    train(cfg)
     ck = load_checkpoint(tmp_path / "ft" / "last.pt")
     assert ck.config.num_classes == 6 and ck.class_names == CLASSES
     assert ck.state_dict["conf.0.weight"].shape[0] == 4 * 7
@@ -205,7 +205,7 @@ def test_fine_tune_from_mlperf_checkpoint(tiny_set, tmp_path):
 def test_periodic_evaluation_keeps_best(tiny_set, tmp_path):
     cfg = _cfg(tiny_set, tmp_path / "ev", epochs=1, val=str(tiny_set), eval_every=1,
                optimizer="adamw", lr=1e-3)
-    train(cfg, progress=False)
+    train(cfg)
     vals = [h["val"] for h in cfg.history if "val" in h]
     assert len(vals) == 1 and set(vals[0]) >= {"AP", "AP50", "AR100"}
     assert (tmp_path / "ev" / "best.pt").is_file()
@@ -220,7 +220,7 @@ def test_existing_run_is_never_overwritten_silently(tiny_set, tmp_path):
     from singleshot.app.cli import app
 
     out = tmp_path / "run"
-    train(_cfg(tiny_set, out, max_steps=1), progress=False)
+    train(_cfg(tiny_set, out, max_steps=1))
     before = (out / "last.pt").read_bytes()
     args = ["train", "--data", str(tiny_set), "-o", str(out), "--width", "0.125", "--batch", "4",
             "--max-steps", "2", "--workers", "0"]

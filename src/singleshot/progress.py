@@ -26,6 +26,9 @@ class Progress:
     def note(self, message: str) -> None:
         """A line for the user that is not an error: a skipped file, a resumed run."""
 
+    def log(self, message: str) -> None:
+        """A line of a long call's account (a trial's result), shown as it is."""
+
 
 SILENT = Progress()
 
@@ -42,3 +45,19 @@ def track(items: Iterable[T], progress: Progress, task: str, total: int | None =
             progress.advance()
     finally:
         progress.done()
+
+
+_default: Progress = SILENT
+
+
+def set_default(progress: Progress) -> Progress:
+    """Make ``progress`` what library calls given no ``progress`` report to (a front end sets its
+    renderer at start and restores the previous one, returned here, at exit)."""
+    global _default
+    previous, _default = _default, progress
+    return previous
+
+
+def resolve(progress: Progress | None) -> Progress:
+    """``progress``, or the default a front end set (:data:`SILENT` otherwise)."""
+    return _default if progress is None else progress

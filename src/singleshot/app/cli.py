@@ -30,10 +30,16 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+def _main(ctx: typer.Context,
+          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Print the version and exit.")] = False) -> None:
     """SSD-ResNet34 (ONNX Model Zoo) detection, export, evaluation and more. Exit codes: 0 done;
     1 some inputs failed; 2 usage or model error."""
+    from ..progress import set_default
+    from .progress import ConsoleProgress
+
+    previous = set_default(ConsoleProgress())  # library progress: a bar here, lines in logs
+    ctx.call_on_close(lambda: set_default(previous))
 
 
 def _alias(new, new_name: str, old, old_name: str):
@@ -350,9 +356,8 @@ def quantize(
     recipe.validate()  # a bad --format or --method is refused before any work
     ensure_parent(output)
     t0 = time.monotonic()
-    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     if eval_images is None:
-        written = quantize_model(model, output, calib, recipe, log=log)
+        written = quantize_model(model, output, calib, recipe)
         print(f"recipe: {recipe_of(written).describe()}")  # as done: images actually used
         print(f"wrote {written} ({written.stat().st_size / 1e6:.1f} MB) in "
               f"{time.monotonic() - t0:.0f} s")
@@ -362,7 +367,7 @@ def quantize(
     target = DropTarget.parse(max_drop)
     report = quantize_accuracy_aware(model, output, calib, recipe, eval_images=eval_images,
                                      eval_annotations=eval_annotations, target=target,
-                                     max_trials=max_trials, limit=eval_limit, log=log)
+                                     max_trials=max_trials, limit=eval_limit)
     print(f"recipe: {recipe_of(output).describe()}")
     print(format_trials(report), end="")
     chosen = report["trials"][report["chosen_trial"]]
@@ -420,12 +425,11 @@ def bench(
                         precision=precision, preprocess=preprocess, throughput=throughput)
     inputs = load_inputs(images)
     backends = [b.strip() for b in backend.split(",") if b.strip()]
-    log = (lambda m: print(m, file=sys.stderr))  # noqa: E731
     rows, failed = [], []
     for m in models:
         for b in backends:
             try:
-                row = bench_pair(m, b, inputs, opts, log=log)
+                row = bench_pair(m, b, inputs, opts)
                 if scenario:
                     det = make_detector(m, b, opts, throughput=scenario != "singlestream")
                     where = (out or Path(tempfile.mkdtemp(prefix="singleshot-loadgen-"))) / \
@@ -480,7 +484,7 @@ def data_synth(
     if images < 1:
         raise UsageError("--num-images must be at least 1")
     ensure_dir(out)
-    path = write_dataset(out, images, seed, progress=sys.stderr.isatty())
+    path = write_dataset(out, images, seed)
     print(f"wrote {images} scenes to {out / 'images'} and {path}")
 
 
@@ -533,7 +537,11 @@ def train(
                       eval_images=eval_images, max_steps=max_steps, optimizer=optimizer,
                       weight_decay=weight_decay)
     t0 = time.monotonic()
-    last = run_training(cfg, resume=resume, exist_ok=exist_ok, progress=sys.stderr.isatty())
+    try:
+        last = run_training(cfg, resume=resume, exist_ok=exist_ok)
+    except KeyboardInterrupt:
+        _err(f"interrupted; continue with: singleshot train ... -o {out} --resume")
+        raise typer.Exit(130) from None
     print(f"done in {(time.monotonic() - t0) / 60:.1f} min: {last}"
           + (f" (best validation mAP in {out / 'best.pt'})" if (out / 'best.pt').exists() else ""))
 

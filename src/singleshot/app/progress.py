@@ -22,7 +22,8 @@ class ConsoleProgress(Progress):
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=task, unit=unit, file=self.stream,
-                            dynamic_ncols=True, leave=False)
+                            dynamic_ncols=True, leave=False, unit_scale=unit == "B",
+                            unit_divisor=1024 if unit == "B" else 1000)
 
     def advance(self, n: int = 1, status: str | None = None) -> None:
         self.count += n
@@ -47,7 +48,10 @@ class ConsoleProgress(Progress):
             self.bar = None
 
     def note(self, message: str) -> None:
+        self.log(f"note: {message}")
+
+    def log(self, message: str) -> None:
         if self.bar is not None:
-            self.bar.write(f"note: {message}", file=self.stream)
+            self.bar.write(message, file=self.stream)
         else:
-            print(f"note: {message}", file=self.stream, flush=True)
+            print(message, file=self.stream, flush=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..progress import Progress, resolve, track
+
 CLASSES = ("circle", "square", "triangle", "star", "cross", "hexagon")
 SUPERSAMPLE = 2  # shapes are drawn at 2x and downsampled: anti-aliased edges
 
@@ -140,10 +142,10 @@ def _write_one(args) -> dict:
 
 
 def write_dataset(out: str | os.PathLike, n_images: int, seed: int, workers: int | None = None,
-                  progress: bool = True) -> Path:
+                  progress: Progress | None = None) -> Path:
     """Write ``n_images`` scenes to ``out/images`` and ``out/annotations.json`` (COCO format,
     categories 1..6 named after the shapes). Returns the annotations path."""
-    from tqdm import tqdm
+    progress = resolve(progress)
 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -151,10 +153,11 @@ def write_dataset(out: str | os.PathLike, n_images: int, seed: int, workers: int
     workers = workers or min(2, os.cpu_count() or 1)
     if workers > 1 and n_images > 8:
         with ProcessPoolExecutor(workers) as pool:
-            records = list(tqdm(pool.map(_write_one, jobs, chunksize=8), total=n_images,
-                                desc="scenes", disable=not progress, unit="img"))
+            records = list(track(pool.map(_write_one, jobs, chunksize=8), progress, "scenes",
+                                 total=n_images, unit="img"))
     else:
-        records = [_write_one(j) for j in tqdm(jobs, desc="scenes", disable=not progress)]
+        records = list(track((_write_one(j) for j in jobs), progress, "scenes", total=n_images,
+                             unit="img"))
     images, anns = [], []
     for rec in records:
         images.append({k: rec[k] for k in ("id", "file_name", "width", "height")})

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from ..errors import DownloadError
+from ..progress import Progress, resolve
 from .registry import RegistryEntry, bundled_path
 
 CHUNK = 1 << 20
@@ -35,7 +35,7 @@ def sha256_file(path: Path) -> str:
 
 
 def download(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None,
-             progress: bool = True, timeout: float = 60.0) -> Path:
+             progress: Progress | None = None, timeout: float = 60.0) -> Path:
     """Fetch ``url`` to ``dest``. Partial data lives in ``dest.part`` and is resumed with a Range
     request; the file appears at ``dest`` only after size and sha256 match (atomic rename).
     A mismatch deletes the partial file and raises DownloadError."""
@@ -59,7 +59,7 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
                 total = (have + int(length)) if length is not None else size
                 if length is not None:
                     served = total
-                _stream(resp, part, have, total, dest.name, progress)
+                _stream(resp, part, have, total, dest.name, resolve(progress))
     except urllib.error.HTTPError as err:
         if err.code == 416 and size is not None and have == size:
             pass  # already complete
@@ -95,19 +95,22 @@ def download(url: str, dest: Path, *, sha256: str | None = None, size: int | Non
     return dest
 
 
-def _stream(resp, part: Path, have: int, total: int | None, label: str, progress: bool) -> None:
-    from tqdm import tqdm
-
+def _stream(resp, part: Path, have: int, total: int | None, label: str,
+            progress: Progress) -> None:
     mode = "ab" if have else "wb"
-    with open(part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
-                                     unit_divisor=1024, desc=label, file=sys.stderr,
-                                     disable=not progress or not sys.stderr.isatty()) as bar:
-        for block in iter(lambda: resp.read(CHUNK), b""):
-            f.write(block)
-            bar.update(len(block))
+    progress.start(label, total, unit="B")
+    try:
+        if have:
+            progress.advance(have)
+        with open(part, mode) as f:
+            for block in iter(lambda: resp.read(CHUNK), b""):
+                f.write(block)
+                progress.advance(len(block))
+    finally:
+        progress.done()
 
 
-def ensure_model(entry: RegistryEntry, *, progress: bool = True, force: bool = False) -> Path:
+def ensure_model(entry: RegistryEntry, *, progress: Progress | None = None, force: bool = False) -> Path:
     """The local file of ``entry``, downloaded (and verified) when missing."""
     path = model_path(entry)
     if entry.bundled:

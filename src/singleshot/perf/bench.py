@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import ImageError, UsageError
 from ..io.images import IMAGE_EXTENSIONS, load_image
 from ..io.tables import markdown_table
+from ..progress import Progress, resolve
 
 STAGES = ("decode", "preprocess", "inference", "postprocess")
 
@@ -100,8 +101,9 @@ def make_detector(model: str, backend: str, opts: BenchOptions, *, throughput: b
 
 
 def bench_pair(model: str, backend: str, inputs: list[tuple[str, bytes]], opts: BenchOptions,
-               log=lambda m: None) -> dict:
+               progress: Progress | None = None) -> dict:
     """One model on one backend: single-stream latency/stages, then pipelined throughput."""
+    progress = resolve(progress)
     det = make_detector(model, backend, opts)
     for i in range(opts.warmup):
         _one(det, inputs[i % len(inputs)][1])
@@ -112,7 +114,7 @@ def bench_pair(model: str, backend: str, inputs: list[tuple[str, bytes]], opts: 
            "latency_ms": percentiles(lat), "stages_ms": {k: float(np.median(v)) for k, v in stages.items()},
            "singlestream_ips": 1e3 / float(np.mean(lat)), "iterations": opts.iterations,
            "images": len(inputs)}
-    log(f"{Path(model).name} on {row['backend']} ({row['precision']}): p50 "
+    progress.log(f"{Path(model).name} on {row['backend']} ({row['precision']}): p50 "
         f"{row['latency_ms']['p50']:.1f} ms")
     row["throughput_ips"] = row["singlestream_ips"]
     row["streams"] = 1
@@ -125,7 +127,7 @@ def bench_pair(model: str, backend: str, inputs: list[tuple[str, bytes]], opts: 
         n = sum(1 for _ in detect_all(tdet, items))
         row["throughput_ips"] = n / (time.perf_counter() - t0)
         row["streams"] = tdet.backend.streams
-        log(f"  throughput {row['throughput_ips']:.2f} img/s with {row['streams']} streams")
+        progress.log(f"  throughput {row['throughput_ips']:.2f} img/s with {row['streams']} streams")
     return row
 
 

@@ -26,6 +26,7 @@ from ..errors import UsageError
 from ..graph.edit import tensor_producers
 from ..io.files import write_json_atomic
 from ..io.tables import markdown_table
+from ..progress import Progress, resolve
 from .static import Recipe, prepare_float_model, quantize_model
 
 
@@ -181,7 +182,7 @@ def quantize_accuracy_aware(model: str | os.PathLike, out: str | os.PathLike,
                             calib_dir: str | os.PathLike, recipe: Recipe, *,
                             eval_images: str | os.PathLike, eval_annotations: str | os.PathLike,
                             target: DropTarget, max_trials: int = 6, limit: int | None = None,
-                            sensitivity_images: int = 8, log=print) -> dict:
+                            sensitivity_images: int = 8, progress: Progress | None = None) -> dict:
     """Quantize ``model`` into ``out`` keeping its mAP within ``target`` of fp32.
 
     Trial 0 quantizes every conv; each later trial keeps the 1, 2, 4, ... most sensitive convs in
@@ -195,15 +196,16 @@ def quantize_accuracy_aware(model: str | os.PathLike, out: str | os.PathLike,
         raise UsageError("--max-trials must be at least 0")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    quiet = lambda m: None  # noqa: E731 - calibration notes are printed once, by trial 0
+    progress = resolve(progress)
+    quiet = Progress()  # calibration notes are shown once, by trial 0
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp_s:
         tmp = Path(tmp_s)
         ev = _Evaluator(Path(eval_images), Path(eval_annotations), tmp, limit)
         t0 = time.monotonic()
         fp32_ap, fp32_ms = ev(Path(model))
         for name, err in ev.failures:
-            log(f"note: evaluation image {name} skipped: {err}")
-        log(f"fp32: mAP {fp32_ap:.4f}, inference {fp32_ms:.2f} ms/img "
+            progress.note(f"evaluation image {name} skipped: {err}")
+        progress.log(f"fp32: mAP {fp32_ap:.4f}, inference {fp32_ms:.2f} ms/img "
             f"({time.monotonic() - t0:.0f} s; target: drop at most {target.describe()})")
         trials: list[dict] = []
         ranking: list[dict] = []
@@ -214,7 +216,7 @@ def quantize_accuracy_aware(model: str | os.PathLike, out: str | os.PathLike,
             path = tmp / f"trial{k}.onnx"
             t = time.monotonic()
             quantize_model(model, path, calib_dir, recipe, exclude=set(float_nodes),
-                           log=log if k == 0 else quiet, calibration_cache=cache)
+                           progress=progress if k == 0 else quiet, calibration_cache=cache)
             ap, ms = ev(path)
             row = {"trial": k, "float_nodes": float_nodes, "mAP": ap,
                    "drop_absolute": fp32_ap - ap,
@@ -224,7 +226,7 @@ def quantize_accuracy_aware(model: str | os.PathLike, out: str | os.PathLike,
                    "seconds": round(time.monotonic() - t, 1), "path": path}
             trials.append(row)
             rel = f" ({-row['drop_relative'] * 100:+.2f}%)" if row["drop_relative"] is not None else ""
-            log(f"trial {k}: {len(float_nodes)} conv(s) in float: mAP {ap:.4f}{rel}, "
+            progress.log(f"trial {k}: {len(float_nodes)} conv(s) in float: mAP {ap:.4f}{rel}, "
                 f"{ms:.2f} ms/img, {'within' if row['within_target'] else 'outside'} the target")
             return row
 
@@ -234,12 +236,12 @@ def quantize_accuracy_aware(model: str | os.PathLike, out: str | os.PathLike,
             qdq_path = row["path"] if recipe.format == "qdq" else tmp / "rank-qdq.onnx"
             if recipe.format != "qdq":
                 quantize_model(model, qdq_path, calib_dir, Recipe(**{**asdict(recipe), "format": "qdq"}),
-                               log=quiet, calibration_cache=cache)
+                               progress=quiet, calibration_cache=cache)
             fmodel = prepare_float_model(load_model(model), recipe.opset)
             io = graph_io(fmodel, str(model))
             xs = ev.tensors(read_spec(fmodel, io), sensitivity_images)
             ranking = conv_sensitivity(fmodel, onnx.load(str(qdq_path)), xs, io.input)
-            log("most sensitive convs: " + ", ".join(
+            progress.log("most sensitive convs: " + ", ".join(
                 f"{r['node']} ({r['local']:.2e})" for r in ranking[:5]))
             for k in float_counts(len(ranking))[:max_trials]:
                 row = trial([r["node"] for r in ranking[:k]])

@@ -16,9 +16,9 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import tempfile
 from dataclasses import asdict, dataclass
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from ..errors import ModelError, UsageError
 from ..graph.contract import graph_io, load_model, read_spec
 from ..graph.edit import inline_constant_identities, tensor_producers
 from ..io.images import IMAGE_EXTENSIONS, load_image
+from ..progress import Progress, resolve
 from ..runtime.preprocess import preprocess
 
 
@@ -180,7 +181,7 @@ def _chunk(n: int, at_most: int = 8) -> int:
 
 def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
                    calib_dir: str | os.PathLike, recipe: Recipe = Recipe(),
-                   exclude: set[str] = frozenset(), log=print,
+                   exclude: set[str] = frozenset(), progress: Progress | None = None,
                    calibration_cache: str | os.PathLike | None = None) -> Path:
     """Quantize ``model_path`` into ``out`` with ``recipe``; ``exclude``: extra node names to keep
     in float (accuracy-aware search). ``calibration_cache``: a JSON file onnxruntime writes the
@@ -188,6 +189,7 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
     ``exclude`` or the format, so a search calibrates once). Returns the output path."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    progress = resolve(progress)
     recipe.validate()
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
@@ -203,9 +205,9 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
                          "quantize the float32 model")
     reader = ImageFolderReader(calib_dir, spec, io.input, recipe.num_images)
     for msg in reader.skipped:
-        log(f"note: skipped unreadable calibration image {msg}")
+        progress.note(f"skipped unreadable calibration image {msg}")
     if len(reader) < recipe.num_images:
-        log(f"note: calibrating on {len(reader)} images: {calib_dir} has no more readable ones "
+        progress.note(f"calibrating on {len(reader)} images: {calib_dir} has no more readable ones "
             f"(asked for {recipe.num_images})")
     model = prepare_float_model(model, recipe.opset)
     quantize = backbone_nodes(model) - set(exclude)
@@ -224,9 +226,9 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
                  "OpTypesToExcludeOutputQuantization": ["Conv"]}
         try:
             # onnxruntime logs an advice to pre-process at every call, on the root logger, and
-            # prints histogram progress on stdout: progress belongs on stderr
+            # prints histogram progress on stdout, where a library must not write
             logging.disable(logging.WARNING)
-            with contextlib.redirect_stdout(sys.stderr):
+            with contextlib.redirect_stdout(StringIO()):
                 quantize_static(
                     str(src), str(dst), reader,
                     quant_format=QuantFormat.QDQ if recipe.format == "qdq" else QuantFormat.QOperator,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from ..data.coco_dataset import CocoDetection, collate, resolve_dataset
 from ..errors import UsageError
 from ..model import SSDConfig, build_model
 from ..model.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from ..progress import Progress, resolve
 from .loss import TargetEncoder, ssd_loss
 
 
@@ -124,11 +124,10 @@ def _names_spec(class_names, cat_ids):
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
-          progress: bool = True, log_every: int = 50) -> Path:
+          progress: Progress | None = None) -> Path:
     """Run (or resume) training; returns the path of the last checkpoint (``out/last.pt``;
     ``out/best.pt`` holds the best validation mAP)."""
-    from tqdm import tqdm
-
+    progress = resolve(progress)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -188,8 +187,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
 
     model.train()
     last_save = time.monotonic()
-    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
+    progress.start("train", total_steps, unit="step")
+    if step:
+        progress.advance(step)
     try:
         while step < total_steps:
             epoch, start = divmod(step, steps_per_epoch)
@@ -210,14 +210,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
                 opt.step()
                 step += 1
                 seen += images.shape[0]
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}",
-                                ips=f"{seen / (time.monotonic() - t0):.1f}",
-                                lr=f"{opt.param_groups[0]['lr']:.2e}")
+                progress.advance(1, f"epoch {epoch} loss {loss.item():.3f} "
+                                    f"{seen / (time.monotonic() - t0):.1f} img/s "
+                                    f"lr {opt.param_groups[0]['lr']:.2e}")
                 cfg.history.append({"step": step, "loss": round(loss.item(), 5)})
-                if not progress and step % log_every == 0:  # a log file gets plain lines
-                    print(f"step {step}/{total_steps} epoch {epoch} loss {loss.item():.3f} "
-                          f"{seen / (time.monotonic() - t0):.1f} img/s", file=sys.stderr, flush=True)
                 if time.monotonic() - last_save > cfg.save_every_s:
                     save(last)
                     last_save = time.monotonic()
@@ -229,8 +225,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
                 metrics = evaluate_model(model, cfg.val, model_cfg.input_size,
                                          dataset.class_names, cfg.eval_images)
                 cfg.history.append({"step": step, "val": metrics})
-                print(f"\nstep {step} (epoch {step / steps_per_epoch:.1f}): val AP "
-                      f"{metrics['AP']:.4f} AP50 {metrics['AP50']:.4f}", file=sys.stderr)
+                progress.note(f"step {step} (epoch {step / steps_per_epoch:.1f}): val AP "
+                              f"{metrics['AP']:.4f} AP50 {metrics['AP50']:.4f}")
                 if metrics["AP"] > best:
                     best = metrics["AP"]
                     save(out / "best.pt")
@@ -238,10 +234,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
                 save(last)
                 last_save = time.monotonic()
     except KeyboardInterrupt:
-        save(last)
-        print(f"\ninterrupted at step {step}; resume with --resume", file=sys.stderr)
+        save(last)  # the run resumes from here
+        progress.note(f"interrupted at step {step}; {last} holds it")
         raise
     finally:
-        bar.close()
+        progress.done()
     save(last)
     return last
