@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from singleshot.core.coder import decode
-from singleshot.data.augment import hflip, random_crop, train_transform
 from singleshot.data.synth import CLASSES, make_scene, write_dataset
 from singleshot.model import build_model
 from singleshot.model.checkpoint import load_checkpoint
+from singleshot.training.augment import hflip, random_crop, train_transform
 from singleshot.training.loop import TrainConfig, lr_at, train
 from singleshot.training.loss import TargetEncoder, ssd_loss
 

@@ -7,8 +7,7 @@ Inference needs numpy, pillow and onnxruntime only; torch is needed for export a
     >>> d = det("photo.jpg")                # Detections: xyxy pixels, scores, category ids, names
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__ as __version__  # noqa: E402
 from .core.detections import Detections as Detections  # noqa: E402
 from .core.spec import ModelSpec as ModelSpec  # noqa: E402
 from .io.images import load_image as load_image  # noqa: E402

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ModelError
 from .anchors import DefaultBoxConfig
 from .labels import COCO_CATEGORY_IDS, COCO_NAMES

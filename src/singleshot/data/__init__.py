@@ -1,1 +1,1 @@
-"""Datasets: the synthetic scene generator, COCO-format training data and SSD augmentations."""
+"""Datasets: the synthetic scene generator (COCO-format scenes of shapes, no torch)."""

@@ -57,7 +57,7 @@ def build_onnx(model: torch.nn.Module, *, opset: int = 13, raw: bool = False,
     if not raw:
         anchors = default_boxes(spec.default_boxes)
         proto = append_zoo_postprocess(proto, anchors, model.cfg.num_classes, nms)
-    from .. import __version__
+    from .._version import __version__
 
     proto.producer_name, proto.producer_version = "singleshot", __version__
     del proto.metadata_props[:]

@@ -1,1 +1,2 @@
-"""Training with the MLPerf recipe (torch): target matching and loss, the resumable training loop."""
+"""Training with the MLPerf recipe (torch): COCO-format datasets and SSD augmentations, target
+matching and loss, the resumable training loop."""

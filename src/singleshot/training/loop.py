@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from ..core.anchors import default_boxes
-from ..data.coco_dataset import CocoDetection, collate, resolve_dataset
 from ..errors import UsageError
 from ..model import SSDConfig, build_model
 from ..model.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from ..progress import Progress, resolve
+from .dataset import CocoDetection, collate, resolve_dataset
 from .loss import TargetEncoder, ssd_loss
 
 
