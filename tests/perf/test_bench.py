@@ -1,8 +1,10 @@
 """`singleshot bench`: the --json schema, every model x backend side by side, LoadGen runs."""
 
+import io
 import json
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from singleshot.app.cli import app
@@ -50,30 +52,6 @@ def test_bench_json_schema(tmp_path):
         assert noted == (ms["int8"] >= min(v for k, v in ms.items() if k != "int8")) or backend == "openvino"
 
 
-def test_cpu_classes_and_int8_notes_for_every_cpu_kind():
-    """What bench says depends on the CPU; each kind is checked with injected flags."""
-    from singleshot.perf.bench import int8_notes
-    from singleshot.perf.cpu import has_bf16, int8_class, why_int8_is_slow
-
-    avx2 = {"sse4_2", "avx", "avx2", "fma"}
-    epyc = avx2 | {"avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni"}
-    xeon = epyc | {"amx_bf16", "amx_int8", "amx_tile"}
-    assert [int8_class(f) for f in (set(), avx2, avx2 | {"avx_vnni"}, epyc, xeon)] == [
-        "none", "avx2", "avx-vnni", "avx512-vnni", "amx"]
-    assert [has_bf16(f) for f in (avx2, epyc, xeon)] == [False, True, True]
-    row = lambda m, p, ms: {"model": m, "backend": "onnxruntime", "precision": p,  # noqa: E731
-                            "stages_ms": {"inference": ms}}
-    slow = [row("a.onnx", "fp32", 10.0), row("a-int8.onnx", "int8", 12.0)]
-    fast = [row("a.onnx", "fp32", 10.0), row("a-int8.onnx", "int8", 4.0)]
-    for flags in (avx2, epyc, xeon):
-        cpu = {"int8": int8_class(flags)}
-        assert int8_notes(fast, cpu) == []
-        (note,) = int8_notes(slow, cpu)
-        assert "a-int8.onnx" in note and why_int8_is_slow(cpu) in note
-    assert "no VNNI or AMX" in why_int8_is_slow({"int8": "avx2"})
-    assert "amx" in why_int8_is_slow({"int8": "amx"}) and "narrow" in why_int8_is_slow({"int8": "amx"})
-
-
 def test_bench_on_a_folder_and_bad_input(tmp_path):
     from singleshot.perf.bench import sample_image
 
@@ -103,3 +81,10 @@ def test_loadgen_scenarios(tiny_zoo_onnx, tmp_path, scenario):
            "server": "Completed samples per second"}[scenario]
     assert lg[key] > 0
     assert (tmp_path / f"loadgen-tiny_zoo-onnxruntime-{scenario}" / "mlperf_log_summary.txt").is_file()
+
+
+def test_generated_bench_image_is_a_photo_like_jpeg():
+    from singleshot.perf.bench import sample_image
+
+    img = Image.open(io.BytesIO(sample_image()))
+    assert img.format == "JPEG" and img.size == (640, 480)

@@ -220,7 +220,7 @@ def test_missing_optional_packages_fail_at_option_parsing(tmp_path, monkeypatch)
     res = subprocess.run([sys.executable, "-c", "import sys, runpy; sys.modules['torch'] = None; "
                           "runpy.run_path('scripts/make_small_model.py', run_name='__main__')"],
                          capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=Path(__file__).resolve().parents[2])
     assert res.returncode != 0 and "singleshot[torch]" in res.stderr
     assert "Traceback" not in res.stderr
 

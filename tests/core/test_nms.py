@@ -1,4 +1,4 @@
-"""NMS against a brute-force reference and against onnxruntime's NonMaxSuppression."""
+"""The numpy zoo NMS reference, and the check of an NMS result under any tie order."""
 
 import numpy as np
 import onnx
@@ -86,3 +86,31 @@ def test_nms_matches_onnxruntime():
     sel = sess.run(None, {"b": boxes[None], "s": scores[None]})[0]
     ours = batched_nms(boxes, scores, NmsParams(max_det=10_000))
     assert sorted(zip(sel[:, 1].tolist(), sel[:, 2].tolist())) == sorted(zip(ours[1].tolist(), ours[0].tolist()))
+
+
+def test_nms_violations_allow_tie_order_only():
+    """A valid NMS under another order of tied scores passes; a missing, extra, relabelled or
+    unsuppressed detection does not."""
+    from singleshot.core.nms import NmsParams, batched_nms, nms_violations
+
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10.5],
+                      [40, 40, 50, 50]], dtype=np.float32)
+    scores = np.array([[0.9, 0.9, 0.7, 0.2, 0.6], [0.01, 0.01, 0.01, 0.8, 0.01]], dtype=np.float32)
+    p = NmsParams()
+    idx, cls, sc = batched_nms(boxes, scores, p)
+    ref = (boxes[idx], cls + 1, sc)
+    assert nms_violations(ref, boxes, scores, p) == []
+    # boxes 0 and 1 tie at 0.9 and overlap: keeping 1 instead of 0 is as valid
+    alt = ref[0].copy()
+    alt[np.flatnonzero((ref[0] == boxes[0]).all(1))[0]] = boxes[1]
+    assert nms_violations((alt, ref[1], ref[2]), boxes, scores, p) == []
+    drop = tuple(r[[0, 2, 3]] for r in ref)  # lose the 0.8 detection of class 2
+    assert any("none kept" in m or "neither kept" in m for m in nms_violations(drop, boxes, scores, p))
+    both = (np.vstack([ref[0], boxes[1:2]]), np.append(ref[1], 1), np.append(ref[2], np.float32(0.9)))
+    both = tuple(np.asarray(v)[np.argsort(-both[2], kind="stable")] for v in both)
+    assert any("overlap" in m for m in nms_violations(both, boxes, scores, p))
+    relabel = (ref[0], np.where(ref[1] == 2, 1, ref[1]), ref[2])
+    assert nms_violations(relabel, boxes, scores, p)
+    low = NmsParams(max_det=2)
+    assert nms_violations(tuple(r[:2] for r in ref), boxes, scores, low) == []
+    assert nms_violations(tuple(r[[0, 2]] for r in ref), boxes, scores, low)
