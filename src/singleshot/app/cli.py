@@ -192,21 +192,12 @@ def export(
     if output is None:
         raise UsageError("--out/-o is required: where to write the .onnx file")
     ensure_parent(output)
-    try:
-        from ..export.exporter import export_onnx
-        from ..model import build_model
-        from ..model.checkpoint import load_checkpoint, load_weights
-    except ImportError as err:
-        raise UsageError(f"export needs PyTorch ({err.name} is missing): "
-                         "pip install 'singleshot[torch]'") from None
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.backbone_only:
-        raise UsageError(f"{checkpoint}: holds only an ImageNet backbone; train a detector first")
+    from ..export.exporter import export_onnx
+    from ..model.checkpoint import detector_from_checkpoint
     if input_size is not None and input_size not in ("1200", "300"):
         raise UsageError(f"--input-size must be 1200 or 300, got {input_size}")
-    cfg = ckpt.infer_config(input_size)
-    model = build_model(cfg)
-    load_weights(model, ckpt)
+    model, ckpt = detector_from_checkpoint(checkpoint, input_size)
+    cfg = model.cfg
     names = ckpt.class_names
     if classes is not None:
         if not classes.is_file():

@@ -30,7 +30,7 @@ def encode(boxes_xyxy: np.ndarray, anchors_cxcywh: np.ndarray) -> np.ndarray:
     b = np.asarray(boxes_xyxy, dtype=np.float32)
     a = anchors_cxcywh.astype(np.float32, copy=False)
     cxcy = (b[..., :2] + b[..., 2:]) / 2
-    wh = b[..., 2:] - b[..., :2]
+    wh = np.maximum(b[..., 2:] - b[..., :2], np.float32(1e-6))  # degenerate boxes stay finite
     dxy = (cxcy - a[..., :2]) / a[..., 2:] / np.float32(SCALE_XY)
     dwh = np.log(wh / a[..., 2:]) / np.float32(SCALE_WH)
     return np.concatenate([dxy, dwh], axis=-1).astype(np.float32)

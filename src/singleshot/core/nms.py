@@ -32,7 +32,8 @@ class NmsParams:
 
 def _iou_one_to_many(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     """IoU of one xyxy ``box`` [4] with ``others`` [M, 4]; 0 where either area is <= 0 (as ORT)."""
-    # ORT normalises each box to (min, max) corners before measuring.
+    # Not core.boxes.box_iou: this reproduces onnxruntime's NonMaxSuppression arithmetic (each
+    # box normalised to (min, max) corners, float32), which decides the cases at the threshold.
     bx1, bx2 = min(box[0], box[2]), max(box[0], box[2])
     by1, by2 = min(box[1], box[3]), max(box[1], box[3])
     ox1, ox2 = np.minimum(others[:, 0], others[:, 2]), np.maximum(others[:, 0], others[:, 2])

@@ -4,7 +4,6 @@ COCO-format dataset. Deterministic for a seed (each image has its own generator 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -13,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..core.boxes import box_iou
+from ..io.files import write_json_atomic
 from ..progress import Progress, resolve, track
 
 CLASSES = ("circle", "square", "triangle", "star", "cross", "hexagon")
@@ -72,14 +73,6 @@ def _colour(rng: np.random.Generator, avoid: np.ndarray) -> tuple[int, int, int]
     return tuple(int(v) for v in 255 - avoid)
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def make_scene(seed: int, index: int, size: tuple[int, int] | None = None,
                max_objects: int = 6) -> tuple[np.ndarray, list[dict]]:
     """One scene -> (RGB uint8 [H, W, 3], objects [{"bbox": [x, y, w, h], "category_id": 1..6}]).
@@ -116,7 +109,7 @@ def make_scene(seed: int, index: int, size: tuple[int, int] | None = None,
         pts = pts + [cx, cy]
         box = [float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()),
                float(pts[:, 1].max())]
-        if any(_iou(box, b) > 0.35 for b in boxes):
+        if boxes and box_iou(np.asarray([box], float), np.asarray(boxes, float)).max() > 0.35:
             continue
         local = img[int(np.clip(cy, 0, h - 1)), int(np.clip(cx, 0, w - 1))].astype(int)
         colour = _colour(rng, local)
@@ -168,8 +161,6 @@ def write_dataset(out: str | os.PathLike, n_images: int, seed: int, workers: int
                          "iscrowd": 0})
     cats = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
     path = out / "annotations.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"info": {"description": f"singleshot synthetic shapes, seed {seed}"},
-                               "images": images, "annotations": anns, "categories": cats}))
-    os.replace(tmp, path)
+    write_json_atomic(path, {"info": {"description": f"singleshot synthetic shapes, seed {seed}"},
+                             "images": images, "annotations": anns, "categories": cats}, indent=None)
     return path

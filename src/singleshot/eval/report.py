@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..io.files import atomic_path
 from ..io.tables import markdown_table as table
 from .coco import CocoScore
 
@@ -67,8 +67,7 @@ def plot_pr(score: CocoScore, title: str, path: Path) -> bool:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:  # like every report file
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)  # atomic, like every report file
     return True

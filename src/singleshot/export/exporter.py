@@ -20,6 +20,7 @@ from ..core.nms import NmsParams
 from ..errors import ModelError
 from ..graph.edit import inline_constant_identities
 from ..graph.postprocess import append_zoo_postprocess
+from ..io.files import atomic_path
 from ..model.metadata import spec_for
 from .parity import ParityReport, check_parity
 
@@ -74,7 +75,6 @@ def export_onnx(model: torch.nn.Module, out: str | os.PathLike, *, opset: int = 
     report = check_parity(proto, model) if check else None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
     return report

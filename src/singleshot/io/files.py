@@ -3,6 +3,7 @@ renamed into place), output folders checked with one-line errors, and old runs s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -10,11 +11,23 @@ from pathlib import Path
 from ..errors import UsageError
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """``with atomic_path(p) as tmp: write tmp`` - ``p`` appears whole, renamed from ``tmp`` (same
+    folder and suffix, so writers that go by the suffix still work) when the block succeeds; a
+    failed block leaves no ``tmp`` behind and ``p`` untouched."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json_atomic(path: Path, obj, indent: int | None = 2) -> None:

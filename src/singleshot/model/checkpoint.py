@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..io.files import atomic_path
 from . import safe_pickle
 from .config import SSDConfig
 
@@ -174,9 +175,8 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, config: SSD
                "model": model.state_dict(),
                "class_names": list(class_names) if class_names else None,
                "category_ids": list(category_ids) if category_ids else None, **extra}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_weights(model: torch.nn.Module, ckpt: Checkpoint, *, skip_heads: bool = False) -> list[str]:
@@ -208,3 +208,18 @@ def load_weights(model: torch.nn.Module, ckpt: Checkpoint, *, skip_heads: bool =
         raise CheckpointError("checkpoint does not fit the model: " + "; ".join(bad[:3]) + more)
     model.load_state_dict(loaded, strict=False)
     return missing
+
+
+def detector_from_checkpoint(path: str | os.PathLike, input_size: str | None = None):
+    """The detector a checkpoint holds, weights loaded, in eval mode, with its Checkpoint:
+    ``(model, ckpt)``. ``input_size``: "1200" or "300" when the file does not say.
+    CheckpointError for a file with only an ImageNet backbone."""
+    from .ssd import build_model
+
+    ckpt = load_checkpoint(path)
+    if ckpt.backbone_only:
+        raise CheckpointError(f"{path}: holds only an ImageNet backbone, not a detector; train "
+                              "a detector first")
+    model = build_model(ckpt.infer_config(input_size))
+    load_weights(model, ckpt)
+    return model.eval(), ckpt

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError, UsageError
+from ..io.files import atomic_path
 from ..io.images import IMAGE_EXTENSIONS, load_image
 from ..io.tables import markdown_table
 from ..progress import Progress, resolve
@@ -193,10 +194,9 @@ def plot(rows: list[dict], path: Path, title: str = "") -> None:
     ax.set(ylabel="ms per image (median, batch 1)", title=title or "singleshot bench")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # ---- MLPerf LoadGen ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import onnx
 
 from ..errors import UsageError
 from ..graph.edit import tensor_producers
-from ..io.files import write_json_atomic
+from ..io.files import atomic_path, write_json_atomic
 from ..io.tables import markdown_table
 from ..progress import Progress, resolve
 from .static import Recipe, prepare_float_model, quantize_model
@@ -249,9 +249,8 @@ def quantize_accuracy_aware(model: str | os.PathLike, out: str | os.PathLike,
                     break
         chosen = next((r for r in trials if r["within_target"]), None) or max(
             trials, key=lambda r: r["mAP"])
-        tmp_out = out.with_name(out.name + ".tmp")
-        shutil.copyfile(chosen["path"], tmp_out)
-        os.replace(tmp_out, out)
+        with atomic_path(out) as tmp:
+            shutil.copyfile(chosen["path"], tmp)
     report = {
         "model": str(model), "output": str(out), "recipe": asdict(recipe),
         "target": {"max_drop": target.value, "kind": "relative" if target.relative else "absolute"},

@@ -28,6 +28,7 @@ from ..core.spec import ModelSpec
 from ..errors import ModelError, UsageError
 from ..graph.contract import graph_io, load_model, read_spec
 from ..graph.edit import inline_constant_identities, tensor_producers
+from ..io.files import atomic_path
 from ..io.images import IMAGE_EXTENSIONS, load_image
 from ..progress import Progress, resolve
 from ..runtime.preprocess import preprocess
@@ -253,9 +254,8 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
     props["quantization"] = json.dumps({**asdict(used), "float_nodes": sorted(exclude)})
     for key, value in props.items():
         q.metadata_props.add(key=key, value=value)
-    tmp_out = out.with_name(out.name + ".tmp")
-    onnx.save(q, str(tmp_out))
-    os.replace(tmp_out, out)
+    with atomic_path(out) as tmp:
+        onnx.save(q, str(tmp))
     return out
 
 

@@ -180,19 +180,13 @@ class TorchBackend:
             import torch
         except ImportError:
             raise UsageError("the torch backend needs torch: pip install 'singleshot[torch]'") from None
-        from ..model import build_model
-        from ..model.checkpoint import load_checkpoint, load_weights
+        from ..model.checkpoint import detector_from_checkpoint
         from ..model.metadata import spec_for
 
         if threads:
             torch.set_num_threads(int(threads))
 
-        ckpt = load_checkpoint(checkpoint)
-        if ckpt.backbone_only:
-            raise UsageError(f"{checkpoint}: holds only an ImageNet backbone, not a detector")
-        self.model = build_model(ckpt.infer_config())
-        load_weights(self.model, ckpt)
-        self.model.eval()
+        self.model, ckpt = detector_from_checkpoint(checkpoint)
         self.spec = spec_for(self.model, "raw", ckpt.class_names, ckpt.category_ids)
         self.output_names = ("loc", "conf")
 

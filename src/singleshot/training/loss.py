@@ -12,20 +12,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.coder import SCALE_WH, SCALE_XY
+from ..core.boxes import box_convert, box_iou
+from ..core.coder import encode
 
 MATCH_IOU = 0.5
 NEG_POS_RATIO = 3
-
-
-def _iou(a_xyxy: torch.Tensor, b_xyxy: torch.Tensor) -> torch.Tensor:
-    """[G, 4] x [A, 4] -> [G, A]."""
-    lt = torch.maximum(a_xyxy[:, None, :2], b_xyxy[None, :, :2])
-    rb = torch.minimum(a_xyxy[:, None, 2:], b_xyxy[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a_xyxy[:, 2:] - a_xyxy[:, :2]).clamp(min=0).prod(-1)
-    area_b = (b_xyxy[:, 2:] - b_xyxy[:, :2]).clamp(min=0).prod(-1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-12)
 
 
 class TargetEncoder:
@@ -35,9 +26,8 @@ class TargetEncoder:
     """
 
     def __init__(self, anchors_cxcywh: np.ndarray, match_iou: float = MATCH_IOU) -> None:
-        self.anchors = torch.from_numpy(np.asarray(anchors_cxcywh, np.float32))
-        a = self.anchors
-        self.anchors_xyxy = torch.cat([a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2], 1)
+        self.anchors = np.asarray(anchors_cxcywh, np.float32)
+        self.anchors_xyxy = box_convert(self.anchors, "cxcywh", "xyxy")
         self.match_iou = match_iou
 
     def match(self, boxes_xyxy: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,19 +36,18 @@ class TargetEncoder:
         n_anchor = self.anchors.shape[0]
         if boxes_xyxy.numel() == 0:
             return torch.zeros(4, n_anchor), torch.zeros(n_anchor, dtype=torch.int64)
-        iou = _iou(boxes_xyxy, self.anchors_xyxy)  # [G, A]
+        # matching and encoding run in numpy with the library's box maths (the data loader's
+        # workers, on the CPU); only the targets become tensors
+        iou = torch.from_numpy(box_iou(boxes_xyxy.numpy(), self.anchors_xyxy))  # [G, A]
         best_iou, best_gt = iou.max(0)  # per anchor
         best_anchor = iou.argmax(1)  # per ground truth
         best_iou[best_anchor] = 2.0  # each ground truth keeps its best anchor
         best_gt[best_anchor] = torch.arange(boxes_xyxy.shape[0])
         target_labels = labels[best_gt].clone()
         target_labels[best_iou <= self.match_iou] = 0
-        g = boxes_xyxy[best_gt]  # [A, 4]
-        g_cxcy, g_wh = (g[:, :2] + g[:, 2:]) / 2, (g[:, 2:] - g[:, :2]).clamp(min=1e-6)
-        a = self.anchors
-        dxy = (g_cxcy - a[:, :2]) / a[:, 2:] / SCALE_XY
-        dwh = torch.log(g_wh / a[:, 2:]) / SCALE_WH
-        return torch.cat([dxy, dwh], 1).T.contiguous(), target_labels
+        g = boxes_xyxy[best_gt].numpy()  # [A, 4]
+        loc = torch.from_numpy(encode(g, self.anchors))  # [A, 4]
+        return loc.T.contiguous(), target_labels
 
     def __call__(self, boxes: list[torch.Tensor], labels: list[torch.Tensor]):
         """A batch -> (loc targets [N, 4, A], labels [N, A])."""
