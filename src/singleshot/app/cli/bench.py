@@ -1,0 +1,105 @@
+"""``singleshot bench``: models x backends, side by side, with the CPU named."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ...errors import ModelError, UsageError
+from ...io.files import ensure_dir, write_json_atomic, write_text_atomic
+from .common import (
+    PrecisionOpt,
+    StreamsOpt,
+    _err,
+    _require_extra,
+    app,
+    user_errors,
+)
+
+
+@app.command()
+@user_errors
+def bench(
+    models: Annotated[list[str], typer.Argument(metavar="MODEL...", help="ONNX files or registry names (checkpoints with --backend torch).")],
+    backend: Annotated[str, typer.Option("--backend", help="Comma-separated: auto, onnxruntime, openvino, torch.")] = "auto",
+    images: Annotated[Optional[Path], typer.Option(help="Folder of images (default: one generated photo-like 640x480 JPEG).")] = None,
+    iterations: Annotated[int, typer.Option(help="Timed single-stream images per model and backend.")] = 20,
+    warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 3,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: the runtime's).")] = None,
+    streams: StreamsOpt = None,
+    precision: PrecisionOpt = "auto",
+    preprocess: Annotated[Optional[str], typer.Option(help="card or fast (default: fast with --backend auto, card otherwise).")] = None,
+    throughput: Annotated[bool, typer.Option("--throughput/--no-throughput", help="Also measure pipelined throughput.")] = True,
+    scenario: Annotated[Optional[str], typer.Option(help="Also run MLPerf LoadGen: singlestream, offline or server.")] = None,
+    duration: Annotated[float, typer.Option(help="LoadGen minimum duration, seconds.")] = 10.0,
+    target_qps: Annotated[Optional[float], typer.Option(help="LoadGen server scenario: queries per second.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write results.json, results.md, plot.png (and LoadGen logs) here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+) -> None:
+    """End-to-end speed (encoded image -> detections) of every model x backend, side by side:
+    per-stage times, latency p50/p90/p99, throughput; optionally an MLPerf LoadGen scenario."""
+    from ...perf.bench import (
+        SCENARIOS,
+        BenchOptions,
+        bench_pair,
+        int8_notes,
+        load_inputs,
+        loadgen_run,
+        make_detector,
+        markdown,
+        plot,
+    )
+    from ...perf.cpu import cpu_info, describe
+
+    if iterations < 1 or warmup < 0:
+        raise UsageError("--iterations must be at least 1 and --warmup at least 0")
+    if scenario is not None:
+        if scenario not in SCENARIOS:
+            raise UsageError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
+        _require_extra("mlperf_loadgen", "loadgen", "--scenario")
+    if out is not None:
+        ensure_dir(out)
+    opts = BenchOptions(iterations=iterations, warmup=warmup, threads=threads, streams=streams,
+                        precision=precision, preprocess=preprocess, throughput=throughput)
+    inputs = load_inputs(images)
+    backends = [b.strip() for b in backend.split(",") if b.strip()]
+    rows, failed = [], []
+    for m in models:
+        for b in backends:
+            try:
+                row = bench_pair(m, b, inputs, opts)
+                if scenario:
+                    det = make_detector(m, b, opts, throughput=scenario != "singlestream")
+                    where = (out or Path(tempfile.mkdtemp(prefix="singleshot-loadgen-"))) / \
+                        f"loadgen-{Path(m).stem}-{row['backend']}-{scenario}"
+                    summary = loadgen_run(det, inputs, scenario, where, duration_ms=int(duration * 1e3),
+                                          target_qps=target_qps)
+                    row["loadgen"] = {"scenario": scenario, "log_dir": str(where),
+                                      **{k: v for k, v in summary.items() if k != "text"}}
+                    print(summary["text"], file=sys.stderr if as_json else sys.stdout)
+            except ModelError as err:  # e.g. QOperator ops on OpenVINO: report, go on
+                failed.append(f"{m} on {b}: {err}")
+                _err(failed[-1])
+                continue
+            rows.append(row)
+    if not rows:
+        raise typer.Exit(1)
+    cpu = cpu_info()
+    notes = int8_notes(rows, cpu)
+    table = f"{describe(cpu)}\n\n{markdown(rows)}" + "".join(f"\nnote: {n}" for n in notes) \
+        + ("\n" if notes else "")
+    doc = {"cpu": cpu, "results": rows, "notes": notes}
+    if out is not None:
+        write_json_atomic(out / "results.json", doc)
+        write_text_atomic(out / "results.md", table)
+        plot(rows, out / "plot.png", title=f"singleshot bench - {cpu['model']}")
+    if as_json:
+        print(json.dumps(doc))
+    print(table, end="", file=sys.stderr if as_json else sys.stdout)
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,75 @@
+"""``singleshot eval``: COCO mAP of models and results files, side by side."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ...errors import UsageError
+from .common import (
+    BackendOpt,
+    PrecisionOpt,
+    PreprocessOpt,
+    _err,
+    _require_extra,
+    app,
+    user_errors,
+)
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="ONNX file or registry name; repeat to compare side by side (the first is the baseline).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Folder with the dataset's images.")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help="COCO instances JSON.")] = None,
+    results: Annotated[Optional[list[Path]], typer.Option("--results", help="Score an existing COCO results file instead (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default runs/eval/<timestamp>); give the same one again to resume an interrupted run of the same model and settings.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in --out: what is there moves to OUT/previous-N/.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
+    mlperf: Annotated[bool, typer.Option("--mlperf", help="MLPerf convention: drop images without annotations.")] = False,
+    clip: Annotated[bool, typer.Option("--clip", help="Clip boxes to the image (the reference does not).")] = False,
+    fast: Annotated[bool, typer.Option("--fast", help="faster-coco-eval instead of pycocotools (unofficial).")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N images (by id).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
+    backend: BackendOpt = "onnxruntime",
+    precision: PrecisionOpt = "auto",
+    preprocess: PreprocessOpt = "card",
+) -> None:
+    """COCO box mAP (the 12 standard metrics and per-class AP) of models or results files."""
+    from ...eval.coco import METRIC_KEYS
+    from ...eval.report import per_class_table
+    from ...eval.suite import evaluate_many
+
+    if not model and not results:
+        raise UsageError("give --model (with --images) or --results, and --annotations")
+    if annotations is None:
+        raise UsageError("--annotations is required")
+    if fast:
+        _require_extra("faster_coco_eval", "fast", "--fast")
+    from ..progress import ConsoleProgress
+
+    res = evaluate_many(
+        list(model or []), list(results or []), annotations, images, out, clip=clip, mlperf=mlperf,
+        fast=fast, limit=limit, threads=threads,
+        detector_options={"backend": backend, "precision": precision, "preprocess": preprocess},
+        overwrite=overwrite, progress=ConsoleProgress(enabled=not as_json or sys.stderr.isatty()))
+    rows, table, out = res.rows, res.table, res.out
+    for failures in res.failures.values():
+        for _, error in failures:
+            _err(error)
+    if as_json:
+        flat = [{k: r[k] for k in (*METRIC_KEYS, "per_class")} for r in rows]
+        doc = flat[0] if len(rows) == 1 else {"models": [{"model": r["model"], **f}
+                                                         for r, f in zip(rows, flat)]}
+        print(json.dumps(doc))
+    stream = sys.stderr if as_json else sys.stdout
+    print(per_class_table(rows), file=stream)
+    print(table, file=stream, end="")
+    print(f"evaluator: {rows[0]['evaluator']}; report in {out}", file=stream)
+    if any(r["failed"] for r in rows):
+        raise typer.Exit(1)

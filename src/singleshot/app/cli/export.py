@@ -1,0 +1,55 @@
+"""``singleshot export``: a checkpoint to ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ...errors import UsageError
+from ...io.files import ensure_parent
+from .common import (
+    _alias,
+    _require_extra,
+    app,
+    user_errors,
+)
+
+
+@app.command()
+@user_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="MLPerf .pth/.pytorch, torchvision or singleshot checkpoint.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the .onnx file.  [required]")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", hidden=True)] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (10, 12, 13, 17...).")] = 13,
+    raw: Annotated[bool, typer.Option("--raw", help="Output head logits loc/conf with a dynamic batch (no NMS).")] = False,
+    input_size: Annotated[Optional[str], typer.Option(help="Model config when the checkpoint does not say: 1200 or 300.")] = None,
+    classes: Annotated[Optional[Path], typer.Option(help="Text file with one class name per line.")] = None,
+    check: Annotated[bool, typer.Option(help="Run the parity check against torch.")] = True,
+) -> None:
+    """Export a checkpoint to ONNX in the zoo contract (or raw heads with --raw)."""
+    _require_extra("torch", "torch", "export")
+    output = _alias(out, "--out", output, "--output")
+    if output is None:
+        raise UsageError("--out/-o is required: where to write the .onnx file")
+    ensure_parent(output)
+    from ...export.exporter import export_onnx
+    from ...model.checkpoint import detector_from_checkpoint
+    if input_size is not None and input_size not in ("1200", "300"):
+        raise UsageError(f"--input-size must be 1200 or 300, got {input_size}")
+    model, ckpt = detector_from_checkpoint(checkpoint, input_size)
+    cfg = model.cfg
+    names = ckpt.class_names
+    if classes is not None:
+        if not classes.is_file():
+            raise UsageError(f"{classes}: no such file")
+        names = tuple(n.strip() for n in classes.read_text().splitlines() if n.strip())
+    report = export_onnx(model, output, opset=opset, raw=raw, check=check, class_names=names,
+                         category_ids=ckpt.category_ids)
+    print(f"{checkpoint} ({ckpt.kind}) -> {output}: {'raw heads' if raw else 'zoo contract'}, "
+          f"opset {opset}, input {cfg.input_size}x{cfg.input_size}, {cfg.num_classes} classes, "
+          f"{cfg.default_boxes().num_anchors} default boxes")
+    if report is not None:
+        print(report)

@@ -1,0 +1,77 @@
+"""``singleshot train``: training and fine-tuning."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ...errors import UsageError
+from ...io.files import ensure_dir
+from .common import (
+    _alias,
+    _err,
+    _require_extra,
+    app,
+    user_errors,
+)
+
+
+@app.command()
+@user_errors
+def train(
+    data: Annotated[Optional[Path], typer.Option(help="Training set folder (images/ + annotations.json).  [required]")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder: last.pt, best.pt, train_config.json.  [required]")] = None,
+    val: Annotated[Optional[Path], typer.Option(help="Validation set folder for periodic COCO mAP.")] = None,
+    config: Annotated[str, typer.Option(help="Model config: 300 (training size) or 1200.")] = "300",
+    width: Annotated[float, typer.Option(help="Channel multiplier (1.0 = the MLPerf model).")] = 1.0,
+    epochs: Annotated[int, typer.Option()] = 70,
+    batch: Annotated[int, typer.Option()] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate for --batch images (MLPerf: 2.5e-3 per 32).")] = 2.5e-3,
+    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 300,
+    milestones: Annotated[str, typer.Option(help="Epochs after which lr x0.1, comma-separated.")] = "40,50",
+    backbone: Annotated[Optional[Path], typer.Option(help="torchvision ImageNet ResNet-34 weights for the trunk.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from a checkpoint (MLPerf or ours); class heads are new when the classes differ.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Start a new run in an --out that holds one (its checkpoints are overwritten).")] = False,
+    eval_every: Annotated[int, typer.Option(help="Evaluate on --val every N epochs.")] = 5,
+    eval_limit: Annotated[Optional[int], typer.Option("--eval-limit", help="Evaluate on the first N validation images.")] = None,
+    eval_images: Annotated[Optional[int], typer.Option("--eval-images", hidden=True)] = None,
+    workers: Annotated[int, typer.Option(help="Data-loading processes.")] = 1,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
+    optimizer: Annotated[str, typer.Option(help="sgd (the MLPerf recipe) or adamw (converges faster from scratch).")] = "sgd",
+    weight_decay: Annotated[float, typer.Option(help="Weight decay (MLPerf: 5e-4).")] = 5e-4,
+) -> None:
+    """Train or fine-tune an SSD-ResNet34 with the MLPerf recipe."""
+    _require_extra("torch", "torch", "train")
+    from ...training.loop import TrainConfig
+    from ...training.loop import train as run_training
+
+    eval_images = _alias(eval_limit, "--eval-limit", eval_images, "--eval-images")
+    if data is None or out is None:
+        raise UsageError("--data and --out/-o are required")
+    if resume and exist_ok:
+        raise UsageError("--resume continues the run in --out, --exist-ok starts a new one: give one")
+    ensure_dir(out)
+    try:
+        stones = tuple(int(m) for m in milestones.split(",") if m.strip())
+    except ValueError:
+        raise UsageError(f"--milestones must be comma-separated epochs, got {milestones!r}") from None
+    cfg = TrainConfig(data=str(data), out=str(out), val=str(val) if val else None, config=config,
+                      width=width, epochs=epochs, batch=batch, lr=lr, warmup=warmup,
+                      milestones=stones, seed=seed, workers=workers,
+                      backbone=str(backbone) if backbone else None,
+                      init=str(init) if init else None, eval_every=eval_every,
+                      eval_images=eval_images, max_steps=max_steps, optimizer=optimizer,
+                      weight_decay=weight_decay)
+    t0 = time.monotonic()
+    try:
+        last = run_training(cfg, resume=resume, exist_ok=exist_ok)
+    except KeyboardInterrupt:
+        _err(f"interrupted; continue with: singleshot train ... -o {out} --resume")
+        raise typer.Exit(130) from None
+    print(f"done in {(time.monotonic() - t0) / 60:.1f} min: {last}"
+          + (f" (best validation mAP in {out / 'best.pt'})" if (out / 'best.pt').exists() else ""))
