@@ -1,16 +1,31 @@
 """Exceptions that carry a one-line message meant for the user.
 
-The CLI prints ``str(err)`` of these and exits non-zero without a traceback; anything else that
-escapes is a bug and keeps its traceback.
+A message names the library's own parameters, never a front end's spelling of them: it marks a
+parameter as ``{opt:name}``, which ``str(err)`` shows as ``name`` (the keyword argument) and
+:meth:`SingleshotError.render` as whatever the front end calls it (the CLI: ``--name-with-dashes``).
+Front ends print that one line and exit with ``exit_code``; anything else that escapes is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+_OPTION = re.compile(r"\{opt:([a-z_]+)\}")
 
 
 class SingleshotError(Exception):
     """Base class: a user-facing problem with a clear one-line message."""
 
     exit_code = 1
+
+    def render(self, option: Callable[[str], str] = lambda name: name) -> str:
+        """The message with each ``{opt:name}`` spelled by ``option(name)``."""
+        return _OPTION.sub(lambda m: option(m.group(1)), super().__str__())
+
+    def __str__(self) -> str:
+        return self.render()
 
 
 class UsageError(SingleshotError):

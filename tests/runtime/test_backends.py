@@ -132,7 +132,7 @@ def test_openvino_precision_names():
 
 def test_precision_a_backend_cannot_honour_is_refused():
     backend = "onnxruntime"
-    with pytest.raises(UsageError, match="bf16 needs --backend openvino"):
+    with pytest.raises(UsageError, match="precision bf16 needs backend openvino"):
         Detector(DEMO, backend=backend, precision="bf16")
     assert Detector(DEMO, backend=backend, precision="fp32").backend.precision == "fp32"
     assert Detector(DEMO, backend=backend, precision="f32").backend.precision == "fp32"

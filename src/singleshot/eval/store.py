@@ -57,7 +57,7 @@ class RunStore:
 
         diff = "; ".join(f"{k} {show(old.get(k))} -> {show(manifest[k])}" for k in keys)
         raise UsageError(f"{self.dir} holds detections of another model or settings ({diff}); "
-                         "give another --out, or --overwrite to start over (the old run moves "
+                         "give another {opt:out}, or {opt:overwrite} to start over (the old run moves "
                          "to previous-N/)")
 
     def open(self, manifest: dict) -> dict[int, dict]:

@@ -58,11 +58,11 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
     file and settings left in ``out``; ``overwrite`` first moves what is there to
     ``out/previous-N/``."""
     if models and images is None:
-        raise UsageError("--images is required to run a model")
+        raise UsageError("{opt:images} is required to run a model")
     if images is not None and not Path(images).is_dir():
         raise UsageError(f"{images}: no such folder")
     if limit is not None and limit < 1:
-        raise UsageError("--limit must be at least 1")
+        raise UsageError("{opt:limit} must be at least 1")
     gt = load_annotations(annotations)
     for fix in gt.fixes:
         progress.note(f"{annotations}: {fix}")

@@ -34,24 +34,25 @@ def write_json_atomic(path: Path, obj, indent: int | None = 2) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent))
 
 
-def ensure_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+def ensure_dir(path: str | os.PathLike, option: str = "out") -> Path:
     """Create the output folder ``path`` (and its parents); UsageError naming ``option`` when
     it is an existing file or cannot be created."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"{option} {path}: exists and is a file, not a folder")
+        raise UsageError(f"{{opt:{option}}} {path}: exists and is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UsageError(f"{option} {path}: cannot create the folder ({err.strerror or err})") from None
+        raise UsageError(f"{{opt:{option}}} {path}: cannot create the folder "
+                         f"({err.strerror or err})") from None
     return path
 
 
-def ensure_parent(path: str | os.PathLike, option: str = "--out") -> Path:
+def ensure_parent(path: str | os.PathLike, option: str = "out") -> Path:
     """Check an output *file* path: not a folder, its folder created. Returns the path."""
     path = Path(path)
     if path.is_dir():
-        raise UsageError(f"{option} {path}: is a folder; give a file name")
+        raise UsageError(f"{{opt:{option}}} {path}: is a folder; give a file name")
     ensure_dir(path.parent if str(path.parent) else Path("."), option)
     return path
 

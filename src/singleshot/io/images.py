@@ -98,7 +98,7 @@ def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
                 if w * h > max_pixels:
                     raise ImageError(
                         f"{name}: image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}"
-                        " (raise it with max_pixels / --max-pixels if the file is trusted)"
+                        " (raise the pixel limit if the file is trusted)"
                     )
                 if w < 1 or h < 1:
                     raise ImageError(f"{name}: image has no pixels ({w}x{h})")

@@ -216,7 +216,7 @@ def loadgen_run(det, inputs: list[tuple[str, bytes]], scenario: str, outdir: Pat
     import mlperf_loadgen as lg
 
     if scenario not in SCENARIOS:
-        raise UsageError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
+        raise UsageError(f"{{opt:scenario}} must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
     outdir.mkdir(parents=True, exist_ok=True)
     pool = ThreadPoolExecutor(max(1, det.backend.streams))
     lock = threading.Lock()

@@ -45,10 +45,10 @@ class DropTarget:
         try:
             v = float(t[:-1]) / 100 if rel else float(t)
         except ValueError:
-            raise UsageError(f"--max-drop must look like 1% (relative) or 0.01 (absolute mAP), "
+            raise UsageError(f"{{opt:max_drop}} must look like 1% (relative) or 0.01 (absolute mAP), "
                              f"got {text!r}") from None
         if not 0 <= v < 1:
-            raise UsageError(f"--max-drop must be from 0 to below 100% (or 1.0), got {text!r}")
+            raise UsageError(f"{{opt:max_drop}} must be from 0 to below 100% (or 1.0), got {text!r}")
         return cls(v, rel)
 
     def allows(self, fp32_ap: float, ap: float) -> bool:
@@ -193,7 +193,7 @@ def quantize_accuracy_aware(model: str | os.PathLike, out: str | os.PathLike,
     from ..graph.contract import graph_io, load_model, read_spec
 
     if max_trials < 0:
-        raise UsageError("--max-trials must be at least 0")
+        raise UsageError("{opt:max_trials} must be at least 0")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     progress = resolve(progress)

@@ -47,11 +47,12 @@ class Recipe:
 
     def validate(self) -> "Recipe":
         """UsageError for a value the quantizer does not offer (checked before any work)."""
-        for option, value, allowed in (("--format", self.format, FORMATS),
-                                       ("--activations", self.activations, ACTIVATIONS),
-                                       ("--method", self.method, METHODS)):
+        for option, value, allowed in (("format", self.format, FORMATS),
+                                       ("activations", self.activations, ACTIVATIONS),
+                                       ("method", self.method, METHODS)):
             if value not in allowed:
-                raise UsageError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
+                raise UsageError(f"{{opt:{option}}} must be one of {', '.join(allowed)}, "
+                                 f"got {value!r}")
         return self
 
     @property

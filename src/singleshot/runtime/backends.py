@@ -23,15 +23,15 @@ import onnx
 from ..errors import ModelError, UsageError
 
 BACKENDS = ("onnxruntime", "openvino", "torch")
-PRECISIONS = ("auto", "fp32", "bf16")  # --precision; "f32" (OpenVINO's spelling) means fp32
+PRECISIONS = ("auto", "fp32", "bf16")  # "f32" (OpenVINO's spelling) means fp32
 
 
 def normalize_precision(precision: str) -> str:
-    """``--precision`` -> auto | fp32 | bf16 (``f32`` is accepted for fp32)."""
+    """``precision`` -> auto | fp32 | bf16 (``f32`` is accepted for fp32)."""
     p = str(precision).lower()
     p = {"f32": "fp32", "float32": "fp32", "bfloat16": "bf16"}.get(p, p)
     if p not in PRECISIONS:
-        raise UsageError(f"--precision must be auto, fp32 (or f32) or bf16, got {precision!r}")
+        raise UsageError(f"{{opt:precision}} must be auto, fp32 (or f32) or bf16, got {precision!r}")
     return p
 
 
@@ -40,7 +40,7 @@ def check_precision(backend: str, precision: str) -> str:
     computes in bf16 here; onnxruntime and torch compute what the graph says)."""
     p = normalize_precision(precision)
     if p == "bf16" and backend != "openvino":
-        raise UsageError(f"--precision bf16 needs --backend openvino ({backend} computes in the "
+        raise UsageError(f"{{opt:precision}} bf16 needs {{opt:backend}} openvino ({backend} computes in the "
                          "model's own precision)")
     return p
 
@@ -50,7 +50,7 @@ def require_bf16(precision: str, capabilities) -> None:
     lack BF16 (no AMX, no AVX512-BF16)."""
     if precision == "bf16" and "BF16" not in set(capabilities):
         raise UsageError("this CPU has no bf16 support (no AMX or AVX512-BF16); use "
-                         "--precision fp32 or auto")
+                         "{opt:precision} fp32 or auto")
 
 
 def ov_type_name(value) -> str:

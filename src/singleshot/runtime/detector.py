@@ -68,7 +68,7 @@ class Detector:
                  backend: str = "onnxruntime", precision: str = "auto", streams: int = 1,
                  preprocess: str = "card") -> None:
         if preprocess not in ("card", "fast"):
-            raise UsageError(f"--preprocess must be card or fast, got {preprocess!r}")
+            raise UsageError(f"{{opt:preprocess}} must be card or fast, got {preprocess!r}")
         backend = resolve_backend(backend)
         precision = check_precision(backend, precision)
         self.exif, self.preprocess_mode = exif, preprocess
@@ -86,7 +86,7 @@ class Detector:
         else:
             if is_checkpoint(model):
                 raise UsageError(f"{model}: a checkpoint; export it first (singleshot export) "
-                                 "or use --backend torch")
+                                 "or use {opt:backend} torch")
             path = resolve_model_path(model)
             proto, self.name = load_model(path), str(path)
         if proto is not None:

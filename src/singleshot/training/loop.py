@@ -134,8 +134,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
     held = [p.name for p in (out / "last.pt", out / "best.pt", out / "train_config.json")
             if p.exists()]
     if held and not resume and not exist_ok:  # never overwrite a run's checkpoints silently
-        raise UsageError(f"{out} holds a training run ({', '.join(held)}); --resume continues "
-                         "it, --exist-ok starts a new one over it, or choose another --out")
+        raise UsageError(f"{out} holds a training run ({', '.join(held)}); {{opt:resume}} "
+                         "continues it, {opt:exist_ok} starts a new one over it, or choose another "
+                         "{opt:out}")
     from ..io.files import ensure_dir
 
     ensure_dir(out)
@@ -160,7 +161,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
     elif cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
-        raise UsageError(f"--optimizer must be sgd or adamw, got {cfg.optimizer!r}")
+        raise UsageError(f"{{opt:optimizer}} must be sgd or adamw, got {cfg.optimizer!r}")
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch)
     step, best = 0, -1.0
     last = out / "last.pt"

@@ -59,6 +59,11 @@ def _require_extra(module: str, extra: str, what: str) -> None:
                          f"pip install 'singleshot[{extra}]'") from None
 
 
+def flag(name: str) -> str:
+    """A library parameter's command-line spelling: ``max_drop`` -> ``--max-drop``."""
+    return "--" + name.replace("_", "-")
+
+
 def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
 
@@ -71,7 +76,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except SingleshotError as err:
-            _err(str(err))
+            _err(err.render(flag))
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             _err("interrupted")
