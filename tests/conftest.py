@@ -70,3 +70,13 @@ def _isolated_home(tmp_path, monkeypatch):
     """Downloads and caches go to a per-test folder, never to ~/.cache."""
     monkeypatch.setenv("SINGLESHOT_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SINGLESHOT_MODELS_URL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory):
+    """Six synthetic scenes (the demo model's domain), written once per session."""
+    from singleshot.data.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("scenes")
+    write_dataset(root, 6, seed=3, workers=1)
+    return sorted((root / "images").iterdir())

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import io
 import struct
 import zlib
 
 import numpy as np
 from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from singleshot.eval.coco import METRIC_KEYS
 
 
 def lively_model(cfg_name: str = "300", width: float = 0.125, num_classes: int = 80, seed: int = 0):
@@ -90,3 +96,41 @@ def synthetic_coco(seed: int = 0, n_images: int = 12, n_classes: int = 5, crowd:
                          "bbox": [float(rng.uniform(0, w - 40)), float(rng.uniform(0, h - 40)), 30.0, 30.0],
                          "score": float(rng.uniform(0.05, 0.6))})
     return {"images": images, "annotations": anns, "categories": cats}, dets
+
+
+def confident(d, thr=0.3):
+    """The detections of ``d`` scoring at least ``thr``: (boxes, labels, scores)."""
+    keep = d.scores >= thr
+    return d.xyxy[keep], d.labels[keep], d.scores[keep]
+
+
+def same_detections(a, b, *, score_tol, box_tol_px):
+    """Confident detections agree: same labels in the same order, boxes and scores close."""
+    ba, la, sa = confident(a)
+    bb, lb, sb = confident(b)
+    assert len(la) == len(lb) and (la == lb).all(), (la, lb)
+    np.testing.assert_allclose(sa, sb, atol=score_tol)
+    np.testing.assert_allclose(ba, bb, atol=box_tol_px)
+
+
+def pycocotools_direct(gt_path, dets):
+    """The official recipe, written out as a user would (an empty detection list gets an empty
+    results COCO because loadRes cannot take one)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+        if dets:
+            dt = gt.loadRes(copy.deepcopy(dets))
+        else:
+            dt = COCO()
+            dt.dataset = {"images": gt.dataset["images"], "categories": gt.dataset["categories"],
+                          "annotations": []}
+            dt.createIndex()
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    per_class = {}
+    for k, cid in enumerate(ev.params.catIds):
+        p = ev.eval["precision"][:, :, k, 0, -1]
+        per_class[gt.cats[cid]["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else -1.0
+    return dict(zip(METRIC_KEYS, ev.stats.tolist())), per_class

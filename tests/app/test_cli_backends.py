@@ -1,15 +1,5 @@
 """detect on the command line with OpenVINO and fast preprocessing."""
 
-import pytest
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    from singleshot.data.synth import write_dataset
-
-    root = tmp_path_factory.mktemp("scenes")
-    write_dataset(root, 6, seed=3, workers=1)
-    return sorted((root / "images").iterdir())
 
 
 def test_cli_detect_with_openvino_and_fast(scenes, tmp_path):

@@ -1,43 +1,16 @@
 """singleshot eval end to end: models over folders, resume, conventions, usage errors."""
 
-import contextlib
-import copy
-import io
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
+from helpers import pycocotools_direct
 from singleshot.app.cli import app
 from singleshot.eval.coco import METRIC_KEYS
 from singleshot.runtime.detector import Detector
-
-
-def pycocotools_direct(gt_path, dets):
-    """The official recipe, written out as a user would (an empty detection list gets an empty
-    results COCO because loadRes cannot take one)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        if dets:
-            dt = gt.loadRes(copy.deepcopy(dets))
-        else:
-            dt = COCO()
-            dt.dataset = {"images": gt.dataset["images"], "categories": gt.dataset["categories"],
-                          "annotations": []}
-            dt.createIndex()
-        ev = COCOeval(gt, dt, "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    per_class = {}
-    for k, cid in enumerate(ev.params.catIds):
-        p = ev.eval["precision"][:, :, k, 0, -1]
-        per_class[gt.cats[cid]["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else -1.0
-    return dict(zip(METRIC_KEYS, ev.stats.tolist())), per_class
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from helpers import confident, same_detections
 from singleshot.app.cli import app
 from singleshot.errors import UsageError
 from singleshot.hub.registry import bundled_path
@@ -15,29 +16,6 @@ DEMO = str(bundled_path("demo.onnx"))
 
 
 DEMO_QDQ = str(bundled_path("demo-int8-qdq.onnx"))
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    from singleshot.data.synth import write_dataset
-
-    root = tmp_path_factory.mktemp("scenes")
-    write_dataset(root, 6, seed=3, workers=1)
-    return sorted((root / "images").iterdir())
-
-
-def _confident(d, thr=0.3):
-    keep = d.scores >= thr
-    return d.xyxy[keep], d.labels[keep], d.scores[keep]
-
-
-def _same_detections(a, b, *, score_tol, box_tol_px):
-    """Confident detections agree: same labels in the same order, boxes and scores close."""
-    ba, la, sa = _confident(a)
-    bb, lb, sb = _confident(b)
-    assert len(la) == len(lb) and (la == lb).all(), (la, lb)
-    np.testing.assert_allclose(sa, sb, atol=score_tol)
-    np.testing.assert_allclose(ba, bb, atol=box_tol_px)
 
 
 def test_auto_picks_openvino_where_installed():
@@ -55,7 +33,7 @@ def test_openvino_matches_onnxruntime(model, scenes):
     assert ov.backend.name == "openvino" and ov.backend.precision == ("int8" if "qdq" in model else "fp32")
     for p in scenes:
         int8 = "qdq" in model
-        _same_detections(ref(p), ov(p), score_tol=0.05 if int8 else 1e-4,
+        same_detections(ref(p), ov(p), score_tol=0.05 if int8 else 1e-4,
                          box_tol_px=3.0 if int8 else 0.05)
 
 
@@ -75,7 +53,7 @@ def test_openvino_bf16_or_clear_refusal(scenes):
     assert (q.precision, q.float_precision) == ("int8", "bf16")
     # bf16 keeps 8 mantissa bits: a neighbouring default box may win NMS, so boxes are
     # matched by overlap, not pixel by pixel
-    ref, got = (_confident(d) for d in (Detector(DEMO, exif=False)(scenes[0]), det(scenes[0])))
+    ref, got = (confident(d) for d in (Detector(DEMO, exif=False)(scenes[0]), det(scenes[0])))
     assert len(ref[1]) == len(got[1]) > 0 and (ref[1] == got[1]).all()
     np.testing.assert_allclose(ref[2], got[2], atol=0.05)
     from singleshot.core.boxes import box_iou

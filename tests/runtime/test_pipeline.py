@@ -1,7 +1,6 @@
 """The overlapped pipeline keeps order and equals sequential runs."""
 
 import numpy as np
-import pytest
 
 from singleshot.errors import ImageError
 from singleshot.hub.registry import bundled_path
@@ -9,15 +8,6 @@ from singleshot.io.images import load_image
 from singleshot.runtime.detector import Detector
 
 DEMO = str(bundled_path("demo.onnx"))
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    from singleshot.data.synth import write_dataset
-
-    root = tmp_path_factory.mktemp("scenes")
-    write_dataset(root, 6, seed=3, workers=1)
-    return sorted((root / "images").iterdir())
 
 
 def test_pipeline_matches_sequential_and_keeps_order(scenes):

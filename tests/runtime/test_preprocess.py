@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import confident
 from singleshot.hub.registry import bundled_path
 from singleshot.io.images import load_image
 from singleshot.runtime.detector import Detector
@@ -27,20 +28,6 @@ def test_preprocess_matches_card(photo, tiny_zoo_onnx):
 DEMO = str(bundled_path("demo.onnx"))
 
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    from singleshot.data.synth import write_dataset
-
-    root = tmp_path_factory.mktemp("scenes")
-    write_dataset(root, 6, seed=3, workers=1)
-    return sorted((root / "images").iterdir())
-
-
-def _confident(d, thr=0.3):
-    keep = d.scores >= thr
-    return d.xyxy[keep], d.labels[keep], d.scores[keep]
-
-
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_fast_preprocessing_keeps_detections(backend, scenes):
     """OpenCV resize differs from PIL's by rounding: confident detections stay, scores within
@@ -50,8 +37,8 @@ def test_fast_preprocessing_keeps_detections(backend, scenes):
     assert fast.spec.input_dtype == "uint8"
     matched = 0
     for p in scenes:
-        bc, lc, sc = _confident(card(p), 0.5)
-        bf, lf, sf = _confident(fast(p), 0.3)
+        bc, lc, sc = confident(card(p), 0.5)
+        bf, lf, sf = confident(fast(p), 0.3)
         for box, label, score in zip(bc, lc, sc):  # every confident card detection is found
             ok = (lf == label) & (np.abs(bf - box).max(1) < 3.0) & (np.abs(sf - score) < 0.05)
             assert ok.any(), (p.name, label, score)

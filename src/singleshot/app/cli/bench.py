@@ -12,14 +12,7 @@ import typer
 
 from ...errors import ModelError, UsageError
 from ...io.files import ensure_dir, write_json_atomic, write_text_atomic
-from .common import (
-    PrecisionOpt,
-    StreamsOpt,
-    _err,
-    _require_extra,
-    app,
-    user_errors,
-)
+from .common import PrecisionOpt, StreamsOpt, _err, _require_extra, app, user_errors
 
 
 @app.command()

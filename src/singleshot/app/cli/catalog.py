@@ -8,10 +8,7 @@ from typing import Annotated
 import typer
 
 from ...errors import ModelError
-from .common import (
-    app,
-    user_errors,
-)
+from .common import app, user_errors
 
 
 @app.command()

@@ -9,11 +9,7 @@ import typer
 
 from ...errors import UsageError
 from ...io.files import ensure_dir
-from .common import (
-    _alias,
-    app,
-    user_errors,
-)
+from .common import _alias, app, user_errors
 
 data_app = typer.Typer(help="Datasets: the synthetic scene generator.", no_args_is_help=True)
 app.add_typer(data_app, name="data")

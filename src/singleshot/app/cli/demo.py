@@ -9,11 +9,7 @@ import typer
 
 from ...errors import UsageError
 from ...io.files import ensure_dir
-from .common import (
-    _alias,
-    app,
-    user_errors,
-)
+from .common import _alias, app, user_errors
 
 
 @app.command()

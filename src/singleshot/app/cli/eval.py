@@ -10,15 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import UsageError
-from .common import (
-    BackendOpt,
-    PrecisionOpt,
-    PreprocessOpt,
-    _err,
-    _require_extra,
-    app,
-    user_errors,
-)
+from .common import BackendOpt, PrecisionOpt, PreprocessOpt, _err, _require_extra, app, user_errors
 
 
 @app.command("eval")

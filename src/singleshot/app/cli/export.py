@@ -9,12 +9,7 @@ import typer
 
 from ...errors import UsageError
 from ...io.files import ensure_parent
-from .common import (
-    _alias,
-    _require_extra,
-    app,
-    user_errors,
-)
+from .common import _alias, _require_extra, app, user_errors
 
 
 @app.command()

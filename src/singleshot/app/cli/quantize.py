@@ -11,11 +11,7 @@ import typer
 
 from ...errors import UsageError
 from ...io.files import ensure_parent
-from .common import (
-    _alias,
-    app,
-    user_errors,
-)
+from .common import _alias, app, user_errors
 
 
 @app.command()

@@ -10,13 +10,7 @@ import typer
 
 from ...errors import UsageError
 from ...io.files import ensure_dir
-from .common import (
-    _alias,
-    _err,
-    _require_extra,
-    app,
-    user_errors,
-)
+from .common import _alias, _err, _require_extra, app, user_errors
 
 
 @app.command()
