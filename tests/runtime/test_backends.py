@@ -76,6 +76,15 @@ def test_torch_backend_matches_exported_graph(tiny_model, tiny_raw_onnx, tmp_pat
         Detector(tiny_raw_onnx, backend="torch")
     with pytest.raises(UsageError, match="export it first"):
         Detector(ckpt)
+    # --preprocess fast is honoured by the torch backend too: OpenCV resize, host normalisation
+    rgb = load_image(photo)
+    tf = Detector(ckpt, backend="torch", preprocess="fast")
+    of = Detector(tiny_raw_onnx, preprocess="fast")
+    assert tf.preprocess_mode == "fast" and tf.spec.input_dtype == "float32"
+    assert not np.array_equal(tf.preprocess(rgb), t.preprocess(rgb))  # another resize
+    a, b = tf(rgb), of(rgb)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
 
 
 def test_bf16_refusal_for_every_cpu_kind():

@@ -19,7 +19,7 @@ from ..errors import UsageError
 from ..io.files import ensure_dir, set_aside, write_json_atomic, write_text_atomic
 from ..progress import SILENT, Progress
 from .annotations import CocoAnnotations, load_annotations
-from .coco import check_results, coco_score
+from .coco import METRIC_KEYS, check_results, coco_score
 from .report import markdown_table, plot_pr
 from .runner import run_detection
 from .store import RunStore, run_manifest
@@ -35,6 +35,15 @@ class EvalResult:
     table: str
     out: Path
     failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The ``eval --json`` document: one model's ``{"AP", ..., "ARl", "per_class": {name:
+        AP}}``, or ``{"models": [{"model": name, ...}, ...]}`` for several; values as
+        pycocotools gives them (-1 where it gives -1)."""
+        flat = [{k: r[k] for k in (*METRIC_KEYS, "per_class")} for r in self.rows]
+        if len(flat) == 1:
+            return flat[0]
+        return {"models": [{"model": r["model"], **f} for r, f in zip(self.rows, flat)]}
 
 
 def _unique(name: str, taken: set[str]) -> str:

@@ -152,6 +152,20 @@ def int8_notes(rows: list[dict], cpu: dict) -> list[str]:
     return notes
 
 
+def bench_document(rows: list[dict], cpu: dict, notes: list[str]) -> dict:
+    """The ``bench --json`` document: ``{"cpu": {"model", "int8", "bf16", "cores",
+    "openvino_capabilities"}, "results": [row, ...], "notes": [str, ...]}``."""
+    return {"cpu": cpu, "results": rows, "notes": notes}
+
+
+def bench_report(rows: list[dict], cpu: dict, notes: list[str]) -> str:
+    """The Markdown report: the CPU line, the table, a ``note:`` line per note."""
+    from .cpu import describe
+
+    return f"{describe(cpu)}\n\n{markdown(rows)}" + "".join(f"\nnote: {n}" for n in notes) \
+        + ("\n" if notes else "")
+
+
 def detect_all(det, items: list[bytes]):
     """Every item through the overlapped pipeline; raises the first error."""
     from ..runtime.pipeline import detect_pipelined

@@ -39,15 +39,16 @@ def bench(
     from ...perf.bench import (
         SCENARIOS,
         BenchOptions,
+        bench_document,
         bench_pair,
+        bench_report,
         int8_notes,
         load_inputs,
         loadgen_run,
         make_detector,
-        markdown,
         plot,
     )
-    from ...perf.cpu import cpu_info, describe
+    from ...perf.cpu import cpu_info
 
     if iterations < 1 or warmup < 0:
         raise UsageError("--iterations must be at least 1 and --warmup at least 0")
@@ -84,9 +85,8 @@ def bench(
         raise typer.Exit(1)
     cpu = cpu_info()
     notes = int8_notes(rows, cpu)
-    table = f"{describe(cpu)}\n\n{markdown(rows)}" + "".join(f"\nnote: {n}" for n in notes) \
-        + ("\n" if notes else "")
-    doc = {"cpu": cpu, "results": rows, "notes": notes}
+    table = bench_report(rows, cpu, notes)
+    doc = bench_document(rows, cpu, notes)
     if out is not None:
         write_json_atomic(out / "results.json", doc)
         write_text_atomic(out / "results.md", table)

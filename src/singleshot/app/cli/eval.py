@@ -33,7 +33,6 @@ def eval_(
     preprocess: PreprocessOpt = "card",
 ) -> None:
     """COCO box mAP (the 12 standard metrics and per-class AP) of models or results files."""
-    from ...eval.coco import METRIC_KEYS
     from ...eval.report import per_class_table
     from ...eval.suite import evaluate_many
 
@@ -55,9 +54,7 @@ def eval_(
         for _, error in failures:
             _err(error)
     if as_json:
-        flat = [{k: r[k] for k in (*METRIC_KEYS, "per_class")} for r in rows]
-        doc = flat[0] if len(rows) == 1 else {"models": [{"model": r["model"], **f}
-                                                         for r, f in zip(rows, flat)]}
+        doc = res.to_dict()
         print(json.dumps(doc))
     stream = sys.stderr if as_json else sys.stdout
     print(per_class_table(rows), file=stream)
