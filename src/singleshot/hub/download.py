@@ -122,3 +122,15 @@ def ensure_model(entry: RegistryEntry, *, progress: Progress | None = None, forc
     if entry.url is None:
         raise DownloadError(f"model {entry.name} has no download address")
     return download(entry.url, path, sha256=entry.sha256, size=entry.size, progress=progress)
+
+
+def catalog() -> list[dict]:
+    """The ``models --json`` records: every known model with its file, address, sha256, size,
+    opset, card mAP and how it was measured, description, and its local path when cached."""
+    from .registry import list_entries
+
+    return [{"name": e.name, "file": e.filename, "url": e.url, "sha256": e.sha256,
+             "size": e.size, "opset": e.opset, "card_map": e.card_map,
+             "card_metric": e.card_metric, "description": e.description,
+             "local": str(model_path(e)) if model_path(e).is_file() else None}
+            for e in list_entries()]

@@ -18,15 +18,9 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ...hub.download import model_path
-    from ...hub.registry import list_entries
+    from ...hub.download import catalog
 
-    rows = []
-    for e in list_entries():
-        rows.append({"name": e.name, "file": e.filename, "url": e.url, "sha256": e.sha256,
-                     "size": e.size, "opset": e.opset, "card_map": e.card_map,
-                     "card_metric": e.card_metric, "description": e.description,
-                     "local": str(model_path(e)) if model_path(e).is_file() else None})
+    rows = catalog()
     if as_json:
         print(json.dumps({"models": rows}, indent=2))
         return
