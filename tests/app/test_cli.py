@@ -293,3 +293,21 @@ def test_demo_with_a_model_of_other_classes(tmp_path):
     code, stdout, err = run("demo", "--model", tmp_path / "coco.onnx", "--num-images", "1",
                             "-o", tmp_path / "d")
     assert code == 2 and "categories" in err and "mAP" not in stdout
+
+
+def test_detect_only_classes(photo, tiny_zoo_onnx):
+    """--only-classes takes category ids and names (export --classes already means name files);
+    an unknown one is a usage error before any work."""
+    code, stdout, _ = run("detect", photo, "--model", tiny_zoo_onnx, "--conf", "model", "--json")
+    every = json.loads(stdout)["images"][0]["detections"]
+    cats = sorted({d["category_id"] for d in every})
+    by_id = {d["category_id"]: d["category"] for d in every}
+    keep = [cats[0], by_id[cats[-1]]]  # one by id, one by name
+    code, stdout, err = run("detect", photo, "--model", tiny_zoo_onnx, "--conf", "model", "--json",
+                            "--only-classes", f"{keep[0]},{keep[1]}")
+    assert code == 0, err
+    got = json.loads(stdout)["images"][0]["detections"]
+    assert {d["category_id"] for d in got} == {cats[0], cats[-1]}
+    assert len(got) >= len([d for d in every if d["category_id"] in (cats[0], cats[-1])])
+    code, _, err = run("detect", photo, "--model", tiny_zoo_onnx, "--only-classes", "unicorn")
+    assert code == 2 and "unknown class 'unicorn'" in err

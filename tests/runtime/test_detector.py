@@ -7,7 +7,7 @@ from PIL import Image
 
 from singleshot.core.anchors import default_boxes
 from singleshot.core.nms import NmsParams, postprocess_raw
-from singleshot.errors import ImageError, ModelError
+from singleshot.errors import ImageError, ModelError, UsageError
 from singleshot.export.parity import match_detections
 from singleshot.io.images import load_image
 from singleshot.runtime.detector import Detector
@@ -95,3 +95,68 @@ def test_detector_takes_any_decoded_image(photo):
                      (np.zeros((0, 5, 3), np.uint8), "shape")):
         with pytest.raises(ImageError, match=msg):
             det(bad)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("graph", ["zoo", "raw"])
+def test_per_call_options_equal_a_detector_built_with_them(tiny_zoo_onnx, tiny_raw_onnx, photo,
+                                                           backend, graph):
+    """det(image, conf=, iou=, max_det=) applies to that call only, gives what a Detector built
+    with those options gives, and never builds another session (thresholds are graph inputs)."""
+    model = tiny_zoo_onnx if graph == "zoo" else tiny_raw_onnx
+    det = Detector(model, backend=backend, precision="fp32")
+    session = getattr(det.backend, "session", None) or det.backend.compiled
+    base = det(photo)
+    for opts in ({"conf": 0.3}, {"conf": 0.02, "iou": 0.3, "max_det": 300}, {"max_det": 7},
+                 {"iou": 0.7}):
+        got = det(photo, **opts)
+        ref = Detector(model, backend=backend, precision="fp32", **opts)(photo)
+        np.testing.assert_array_equal(got.labels, ref.labels)
+        np.testing.assert_allclose(got.scores, ref.scores, atol=1e-6)
+        np.testing.assert_allclose(got.xyxy, ref.xyxy, atol=1e-4)
+    assert (getattr(det.backend, "session", None) or det.backend.compiled) is session
+    again = det(photo)  # the detector's own options are untouched
+    np.testing.assert_array_equal(again.labels, base.labels)
+    np.testing.assert_allclose(again.scores, base.scores)
+
+
+@pytest.mark.parametrize("graph", ["zoo", "raw"])
+def test_classes_filter_before_the_cap(tiny_zoo_onnx, tiny_raw_onnx, photo, graph):
+    """classes= keeps only those classes as if the others scored zero before the per-image cap:
+    max_det=5 gives the 5 best of those classes, not what is left of the overall top 5."""
+    det = Detector(tiny_zoo_onnx if graph == "zoo" else tiny_raw_onnx)
+    full = det(photo, max_det=1000, conf=0.01)
+    counts = np.bincount(full.labels)
+    label = int(np.argsort(counts)[-2])  # a class with detections, not the most frequent
+    cat, name = int(det.spec.category_ids[label - 1]), det.spec.class_names[label - 1]
+    expect = full[full.labels == label]
+    assert len(expect) > 1 and (det(photo, max_det=len(expect), conf=0.01).labels != label).any()
+    for classes in ([cat], [name], name, (cat, cat)):
+        got = det(photo, max_det=len(expect), conf=0.01, classes=classes)
+        assert (got.labels == label).all() and len(got) == len(expect)
+        np.testing.assert_allclose(got.scores, expect.scores, atol=1e-6)
+    with pytest.raises(UsageError, match="unknown class 'no such class'"):
+        det(photo, classes=["no such class"])
+
+
+def test_a_list_gives_a_list(tiny_zoo_onnx, photo):
+    det = Detector(tiny_zoo_onnx)
+    rgb = load_image(photo)
+    out = det([photo, rgb, photo.read_bytes()], conf=0.3)
+    assert isinstance(out, list) and len(out) == 3
+    for d in out:
+        np.testing.assert_array_equal(d.labels, out[0].labels)
+        assert d.scores.min() > 0.3
+
+
+def test_graph_with_computed_thresholds_refuses_what_it_cannot_do(tiny_zoo_onnx, photo):
+    proto = onnx.load(str(tiny_zoo_onnx))
+    nms = next(n for n in proto.graph.node if n.op_type == "NonMaxSuppression")
+    proto.graph.node.append(onnx.helper.make_node("Identity", [nms.input[3]], ["computed_iou"]))
+    nms.input[3] = "computed_iou"
+    det = Detector(proto)
+    assert det.postprocessor.mode == "fixed"
+    assert det(photo, conf=0.3).scores.min() > 0.3 and len(det(photo, max_det=3)) == 3
+    for opts in ({"iou": 0.3}, {"classes": [1]}, {"conf": 0.01}):
+        with pytest.raises(UsageError, match="computes its NMS thresholds"):
+            det(photo, **opts)

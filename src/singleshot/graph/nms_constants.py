@@ -109,3 +109,77 @@ def rewrite_nms_params(model: onnx.ModelProto, new: NmsParams) -> onnx.ModelProt
                 np.full(v.shape, new.max_det, dtype=v.dtype), name)])
             n.input[i] = name
     return model
+
+
+# Graph inputs that carry a zoo graph's post-processing options per call (see expose_nms_inputs).
+NMS_INPUTS = ("nms_max_per_class", "nms_iou_threshold", "nms_score_threshold", "max_det",
+              "class_mask")
+
+
+def expose_nms_inputs(model: onnx.ModelProto, num_classes: int) -> onnx.ModelProto:
+    """A copy of a zoo graph whose post-processing options are inputs, so that one session serves
+    any thresholds per call: ``nms_max_per_class`` int64 [1], ``nms_iou_threshold`` float [1],
+    ``nms_score_threshold`` float [1] (the NonMaxSuppression inputs), ``max_det`` int64 [1] (every
+    constant on the TopK path that equals the graph's cap, cast to its type) and ``class_mask``
+    float [1, C, 1], multiplied into the scores NonMaxSuppression reads (0: that class never
+    selected; the scores the graph outputs are unchanged). ModelError when the graph has no
+    single NMS node or no cap constant on its TopK path."""
+    from onnx import TensorProto, helper
+
+    old = read_nms_params(model)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    node = _nms_node(out)
+    if node is None or old is None:
+        raise ModelError("graph has no single NonMaxSuppression node to drive per call")
+    if any(len(node.input) <= i or not node.input[i] or _const_value(out, node.input[i]) is None
+           for i in (2, 3, 4)):  # computed thresholds: replacing them would change the graph
+        raise ModelError("the graph computes its NMS thresholds; they cannot become inputs")
+    hits = [(n, i, v) for n, i, v in _topk_k_constants(out)
+            if float(v.reshape(-1)[0]) == float(old.max_det)]
+    if not hits:
+        raise ModelError(f"no constant for the detection cap of {old.max_det} on the TopK path")
+    g = out.graph
+    while len(node.input) < 5:
+        node.input.append("")
+    g.input.extend([
+        helper.make_tensor_value_info("nms_max_per_class", TensorProto.INT64, [1]),
+        helper.make_tensor_value_info("nms_iou_threshold", TensorProto.FLOAT, [1]),
+        helper.make_tensor_value_info("nms_score_threshold", TensorProto.FLOAT, [1]),
+        helper.make_tensor_value_info("max_det", TensorProto.INT64, [1]),
+        helper.make_tensor_value_info("class_mask", TensorProto.FLOAT, [1, num_classes, 1]),
+    ])
+    node.input[2], node.input[3], node.input[4] = NMS_INPUTS[:3]
+    masked = node.input[1] + "/class_masked"
+    mul = helper.make_node("Mul", [node.input[1], "class_mask"], [masked],
+                           name="singleshot/class_mask")
+    node.input[1] = masked
+    new_nodes = []
+    for k, (n, i, v) in enumerate(hits):
+        cast = f"singleshot/max_det{k}"
+        new_nodes += [
+            helper.make_node("Cast", ["max_det"], [cast + "_cast"],
+                             to=helper.np_dtype_to_tensor_dtype(v.dtype), name=cast + "_cast"),
+            helper.make_node("Reshape", [cast + "_cast", cast + "_shape"], [cast],
+                             name=cast + "_reshape"),
+        ]
+        g.initializer.append(numpy_helper.from_array(np.asarray(v.shape, np.int64), cast + "_shape"))
+        n.input[i] = cast
+    nodes = new_nodes + list(g.node)  # they read graph inputs only: first
+    nodes.insert(next(k for k, n in enumerate(nodes) if n is node), mul)  # right before NMS
+    del g.node[:]
+    g.node.extend(nodes)
+    return out
+
+
+def nms_feeds(params: NmsParams, num_classes: int, classes: np.ndarray | None = None) -> dict:
+    """The values of :func:`expose_nms_inputs`'s inputs for ``params``; ``classes``: 0-based
+    class indices to keep (None: all)."""
+    mask = np.ones((1, num_classes, 1), np.float32)
+    if classes is not None:
+        mask[:] = 0
+        mask[0, np.asarray(classes, np.int64), 0] = 1
+    return {"nms_max_per_class": np.asarray([params.max_per_class], np.int64),
+            "nms_iou_threshold": np.asarray([params.iou_threshold], np.float32),
+            "nms_score_threshold": np.asarray([params.score_threshold], np.float32),
+            "max_det": np.asarray([params.max_det], np.int64), "class_mask": mask}

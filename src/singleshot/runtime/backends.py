@@ -68,8 +68,9 @@ class Backend(Protocol):
     float_precision: str  # what the float ops compute in: fp32 | bf16
     streams: int  # how many requests may run at once (throughput mode)
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """Input [1, 3, h, w] (the graph's dtype) -> the graph's outputs, in contract order."""
+    def run(self, x: np.ndarray, extra: dict | None = None) -> list[np.ndarray]:
+        """Input [1, 3, h, w] (the graph's dtype) and the graph's other inputs (``extra``: per-call
+        post-processing options) -> the graph's outputs, in contract order."""
         ...
 
 
@@ -109,8 +110,8 @@ class OrtBackend:
         self.precision = base
         self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "gpu"
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(self.output_names, {self.input_name: x})
+    def run(self, x: np.ndarray, extra: dict | None = None) -> list[np.ndarray]:
+        return self.session.run(self.output_names, {self.input_name: x, **(extra or {})})
 
 
 class OpenVinoBackend:
@@ -148,11 +149,11 @@ class OpenVinoBackend:
         self.input_name = input_name
         self._local = threading.local()
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
+    def run(self, x: np.ndarray, extra: dict | None = None) -> list[np.ndarray]:
         req = getattr(self._local, "request", None)
         if req is None:  # one infer request per thread: requests are not thread-safe
             req = self._local.request = self.compiled.create_infer_request()
-        res = req.infer({self.input_name: x})
+        res = req.infer({self.input_name: x, **(extra or {})})
         return [np.asarray(res[o]) for o in self._outputs]
 
 
@@ -190,8 +191,8 @@ class TorchBackend:
         self.spec = spec_for(self.model, "raw", ckpt.class_names, ckpt.category_ids)
         self.output_names = ("loc", "conf")
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        import torch
+    def run(self, x: np.ndarray, extra: dict | None = None) -> list[np.ndarray]:
+        import torch  # raw heads: post-processing options apply after this stage
 
         with torch.inference_mode():
             loc, conf = self.model(torch.from_numpy(np.asarray(x, dtype=np.float32)))

@@ -23,7 +23,7 @@ from ..core.nms import NmsParams
 from ..core.spec import ModelSpec
 from ..errors import ModelError, UsageError
 from ..graph.contract import GraphIO, graph_io, load_model, read_spec
-from ..graph.nms_constants import read_nms_params, rewrite_nms_params
+from ..graph.nms_constants import expose_nms_inputs, read_nms_params, rewrite_nms_params
 from ..graph.normalize import fold_normalization
 from ..io.images import as_rgb, load_image
 from .backends import (
@@ -93,30 +93,28 @@ class Detector:
             self.io = graph_io(proto, self.name)
             self.spec: ModelSpec = read_spec(proto, self.io)
         self.graph_params = read_nms_params(proto) if self.io.contract == "zoo" else None
-        base = self.graph_params or NmsParams()
-        want = NmsParams(
-            base.score_threshold if conf is None else float(conf),
-            base.iou_threshold if iou is None else float(iou),
-            max(base.max_per_class, max_det or 0),
-            base.max_det if max_det is None else int(max_det),
-        )
-        self.params = want
+        self.params = merge_options(self.graph_params or NmsParams(), conf, iou, max_det)
+        mode = "raw"
         if self.io.contract == "zoo" and self.graph_params is None:
             if (conf, iou, max_det) != (None, None, None):
                 raise ModelError(f"{self.name}: cannot find the NMS node to apply conf/iou/max-det")
+            mode = "fixed"
+            self.params = NmsParams(float("-inf"), 0.0, 1 << 30, 1 << 30)  # whatever it gives
         elif self.io.contract == "zoo":
-            g = self.graph_params
-            needs = (want.iou_threshold != g.iou_threshold or want.score_threshold <
-                     g.score_threshold or want.max_det > g.max_det)
-            if needs:
-                rewritten = NmsParams(min(want.score_threshold, g.score_threshold),
-                                      want.iou_threshold, max(g.max_per_class, want.max_per_class),
-                                      max(g.max_det, want.max_det))
-                copy_ = onnx.ModelProto()
-                copy_.CopyFrom(proto)  # never change a ModelProto the caller still holds
-                proto = rewrite_nms_params(copy_, rewritten)
-        self.postprocessor = Postprocessor(self.io.contract, self.spec, want,
-                                           filter_outputs=(conf, max_det) != (None, None),
+            try:  # thresholds and caps become inputs: one session serves every call's options
+                proto = expose_nms_inputs(proto, self.spec.num_classes)
+                mode = "graph"
+            except ModelError:  # computed in the graph: set once here, then only stricter
+                mode = "fixed"
+                g, want = self.graph_params, self.params
+                if (want.iou_threshold != g.iou_threshold or want.score_threshold <
+                        g.score_threshold or want.max_det > g.max_det):
+                    copy_ = onnx.ModelProto()
+                    copy_.CopyFrom(proto)  # never change a ModelProto the caller still holds
+                    proto = rewrite_nms_params(copy_, NmsParams(
+                        min(want.score_threshold, g.score_threshold), want.iou_threshold,
+                        max(g.max_per_class, want.max_per_class), max(g.max_det, want.max_det)))
+        self.postprocessor = Postprocessor(self.io.contract, self.spec, self.params, mode=mode,
                                            threads=threads, name=self.name)
         if proto is not None:
             if preprocess == "fast" and self.spec.input_dtype == "float32":
@@ -134,26 +132,41 @@ class Detector:
         """RGB uint8 [H, W, 3] -> this detector's input tensor [1, 3, h, w]."""
         return self.preprocessor(image_rgb)
 
-    def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def options(self, conf: float | None = None, iou: float | None = None,
+                max_det: int | None = None, classes=None) -> tuple[NmsParams, np.ndarray | None]:
+        """One call's post-processing: this detector's thresholds with the given ones instead,
+        and ``classes`` (category ids or names; None: all) as 0-based class indices."""
+        params = merge_options(self.params, conf, iou, max_det)
+        return params, (None if classes is None else class_indices(self.spec, classes))
+
+    def infer(self, tensor: np.ndarray, params: NmsParams | None = None,
+              classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Preprocessed input [1, 3, h, w] -> (boxes [K, 4] xyxy normalised, labels [K], scores [K])
-        with this detector's thresholds applied: backend, then post-processing."""
-        return self.postprocessor(self.backend.run(tensor))
+        with this detector's thresholds (or ``params``, ``classes``: 0-based class indices to
+        keep): backend, then post-processing. Other options never rebuild a session."""
+        params = params or self.params
+        outputs = self.backend.run(tensor, self.postprocessor.feeds(params, classes))
+        return self.postprocessor(outputs, params, classes)
 
     def detect_array(self, image_rgb: np.ndarray, *, clip: bool = True,
-                     path: str | None = None) -> Detections:
-        """RGB uint8 [H, W, 3] -> Detections (pixels of this array)."""
+                     path: str | None = None, **options) -> Detections:
+        """RGB uint8 [H, W, 3] -> Detections (pixels of this array); ``options``: conf, iou,
+        max_det, classes for this call."""
         t0 = time.perf_counter()
         x = self.preprocess(image_rgb)
         return self.detect_tensor(x, image_rgb.shape[:2], clip=clip, path=path,
-                                  timings={"preprocess": (time.perf_counter() - t0) * 1e3})
+                                  timings={"preprocess": (time.perf_counter() - t0) * 1e3},
+                                  **options)
 
     def detect_tensor(self, x: np.ndarray, image_hw: tuple[int, int], *, clip: bool = True,
-                      path: str | None = None, timings: dict | None = None) -> Detections:
+                      path: str | None = None, timings: dict | None = None,
+                      **options) -> Detections:
         """Preprocessed input [1, 3, h, w] of an image of ``image_hw`` (height, width) pixels ->
         Detections in that image's pixels; ``timings`` (ms of earlier stages) are kept and
-        inference and postprocess added."""
+        inference and postprocess added; ``options``: conf, iou, max_det, classes for this call."""
+        params, classes = self.options(**options)
         t0 = time.perf_counter()
-        boxes, labels, scores = self.infer(x)
+        boxes, labels, scores = self.infer(x, params, classes)
         t1 = time.perf_counter()
         h, w = image_hw
         det = Detections.from_normalized(boxes, labels, scores, self.spec, w, h, clip=clip,
@@ -162,24 +175,63 @@ class Detector:
                        "postprocess": (time.perf_counter() - t1) * 1e3}
         return det
 
-    def __call__(self, image, *, clip: bool = True) -> Detections:
+    def __call__(self, image, *, clip: bool = True, conf: float | None = None,
+                 iou: float | None = None, max_det: int | None = None, classes=None):
         """``image``: a path, encoded bytes, a PIL image or a uint8 array [H, W] (grayscale),
-        [H, W, 3] (RGB) or [H, W, 4] (RGBA) -> Detections in its pixels."""
+        [H, W, 3] (RGB) or [H, W, 4] (RGBA) -> Detections in its pixels; a list of them -> a list
+        of Detections. ``conf``, ``iou``, ``max_det``: this call's thresholds (None: the
+        detector's); ``classes``: category ids or names to keep, as if the others scored zero
+        before the per-image cap."""
         from PIL import Image
 
+        options = {"conf": conf, "iou": iou, "max_det": max_det, "classes": classes}
+        if isinstance(image, (list, tuple)):
+            return [self(im, clip=clip, **options) for im in image]
         if isinstance(image, (np.ndarray, Image.Image)):
             if isinstance(image, Image.Image) and self.exif:
                 from PIL import ImageOps
 
                 image = ImageOps.exif_transpose(image)
-            return self.detect_array(as_rgb(image), clip=clip)
+            return self.detect_array(as_rgb(image), clip=clip, **options)
         t0 = time.perf_counter()
         rgb = load_image(image, exif=self.exif)
         decode_ms = (time.perf_counter() - t0) * 1e3
         det = self.detect_array(rgb, clip=clip,
-                                path=None if isinstance(image, bytes) else str(image))
+                                path=None if isinstance(image, bytes) else str(image), **options)
         det.timings = {"decode": decode_ms, **det.timings}
         return det
+
+
+def merge_options(base: NmsParams, conf: float | None = None, iou: float | None = None,
+                  max_det: int | None = None) -> NmsParams:
+    """``base`` with the given thresholds instead (a cap above the per-class cap raises it)."""
+    for name, value in (("conf", conf), ("iou", iou)):
+        if value is not None and not 0.0 <= float(value) <= 1.0:
+            raise UsageError(f"{{opt:{name}}} must be between 0.0 and 1.0, got {value}")
+    if max_det is not None and int(max_det) < 1:
+        raise UsageError(f"{{opt:max_det}} must be at least 1, got {max_det}")
+    return NmsParams(base.score_threshold if conf is None else float(conf),
+                     base.iou_threshold if iou is None else float(iou),
+                     max(base.max_per_class, int(max_det or 0)),
+                     base.max_det if max_det is None else int(max_det))
+
+
+def class_indices(spec: ModelSpec, classes) -> np.ndarray:
+    """Category ids (int) or class names (str) of ``spec`` -> sorted 0-based class indices."""
+    items = [classes] if isinstance(classes, (int, str)) else list(classes)
+    by_id = {int(c): k for k, c in enumerate(spec.category_ids)}
+    by_name = {n: k for k, n in enumerate(spec.class_names)}
+    out = set()
+    for c in items:
+        k = by_name.get(c) if isinstance(c, str) else by_id.get(int(c))
+        if k is None and isinstance(c, str) and c.strip().isdigit():
+            k = by_id.get(int(c))
+        if k is None:
+            raise UsageError(f"unknown class {c!r}: this model's classes are category ids "
+                             f"{list(spec.category_ids)[:5]}... or names "
+                             f"{list(spec.class_names)[:5]}...")
+        out.add(k)
+    return np.asarray(sorted(out), np.int64)
 
 
 def resolve_model_path(model: str | os.PathLike) -> Path:

@@ -24,10 +24,12 @@ T = TypeVar("T")
 def detect_pipelined(detector, items: Iterable[T], load: Callable[[T], np.ndarray], *,
                      streams: int | None = None, clip: bool = True, prefetch: int = 2,
                      path_of: Callable[[T], str | None] = lambda item: None,
+                     options: dict | None = None,
                      ) -> Iterator[tuple[T, Detections | Exception, np.ndarray | None]]:
     """Yield ``(item, Detections, image)`` per item, in order; ``(item, exception, None)`` where
     ``load`` (item -> RGB uint8 [H, W, 3]), preprocessing or inference failed. Each Detections
-    carries per-stage timings (decode, preprocess, inference, postprocess; ms)."""
+    carries per-stage timings (decode, preprocess, inference, postprocess; ms). ``options``: conf,
+    iou, max_det, classes of these calls (see :meth:`Detector.options`)."""
     streams = max(1, streams or getattr(detector.backend, "streams", 1))
     window = streams + prefetch
 
@@ -41,7 +43,7 @@ def detect_pipelined(detector, items: Iterable[T], load: Callable[[T], np.ndarra
     def infer(item: T, prepared: Future) -> tuple[Detections, np.ndarray]:
         rgb, x, timings = prepared.result()
         return detector.detect_tensor(x, rgb.shape[:2], clip=clip, path=path_of(item),
-                                      timings=timings), rgb
+                                      timings=timings, **(options or {})), rgb
 
     pending: deque[tuple[T, Future]] = deque()
     with ThreadPoolExecutor(1, thread_name_prefix="prep") as prep, \

@@ -14,38 +14,62 @@ import numpy as np
 from ..core.anchors import default_boxes
 from ..core.nms import NmsParams
 from ..core.spec import ModelSpec
-from ..errors import ModelError
+from ..errors import ModelError, UsageError
+from ..graph.nms_constants import expose_nms_inputs, nms_feeds
 from ..graph.postprocess import postprocess_model
 from .session import make_session
 
 
 class Postprocessor:
-    """``contract`` zoo or raw; ``params`` the thresholds wanted; ``filter_outputs``: apply
-    ``params``' score threshold and cap to zoo outputs (when stricter than the graph's)."""
+    """The post-processing of one detector, driven per call by (params, classes).
 
-    def __init__(self, contract: str, spec: ModelSpec, params: NmsParams, *,
-                 filter_outputs: bool = False, threads: int | None = None, name: str = "model"):
-        self.contract, self.spec, self.params, self.name = contract, spec, params, name
-        self.filter_outputs = filter_outputs
-        if contract == "raw":
+    Modes: ``graph`` - a zoo graph whose NMS options were made inputs
+    (:func:`~singleshot.graph.nms_constants.expose_nms_inputs`): :meth:`feeds` go to the backend
+    with the image, outputs pass through. ``raw`` - loc/conf heads; decode + NMS run here in a small
+    onnxruntime graph with the same inputs. ``fixed`` - a zoo graph whose thresholds are computed
+    in the graph: outputs pass through, a stricter score threshold or smaller cap than ``params``
+    (the detector's) is applied to them, anything else is refused."""
+
+    def __init__(self, contract: str, spec: ModelSpec, params: NmsParams, *, mode: str,
+                 threads: int | None = None, name: str = "model"):
+        self.spec, self.params, self.name, self.mode = spec, params, name, mode
+        if mode == "raw":
             self.anchors = default_boxes(spec.default_boxes)
-            self.session = make_session(postprocess_model(self.anchors, spec.num_classes, params),
-                                        threads)
+            self.session = make_session(expose_nms_inputs(
+                postprocess_model(self.anchors, spec.num_classes, params), spec.num_classes),
+                threads)
 
-    def __call__(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def feeds(self, params: NmsParams, classes: np.ndarray | None) -> dict:
+        """Extra inputs for the backend's graph (graph mode), else none."""
+        return nms_feeds(params, self.spec.num_classes, classes) if self.mode == "graph" else {}
+
+    def __call__(self, outputs: list[np.ndarray], params: NmsParams | None = None,
+                 classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The graph's outputs (zoo: bboxes [1,K,4], labels [1,K], scores [1,K]; raw: loc
         [N,4,A], conf [N,C+1,A]) -> boxes [K, 4] xyxy normalised (unclipped), labels [K] 1..C,
-        scores [K] descending, of the first image."""
-        if self.contract == "raw":
+        scores [K] descending, of the first image. ``params``/``classes``: this call's options
+        (None: the detector's)."""
+        params = params or self.params
+        if self.mode == "raw":
             loc, conf = outputs
             if loc.shape[-1] != self.anchors.shape[0] or conf.shape[1] != self.spec.num_classes + 1:
                 raise ModelError(
                     f"{self.name}: graph predicts {loc.shape[-1]} boxes and {conf.shape[1]} classes "
                     f"but its metadata says {self.anchors.shape[0]} and {self.spec.num_classes} + 1")
-            outputs = self.session.run(None, {"loc": loc[:1], "conf": conf[:1]})
+            outputs = self.session.run(None, {"loc": loc[:1], "conf": conf[:1],
+                                              **nms_feeds(params, self.spec.num_classes, classes)})
         boxes, labels, scores = (o[0] for o in outputs)  # drop the batch dim
-        if self.filter_outputs:
-            keep = scores > self.params.score_threshold
-            n = self.params.max_det
+        if self.mode == "fixed":
+            self.check_fixed(params, classes)
+            keep = scores > params.score_threshold
+            n = params.max_det
             boxes, labels, scores = boxes[keep][:n], labels[keep][:n], scores[keep][:n]
         return boxes, labels, scores
+
+    def check_fixed(self, params: NmsParams, classes) -> None:
+        """UsageError for options a graph with computed thresholds cannot honour."""
+        g = self.params
+        if classes is not None or params.iou_threshold != g.iou_threshold or \
+                params.score_threshold < g.score_threshold or params.max_det > g.max_det:
+            raise UsageError(f"{self.name}: this graph computes its NMS thresholds, so a call can "
+                             "only raise the score threshold or lower the detection cap")

@@ -87,15 +87,17 @@ class AnnotatedWriter:
 
 def detect_paths(detector, paths: Iterable[str], load: Callable[[str], np.ndarray], *,
                  report: DetectionReport | None = None, annotate_into: Path | None = None,
-                 streams: int | None = None) -> Iterator[ImageResult]:
+                 streams: int | None = None, **options) -> Iterator[ImageResult]:
     """Run ``detector`` over ``paths`` (``load``: path -> RGB uint8, raising ImageError) through
     the overlapped pipeline; yield each :class:`ImageResult` in input order as it finishes and
-    append it to ``report``. ``annotate_into``: also write annotated images there. An error
-    other than a bad input (ImageError) propagates."""
+    append it to ``report``. ``annotate_into``: also write annotated images there. ``options``:
+    conf, iou, max_det, classes for these calls. An error other than a bad input (ImageError)
+    propagates."""
     writer = AnnotatedWriter(annotate_into) if annotate_into is not None else None
     t0 = time.perf_counter()
     try:
-        for path, d, rgb in detect_pipelined(detector, paths, load, path_of=str, streams=streams):
+        for path, d, rgb in detect_pipelined(detector, paths, load, path_of=str, streams=streams,
+                                             options=options):
             if isinstance(d, ImageError):
                 result = ImageResult(str(path), error=str(d))
             elif isinstance(d, Exception):

@@ -32,6 +32,7 @@ def detect(
     conf: Annotated[str, typer.Option(help="Score threshold for what is returned and drawn; 'model' for the model's own (zoo: 0.05).")] = str(CONF_FOR_PEOPLE),
     iou: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (model's own: 0.5).")] = None,
     max_det: Annotated[Optional[int], typer.Option(help="Detections per image (model's: 200).")] = None,
+    only_classes: Annotated[Optional[str], typer.Option("--only-classes", help="Keep only these classes: comma-separated category ids or names (as if the others scored zero before the per-image cap).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write annotated images and detections.json here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
     no_exif: Annotated[bool, typer.Option("--no-exif", help="Do not apply EXIF orientation.")] = False,
@@ -62,6 +63,12 @@ def detect(
     det = Detector(model, conf=conf_value, iou=iou, max_det=max_det, exif=not no_exif,
                    threads=threads, backend=backend, precision=precision,
                    preprocess=preprocess, streams=streams or 1)
+    classes = None
+    if only_classes is not None:
+        classes = [c.strip() for c in only_classes.split(",") if c.strip()]
+        if not classes:
+            raise UsageError("--only-classes needs at least one category id or name")
+        det.options(classes=classes)  # unknown names fail here, before any work
     paths, notes = expand_sources(sources, recursive)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
@@ -69,7 +76,8 @@ def detect(
     report = DetectionReport(det.name)
     bar = tqdm(total=len(paths), unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
                disable=len(paths) < 2 or not sys.stderr.isatty())
-    for r in detect_paths(det, paths, load, report=report, annotate_into=out, streams=streams):
+    for r in detect_paths(det, paths, load, report=report, annotate_into=out, streams=streams,
+                          classes=classes):
         bar.update(1)
         if r.error is not None:
             _err(r.error)
