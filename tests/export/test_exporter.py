@@ -8,6 +8,7 @@ import torch
 from singleshot.core.anchors import DefaultBoxConfig, default_boxes
 from singleshot.core.nms import postprocess_raw
 from singleshot.core.spec import ModelSpec, zoo_spec
+from singleshot.errors import UsageError
 from singleshot.export.exporter import build_onnx, export_onnx
 from singleshot.export.parity import check_parity, match_detections, sample_input
 from singleshot.graph.contract import graph_io, read_spec
@@ -115,3 +116,107 @@ def test_full_size_1200_export_and_run(tmp_path, photo):
     by_label = {1: (1, "person"), 12: (13, "stop sign"), 18: (19, "horse")}
     for label, cat, name in zip(d.labels.tolist(), d.category_ids.tolist(), d.names):
         assert (cat, name) == by_label[label]
+
+
+@pytest.fixture(scope="module")
+def eight_images():
+    from singleshot.data.synth import make_scene
+
+    return [make_scene(21, i, size=(320 + 16 * i, 240 + 8 * i))[0] for i in range(8)]
+
+
+def _normalized(d):
+    return d.xyxy / np.array([d.width, d.height, d.width, d.height], np.float32)
+
+
+@pytest.mark.parametrize("opset", [12, 13, 17])
+def test_batched_zoo_export_gives_every_image_its_batch1_result(tiny_model, tmp_path, opset,
+                                                                eight_images):
+    """export --batch dynamic: the batched zoo contract passes the checker and the parity check,
+    and a batch of 8 different images returns what the batch-1 zoo graph gives each, on
+    onnxruntime and OpenVINO: same labels in the same order, boxes and scores within 1e-5."""
+    one, many = tmp_path / "one.onnx", tmp_path / "many.onnx"
+    export_onnx(tiny_model, one, opset=opset)
+    report = export_onnx(tiny_model, many, opset=opset, batch="dynamic")
+    assert report.unmatched == 0 and report.probe_detections > 0
+    proto = onnx.load(str(many))
+    onnx.checker.check_model(proto, full_check=True)
+    io_ = graph_io(proto)
+    assert io_.contract == "zoo-batch" and io_.outputs[-1] == "num_detections"
+    assert read_spec(proto, io_).contract == "zoo-batch"
+    for backend in ("onnxruntime", "openvino"):
+        single = Detector(one, backend=backend, precision="fp32")
+        batched = Detector(many, backend=backend, precision="fp32")
+        assert batched.batch_size is None and single.batch_size == 1
+        got = batched.detect_batch(eight_images)
+        assert len(got) == 8
+        for im, d in zip(eight_images, got):
+            ref = single(im)
+            assert len(ref) > 0
+            np.testing.assert_array_equal(d.labels, ref.labels)
+            np.testing.assert_allclose(d.scores, ref.scores, atol=1e-5)
+            np.testing.assert_allclose(_normalized(d), _normalized(ref), atol=1e-5)
+        # per-call options reach the batched graph too
+        strict = batched.detect_batch(eight_images[:2], conf=0.3, max_det=5)
+        for im, d in zip(eight_images[:2], strict):
+            ref = single(im, conf=0.3, max_det=5)
+            np.testing.assert_array_equal(d.labels, ref.labels)
+
+
+def test_fixed_batch_and_batch1_graphs(tiny_model, tiny_zoo_onnx, tmp_path, eight_images):
+    """A fixed-batch graph takes up to its batch (padded); a batch-1 graph refuses a batch and
+    names its real one; det(list) works on both."""
+    path = tmp_path / "b2.onnx"
+    export_onnx(tiny_model, path, opset=13, batch=2)
+    det = Detector(path)
+    assert det.batch_size == 2 and len(det.detect_batch(eight_images[:1])) == 1
+    with pytest.raises(UsageError, match="batches of 2"):
+        det.detect_batch(eight_images[:3])
+    assert [len(d) for d in det(eight_images[:3])] == [len(Detector(path)(im)) for im in eight_images[:3]]
+    one = Detector(tiny_zoo_onnx)
+    with pytest.raises(UsageError, match=r"takes batch 1 \(its input is \[1, 3, 300, 300\]\)"):
+        one.detect_batch(eight_images[:2])
+    assert len(one(eight_images[:2])) == 2
+
+
+def test_batched_file_runs_in_every_command(tmp_path, tiny_model):
+    """--batch with opset 10 is refused; the batched file runs in detect, eval, bench, info and
+    quantize (which keeps the contract)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from singleshot.app.cli import app
+    from singleshot.data.synth import write_dataset
+    from singleshot.graph.inspect import describe
+
+    ckpt = tmp_path / "m.pth"
+    torch.save({"model": tiny_model.state_dict()}, ckpt)
+    run = lambda *a: CliRunner().invoke(app, [str(x) for x in a])  # noqa: E731
+    res = run("export", ckpt, "-o", tmp_path / "x.onnx", "--batch", "dynamic", "--opset", "10",
+              "--input-size", "300")
+    assert res.exit_code == 2 and "opset 12" in res.stderr
+    model = tmp_path / "b.onnx"
+    res = run("export", ckpt, "-o", model, "--batch", "dynamic", "--input-size", "300")
+    assert res.exit_code == 0 and "batched zoo contract" in res.stdout, res.output
+    data = tmp_path / "data"
+    write_dataset(data, 3, seed=4, workers=1)
+    res = run("detect", data / "images", "--model", model, "--json")
+    assert res.exit_code == 0 and len(json.loads(res.stdout)["images"]) == 3
+    from singleshot.core.labels import COCO_CATEGORY_IDS, COCO_NAMES
+
+    ann = json.loads((data / "annotations.json").read_text())  # ids 1..6 are COCO ids too
+    ann["categories"] = [{"id": i, "name": n} for i, n in zip(COCO_CATEGORY_IDS, COCO_NAMES)]
+    (data / "coco.json").write_text(json.dumps(ann))
+    res = run("eval", "-m", model, "--images", data / "images", "--annotations",
+              data / "coco.json", "--json", "-o", tmp_path / "ev")
+    assert res.exit_code == 0 and 0 <= json.loads(res.stdout)["AP"] <= 1, res.output
+    res = run("bench", model, "--backend", "onnxruntime", "--iterations", "1", "--warmup", "0",
+              "--no-throughput", "--json")
+    assert res.exit_code == 0, res.output
+    res = run("quantize", model, "-o", tmp_path / "q.onnx", "--calib", data / "images",
+              "--num-images", "2")
+    assert res.exit_code == 0, res.output
+    info = describe(tmp_path / "q.onnx")
+    assert info["contract"] == "zoo-batch" and info["quantization"] and info["nms"]
+    assert describe(model)["contract"] == "zoo-batch"

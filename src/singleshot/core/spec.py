@@ -15,7 +15,7 @@ from ..errors import ModelError
 from .anchors import DefaultBoxConfig
 from .labels import COCO_CATEGORY_IDS, COCO_NAMES
 
-Contract = Literal["zoo", "raw"]
+Contract = Literal["zoo", "zoo-batch", "raw"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -24,8 +24,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class ModelSpec:
     """How to feed a detector and read its output.
 
-    contract: ``zoo`` (image -> bboxes, labels, scores with in-graph NMS) or ``raw`` (image ->
-    loc [N,4,A], conf [N,C+1,A]). input_size: (height, width). class_names / category_ids: one per
+    contract: ``zoo`` (image -> bboxes, labels, scores with in-graph NMS), ``zoo-batch`` (the
+    same for N images, padded to the cap, with num_detections) or ``raw`` (image -> loc [N,4,A],
+    conf [N,C+1,A]). input_size: (height, width). class_names / category_ids: one per
     contiguous label 1..C (label ``k`` is ``class_names[k-1]``).
     """
 

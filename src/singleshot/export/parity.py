@@ -110,9 +110,16 @@ def check_parity(proto: onnx.ModelProto, model: torch.nn.Module, x: np.ndarray |
     from ..runtime.session import make_session
 
     io_ = graph_io(proto)
+    batched = io_.contract == "zoo-batch"
     x = sample_input(model.cfg.input_size) if x is None else x
+    if batched and isinstance(io_.input_shape[0], int):
+        x = np.concatenate([sample_input(model.cfg.input_size, seed=k)
+                            for k in range(io_.input_shape[0])])
+    elif batched:  # a dynamic batch: three different images in one call
+        x = np.concatenate([sample_input(model.cfg.input_size, seed=k) for k in range(3)])
     # zoo graphs: expose the heads too, to check the post-processing on them
-    sess = make_session(with_outputs(proto, ("loc", "conf")) if io_.contract == "zoo" else proto)
+    zoo = io_.contract in ("zoo", "zoo-batch")
+    sess = make_session(with_outputs(proto, ("loc", "conf")) if zoo else proto)
     names = [o.name for o in sess.get_outputs()]
     outs = dict(zip(names, sess.run(names, {"image": x})))
     with torch.no_grad():
@@ -123,25 +130,40 @@ def check_parity(proto: onnx.ModelProto, model: torch.nn.Module, x: np.ndarray |
     if dl > tol * max(1.0, float(np.abs(tloc).max())) or \
             dc > tol * max(1.0, float(np.abs(tconf).max())):
         raise ModelError(f"export parity check failed: {report}")
-    if io_.contract != "zoo":
+    if not zoo:
         return report
     anchors = default_boxes(model.cfg.default_boxes())
     params = read_nms_params(proto) or NmsParams()
-    got = (outs["bboxes"][0], outs["labels"][0], outs["scores"][0])
-    problems, differ = postprocess_problems(got, outs["loc"][0], outs["conf"][0], anchors, params)
-    report.detections = len(got[2])
-    report.unmatched = len(problems)
-    report.tied = differ if not problems else 0
-    if problems:
-        raise ModelError(f"export parity check failed (post-processing): {problems[0]}")
+    for i, got in enumerate(per_image(outs, io_.contract)):  # every image of a batch alone
+        problems, differ = postprocess_problems(got, outs["loc"][i], outs["conf"][i], anchors,
+                                                params)
+        report.detections += len(got[2])
+        report.unmatched += len(problems)
+        report.tied += differ if not problems else 0
+        if problems:
+            raise ModelError(f"export parity check failed (post-processing, image {i}): "
+                             f"{problems[0]}")
     # the graph's own post-processing on realistic synthetic heads: no ties, so exact
     typed = onnx.shape_inference.infer_shapes(proto)  # the extracted inputs need their types
     post = onnx.utils.Extractor(typed).extract_model(["loc", "conf"], list(io_.outputs))
-    loc, conf = probe_heads(anchors.shape[0], model.cfg.num_classes)
-    got = tuple(o[0] for o in make_session(post).run(list(io_.outputs), {"loc": loc, "conf": conf}))
-    problems, differ = postprocess_problems(got, loc[0], conf[0], anchors, params)
-    report.probe_detections = len(got[2])
-    if problems or differ:
-        raise ModelError("export parity check failed (post-processing on probe heads): "
-                         + (problems[0] if problems else f"{differ} detections differ"))
+    heads = [probe_heads(anchors.shape[0], model.cfg.num_classes, seed=k)
+             for k in range(len(x) if batched else 1)]
+    loc, conf = (np.concatenate([h[j] for h in heads]) for j in (0, 1))
+    run = dict(zip(io_.outputs, make_session(post).run(list(io_.outputs), {"loc": loc, "conf": conf})))
+    for i, got in enumerate(per_image(run, io_.contract)):
+        problems, differ = postprocess_problems(got, loc[i], conf[i], anchors, params)
+        report.probe_detections += len(got[2])
+        if problems or differ:
+            raise ModelError(f"export parity check failed (post-processing on probe heads, "
+                             f"image {i}): " + (problems[0] if problems else
+                                                f"{differ} detections differ"))
     return report
+
+
+def per_image(outputs: dict, contract: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Zoo outputs by name -> (boxes, labels, scores) of each image (zoo-batch: the first
+    ``num_detections`` of each row; zoo: the one image)."""
+    if contract == "zoo":
+        return [(outputs["bboxes"][0], outputs["labels"][0], outputs["scores"][0])]
+    return [(outputs["bboxes"][i, :n], outputs["labels"][i, :n], outputs["scores"][i, :n])
+            for i, n in enumerate(outputs["num_detections"].astype(int))]

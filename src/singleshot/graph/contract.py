@@ -52,8 +52,9 @@ def value_dtype(vi: onnx.ValueInfoProto) -> str:
 
 
 def graph_io(model: onnx.ModelProto, name: str = "model") -> GraphIO:
-    """Tell the contract from the outputs: 3 outputs (boxes, int64 labels, scores) -> zoo,
-    2 rank-3 float outputs (loc [N,4,A], conf [N,C+1,A]) -> raw. ModelError otherwise."""
+    """Tell the contract from the outputs: 3 outputs (boxes, int64 labels, scores) -> zoo; those
+    and ``num_detections`` -> zoo-batch; 2 rank-3 float outputs (loc [N,4,A], conf [N,C+1,A]) ->
+    raw. ModelError otherwise."""
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1 or len(value_shape(inputs[0])) != 4:
@@ -62,6 +63,9 @@ def graph_io(model: onnx.ModelProto, name: str = "model") -> GraphIO:
     inp = inputs[0]
     outs = list(model.graph.output)
     names = [o.name for o in outs]
+    if len(outs) == 4 and set(names) == {"bboxes", "labels", "scores", "num_detections"}:
+        return GraphIO("zoo-batch", inp.name, value_shape(inp), value_dtype(inp),
+                       ("bboxes", "labels", "scores", "num_detections"))
     if len(outs) == 3:
         by_name = {o.name: o for o in outs}
         if {"bboxes", "labels", "scores"} <= by_name.keys():

@@ -73,7 +73,7 @@ def describe(path: str | os.PathLike) -> dict:
         info["spec"] = {"input_size": list(spec.input_size), "classes": spec.num_classes,
                         "anchors": spec.default_boxes.num_anchors,
                         "from_metadata": bool(info["metadata"].get("contract"))}
-        if io.contract == "zoo":
+        if io.contract in ("zoo", "zoo-batch"):
             nms = read_nms_params(model)
             info["nms"] = nms.__dict__ if nms else None
     except ModelError as err:

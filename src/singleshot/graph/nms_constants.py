@@ -54,11 +54,11 @@ def _topk_k_constants(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, int,
     producers = tensor_producers(model)
     topk = [n for n in model.graph.node if n.op_type == "TopK" and len(n.input) > 1]
     found, seen = [], set()
-    stack = [(None, -1, t.input[1]) for t in topk]
+    stack = [(t, 1, t.input[1]) for t in topk]  # K itself may be the constant
     while stack:
         consumer, idx, tensor = stack.pop()
         value = _const_value(model, tensor)
-        if value is not None and consumer is not None and value.size == 1:
+        if value is not None and value.size == 1:
             found.append((consumer, idx, value))
             continue
         prod = producers.get(tensor)

@@ -20,11 +20,16 @@ PREFIX = "post/"
 
 def append_zoo_postprocess(model: onnx.ModelProto, anchors_cxcywh: np.ndarray, num_classes: int,
                            params: NmsParams = NmsParams(), loc: str = "loc",
-                           conf: str = "conf") -> onnx.ModelProto:
+                           conf: str = "conf", batched: bool = False) -> onnx.ModelProto:
     """Turn a raw-head graph (``loc`` [1,4,A], ``conf`` [1,C+1,A]) into the zoo contract.
 
     Outputs replace the graph's: ``bboxes`` float32 [1,nbox,4] (xyxy normalised, unclipped),
     ``labels`` int64 [1,nbox] (1..C), ``scores`` float32 [1,nbox], nbox <= params.max_det.
+
+    ``batched`` (opset >= 12): the batched zoo contract for ``loc`` [N,4,A], ``conf`` [N,C+1,A]:
+    ``bboxes`` [N,K,4], ``labels`` [N,K], ``scores`` [N,K] with K = ``params.max_det``, padded
+    with zeros past ``num_detections`` int64 [N]; each image's detections are the ones the
+    batch-1 graph gives it, in the same order.
     """
     g = model.graph
     a = anchors_cxcywh.shape[0]
@@ -72,6 +77,8 @@ def append_zoo_postprocess(model: onnx.ModelProto, anchors_cxcywh: np.ndarray, n
         const("iou_threshold", np.asarray([params.iou_threshold], dtype=np.float32)),
         const("score_threshold", np.asarray([params.score_threshold], dtype=np.float32)),
     ], "nms")  # [K, 3] = (batch, class, box)
+    if batched:
+        return _batched_tail(model, node, const, boxes, fg, sel, a, params)
     (cls,) = node("Gather", [sel, const("i1", i64(1))], "cls", axis=1)  # [K]
     (bidx,) = node("Gather", [sel, const("i2", i64(2))], "bidx", axis=1)  # [K]
     (boxes2d,) = node("Reshape", [boxes, const("shape_a4", i64([-1, 4]))], "boxes2d")  # [A, 4]
@@ -121,3 +128,59 @@ def postprocess_model(anchors_cxcywh: np.ndarray, num_classes: int,
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = min(model.ir_version, 8)
     return append_zoo_postprocess(model, anchors_cxcywh, num_classes, params)
+
+
+def _batched_tail(model, node, const, boxes, fg, sel, a, params) -> onnx.ModelProto:
+    """Per-image top-K of the NMS selection without a loop: the selected scores are scattered into
+    a zero [N, C*A] map (unselected entries score 0, below any selected one), TopK takes each
+    row's best K, and positions past an image's selections are padded with zeros."""
+    g = model.graph
+    i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    (b,) = node("Gather", [sel, const("b_i0", i64(0))], "b_img", axis=1)  # [S]
+    (cls,) = node("Gather", [sel, const("b_i1", i64(1))], "b_cls", axis=1)  # [S]
+    (bidx,) = node("Gather", [sel, const("b_i2", i64(2))], "b_box", axis=1)  # [S]
+    (sel_scores,) = node("GatherND", [fg, sel], "b_sel_scores")  # [S]
+    (lin,) = node("Mul", [cls, const("b_num_anchors", i64(a))], "b_cls_off")
+    (lin,) = node("Add", [lin, bidx], "b_lin")  # [S] index into C*A
+    (b2,) = node("Reshape", [b, const("b_col", i64([-1, 1]))], "b_img_col")
+    (lin2,) = node("Reshape", [lin, const("b_col2", i64([-1, 1]))], "b_lin_col")
+    (idx,) = node("Concat", [b2, lin2], "b_idx", axis=1)  # [S, 2]
+    (shape,) = node("Shape", [fg], "b_fg_shape")  # [N, C, A]
+    (n,) = node("Slice", [shape, const("b_s0", i64([0])), const("b_s1", i64([1]))], "b_n")
+    (dense_shape,) = node("Concat", [n, const("b_ca", i64([-1]))], "b_dense_shape", axis=0)
+    (flat,) = node("Reshape", [fg, dense_shape], "b_fg_flat")  # [N, C*A]
+    (zeros,) = node("Mul", [flat, const("b_zero", np.float32(0))], "b_zeros")
+    (dense,) = node("ScatterND", [zeros, idx, sel_scores], "b_dense")  # [N, C*A]
+    top_v, top_i = node("TopK", [dense, const("max_det", i64([params.max_det]))], "b_topk",
+                        n_out=2, axis=1)  # [N, K]
+    (cls_k,) = node("Div", [top_i, const("b_a", i64(a))], "b_top_cls")
+    (box_k,) = node("Mod", [top_i, const("b_a2", i64(a))], "b_top_box")
+    (box_k3,) = node("Unsqueeze", [box_k, const("b_ax2", i64([2]))], "b_top_box3") if opset >= 13 \
+        else node("Unsqueeze", [box_k], "b_top_box3", axes=[2])
+    (sel_boxes,) = node("GatherND", [boxes, box_k3], "b_top_boxes", batch_dims=1)  # [N, K, 4]
+    (valid,) = node("Greater", [top_v, const("b_zero2", np.float32(0))], "b_valid")  # [N, K]
+    (labels,) = node("Add", [cls_k, const("b_one", i64(1))], "b_labels")
+    (valid3,) = node("Unsqueeze", [valid, const("b_ax2b", i64([2]))], "b_valid3") if opset >= 13 \
+        else node("Unsqueeze", [valid], "b_valid3", axes=[2])
+    (count,) = node("Cast", [valid], "b_valid_i", to=TensorProto.INT64)
+    g.node.append(helper.make_node("Where", [valid3, sel_boxes, const("b_zb", np.float32(0))],
+                                   ["bboxes"], name=PREFIX + "bboxes"))
+    g.node.append(helper.make_node("Where", [valid, labels, const("b_zl", i64(0))], ["labels"],
+                                   name=PREFIX + "labels"))
+    g.node.append(helper.make_node("Identity", [top_v], ["scores"], name=PREFIX + "scores"))
+    if opset >= 13:
+        g.node.append(helper.make_node("ReduceSum", [count, const("b_ax1", i64([1]))],
+                                       ["num_detections"], keepdims=0,
+                                       name=PREFIX + "num_detections"))
+    else:
+        g.node.append(helper.make_node("ReduceSum", [count], ["num_detections"], axes=[1],
+                                       keepdims=0, name=PREFIX + "num_detections"))
+    del g.output[:]
+    g.output.extend([
+        helper.make_tensor_value_info("bboxes", TensorProto.FLOAT, ["batch", params.max_det, 4]),
+        helper.make_tensor_value_info("labels", TensorProto.INT64, ["batch", params.max_det]),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", params.max_det]),
+        helper.make_tensor_value_info("num_detections", TensorProto.INT64, ["batch"]),
+    ])
+    return model

@@ -115,8 +115,11 @@ class ImageFolderReader:
     def set_range(self, start_index: int, end_index: int) -> None:
         self.start, self.end, self.pos = start_index, end_index, start_index
 
+    batch = 1  # a fixed-batch graph takes each image repeated to its batch
+
     def tensor(self, i: int) -> np.ndarray:
-        return preprocess(load_image(self.paths[i], exif=False), self.spec)
+        x = preprocess(load_image(self.paths[i], exif=False), self.spec)
+        return np.repeat(x, self.batch, axis=0) if self.batch > 1 else x
 
     def get_next(self) -> dict | None:
         if self.pos >= min(self.end, len(self.paths)):
@@ -206,6 +209,8 @@ def quantize_model(model_path: str | os.PathLike, out: str | os.PathLike,
         raise ModelError(f"{model_path}: already quantized ({quantization_info(model)['format']}); "
                          "quantize the float32 model")
     reader = ImageFolderReader(calib_dir, spec, io.input, recipe.num_images)
+    if isinstance(io.input_shape[0], int) and io.input_shape[0] > 1:
+        reader.batch = io.input_shape[0]
     for msg in reader.skipped:
         progress.note(f"skipped unreadable calibration image {msg}")
     if len(reader) < recipe.num_images:

@@ -92,15 +92,16 @@ class Detector:
         if proto is not None:
             self.io = graph_io(proto, self.name)
             self.spec: ModelSpec = read_spec(proto, self.io)
-        self.graph_params = read_nms_params(proto) if self.io.contract == "zoo" else None
+        zoo = self.io.contract in ("zoo", "zoo-batch")
+        self.graph_params = read_nms_params(proto) if zoo else None
         self.params = merge_options(self.graph_params or NmsParams(), conf, iou, max_det)
         mode = "raw"
-        if self.io.contract == "zoo" and self.graph_params is None:
+        if zoo and self.graph_params is None:
             if (conf, iou, max_det) != (None, None, None):
                 raise ModelError(f"{self.name}: cannot find the NMS node to apply conf/iou/max-det")
             mode = "fixed"
             self.params = NmsParams(float("-inf"), 0.0, 1 << 30, 1 << 30)  # whatever it gives
-        elif self.io.contract == "zoo":
+        elif zoo:
             try:  # thresholds and caps become inputs: one session serves every call's options
                 proto = expose_nms_inputs(proto, self.spec.num_classes)
                 mode = "graph"
@@ -145,8 +146,53 @@ class Detector:
         with this detector's thresholds (or ``params``, ``classes``: 0-based class indices to
         keep): backend, then post-processing. Other options never rebuild a session."""
         params = params or self.params
+        if self.batch_size and len(tensor) < self.batch_size:  # a fixed batch: pad it
+            tensor = np.concatenate([tensor] + [tensor[-1:]] * (self.batch_size - len(tensor)))
         outputs = self.backend.run(tensor, self.postprocessor.feeds(params, classes))
         return self.postprocessor(outputs, params, classes)
+
+    @property
+    def batch_size(self) -> int | None:
+        """Images the graph takes per call: an int for a fixed batch (1 for the zoo's files),
+        None for a dynamic one (raw-head exports, ``export --batch dynamic``)."""
+        n = self.io.input_shape[0]
+        return n if isinstance(n, int) and n > 0 else None
+
+    def detect_batch(self, images_rgb: list[np.ndarray], *, clip: bool = True,
+                     paths: list[str | None] | None = None, **options) -> list[Detections]:
+        """RGB uint8 arrays [H, W, 3] -> their Detections, in one backend call (a fixed-batch
+        graph gets its batch, padded with the last image). Each image gets its batch-1 result.
+        UsageError when the graph takes one image at a time (no sequential calls dressed as a
+        batch: call the detector once per image)."""
+        n = len(images_rgb)
+        if n == 0:
+            return []
+        if self.batch_size == 1 and n > 1:
+            raise UsageError(f"{self.name} takes batch 1 (its input is "
+                             f"{list(self.io.input_shape)}); export it with a batch "
+                             "(singleshot export --batch dynamic) or run images one by one")
+        if self.batch_size is not None and n > self.batch_size:
+            raise UsageError(f"{self.name} takes batches of {self.batch_size}, got {n} images")
+        params, classes = self.options(**options)
+        t0 = time.perf_counter()
+        xs = [self.preprocess(im) for im in images_rgb]
+        pad = (self.batch_size or n) - n
+        x = np.concatenate(xs + [xs[-1]] * pad)
+        t1 = time.perf_counter()
+        outputs = self.backend.run(x, self.postprocessor.feeds(params, classes))
+        t2 = time.perf_counter()
+        results = self.postprocessor.split(outputs, params, classes, limit=n)
+        t3 = time.perf_counter()
+        per = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
+               "postprocess": (t3 - t2) * 1e3 / n}
+        dets = []
+        for k, (im, (boxes, labels, scores)) in enumerate(zip(images_rgb, results)):
+            h, w = im.shape[:2]
+            d = Detections.from_normalized(boxes, labels, scores, self.spec, w, h, clip=clip,
+                                           path=paths[k] if paths else None)
+            d.timings = dict(per)  # the batch's time shared out
+            dets.append(d)
+        return dets
 
     def detect_array(self, image_rgb: np.ndarray, *, clip: bool = True,
                      path: str | None = None, **options) -> Detections:
@@ -186,20 +232,31 @@ class Detector:
 
         options = {"conf": conf, "iou": iou, "max_det": max_det, "classes": classes}
         if isinstance(image, (list, tuple)):
-            return [self(im, clip=clip, **options) for im in image]
+            if self.batch_size == 1 or not image:  # one image per call
+                return [self(im, clip=clip, **options) for im in image]
+            rgbs = [self._decode(im) for im in image]
+            size = self.batch_size or len(rgbs)
+            return [d for k in range(0, len(rgbs), size)
+                    for d in self.detect_batch(rgbs[k:k + size], clip=clip, **options)]
         if isinstance(image, (np.ndarray, Image.Image)):
-            if isinstance(image, Image.Image) and self.exif:
-                from PIL import ImageOps
-
-                image = ImageOps.exif_transpose(image)
-            return self.detect_array(as_rgb(image), clip=clip, **options)
+            return self.detect_array(self._decode(image), clip=clip, **options)
         t0 = time.perf_counter()
-        rgb = load_image(image, exif=self.exif)
+        rgb = self._decode(image)
         decode_ms = (time.perf_counter() - t0) * 1e3
         det = self.detect_array(rgb, clip=clip,
                                 path=None if isinstance(image, bytes) else str(image), **options)
         det.timings = {"decode": decode_ms, **det.timings}
         return det
+
+    def _decode(self, image) -> np.ndarray:
+        """Any accepted image -> RGB uint8 [H, W, 3] (EXIF orientation applied when ``exif``)."""
+        from PIL import Image, ImageOps
+
+        if isinstance(image, Image.Image):
+            return as_rgb(ImageOps.exif_transpose(image) if self.exif else image)
+        if isinstance(image, np.ndarray):
+            return as_rgb(image)
+        return load_image(image, exif=self.exif)
 
 
 def merge_options(base: NmsParams, conf: float | None = None, iou: float | None = None,

@@ -45,10 +45,17 @@ class Postprocessor:
 
     def __call__(self, outputs: list[np.ndarray], params: NmsParams | None = None,
                  classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The graph's outputs (zoo: bboxes [1,K,4], labels [1,K], scores [1,K]; raw: loc
-        [N,4,A], conf [N,C+1,A]) -> boxes [K, 4] xyxy normalised (unclipped), labels [K] 1..C,
-        scores [K] descending, of the first image. ``params``/``classes``: this call's options
-        (None: the detector's)."""
+        """The first image's result of :meth:`split`."""
+        return self.split(outputs, params, classes, limit=1)[0]
+
+    def split(self, outputs: list[np.ndarray], params: NmsParams | None = None,
+              classes: np.ndarray | None = None, limit: int | None = None,
+              ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The graph's outputs (zoo: bboxes [1,K,4], labels [1,K], scores [1,K]; zoo-batch: the
+        same [N,K...] padded, and num_detections [N]; raw: loc [N,4,A], conf [N,C+1,A]) -> per
+        image (the first ``limit``): boxes [K, 4] xyxy normalised (unclipped), labels [K] 1..C,
+        scores [K] descending. ``params``/``classes``: this call's options (None: the
+        detector's)."""
         params = params or self.params
         if self.mode == "raw":
             loc, conf = outputs
@@ -56,15 +63,22 @@ class Postprocessor:
                 raise ModelError(
                     f"{self.name}: graph predicts {loc.shape[-1]} boxes and {conf.shape[1]} classes "
                     f"but its metadata says {self.anchors.shape[0]} and {self.spec.num_classes} + 1")
-            outputs = self.session.run(None, {"loc": loc[:1], "conf": conf[:1],
-                                              **nms_feeds(params, self.spec.num_classes, classes)})
+            feeds = nms_feeds(params, self.spec.num_classes, classes)
+            return [tuple(o[0] for o in self.session.run(
+                        None, {"loc": loc[i:i + 1], "conf": conf[i:i + 1], **feeds}))
+                    for i in range(len(loc) if limit is None else min(limit, len(loc)))]
+        if len(outputs) == 4:  # zoo-batch: rows padded past num_detections
+            boxes, labels, scores, count = outputs
+            n = len(boxes) if limit is None else min(limit, len(boxes))
+            return [(boxes[i, :k], labels[i, :k], scores[i, :k])
+                    for i, k in zip(range(n), count.astype(int))]
         boxes, labels, scores = (o[0] for o in outputs)  # drop the batch dim
         if self.mode == "fixed":
             self.check_fixed(params, classes)
             keep = scores > params.score_threshold
             n = params.max_det
             boxes, labels, scores = boxes[keep][:n], labels[keep][:n], scores[keep][:n]
-        return boxes, labels, scores
+        return [(boxes, labels, scores)]
 
     def check_fixed(self, params: NmsParams, classes) -> None:
         """UsageError for options a graph with computed thresholds cannot honour."""

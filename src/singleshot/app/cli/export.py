@@ -23,6 +23,7 @@ def export(
     input_size: Annotated[Optional[str], typer.Option(help="Model config when the checkpoint does not say: 1200 or 300.")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="Text file with one class name per line.")] = None,
     check: Annotated[bool, typer.Option(help="Run the parity check against torch.")] = True,
+    batch: Annotated[Optional[str], typer.Option(help="The batched zoo contract: 'dynamic' or a fixed N (opset >= 12): outputs padded to the detection cap, with num_detections.")] = None,
 ) -> None:
     """Export a checkpoint to ONNX in the zoo contract (or raw heads with --raw)."""
     _require_extra("torch", "torch", "export")
@@ -41,9 +42,14 @@ def export(
         if not classes.is_file():
             raise UsageError(f"{classes}: no such file")
         names = tuple(n.strip() for n in classes.read_text().splitlines() if n.strip())
+    if batch is not None and raw:
+        raise UsageError("--raw graphs always take a dynamic batch; --batch is for the zoo contract")
     report = export_onnx(model, output, opset=opset, raw=raw, check=check, class_names=names,
+                         batch=batch,
                          category_ids=ckpt.category_ids)
-    print(f"{checkpoint} ({ckpt.kind}) -> {output}: {'raw heads' if raw else 'zoo contract'}, "
+    kind = "raw heads" if raw else ("zoo contract" if batch is None else
+                                    f"batched zoo contract (batch {batch})")
+    print(f"{checkpoint} ({ckpt.kind}) -> {output}: {kind}, "
           f"opset {opset}, input {cfg.input_size}x{cfg.input_size}, {cfg.num_classes} classes, "
           f"{cfg.default_boxes().num_anchors} default boxes")
     if report is not None:
