@@ -203,6 +203,13 @@ def test_batched_file_runs_in_every_command(tmp_path, tiny_model):
     write_dataset(data, 3, seed=4, workers=1)
     res = run("detect", data / "images", "--model", model, "--json")
     assert res.exit_code == 0 and len(json.loads(res.stdout)["images"]) == 3
+    batched = run("detect", data / "images", "--model", model, "--json", "--batch", "2")
+    assert batched.exit_code == 0, batched.output
+    for a, b in zip(json.loads(res.stdout)["images"], json.loads(batched.stdout)["images"]):
+        assert [d["category_id"] for d in a["detections"]] == \
+            [d["category_id"] for d in b["detections"]]
+        np.testing.assert_allclose([d["score"] for d in a["detections"]],
+                                   [d["score"] for d in b["detections"]], atol=2e-5)
     from singleshot.core.labels import COCO_CATEGORY_IDS, COCO_NAMES
 
     ann = json.loads((data / "annotations.json").read_text())  # ids 1..6 are COCO ids too
@@ -211,6 +218,17 @@ def test_batched_file_runs_in_every_command(tmp_path, tiny_model):
     res = run("eval", "-m", model, "--images", data / "images", "--annotations",
               data / "coco.json", "--json", "-o", tmp_path / "ev")
     assert res.exit_code == 0 and 0 <= json.loads(res.stdout)["AP"] <= 1, res.output
+    res2 = run("eval", "-m", model, "--images", data / "images", "--annotations",
+               data / "coco.json", "--json", "-o", tmp_path / "ev2", "--batch", "2")
+    assert res2.exit_code == 0 and json.loads(res2.stdout)["AP"] == pytest.approx(
+        json.loads(res.stdout)["AP"], abs=1e-4)
+    one = tmp_path / "one.onnx"
+    export_onnx(tiny_model, one, opset=13, check=False)
+    for cmd in (["detect", data / "images", "--model", one],
+                ["eval", "--images", data / "images", "--annotations", data / "coco.json", "-m", one,
+                 "-o", tmp_path / "ev3"]):
+        res = run(*cmd, "--batch", "2")  # a batch-1 graph: refused, naming its batch
+        assert res.exit_code == 2 and "takes batch 1" in res.stderr, res.output
     res = run("bench", model, "--backend", "onnxruntime", "--iterations", "1", "--warmup", "0",
               "--no-throughput", "--json")
     assert res.exit_code == 0, res.output

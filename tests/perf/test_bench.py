@@ -88,3 +88,25 @@ def test_generated_bench_image_is_a_photo_like_jpeg():
 
     img = Image.open(io.BytesIO(sample_image()))
     assert img.format == "JPEG" and img.size == (640, 480)
+
+
+def test_bench_batch_sizes(tiny_model, tmp_path):
+    """--batch 1,2,4: images/s per batch size side by side (one backend call per batch); a
+    batch-1 graph asked for more is refused before any timing, naming its real batch."""
+    from singleshot.export.exporter import export_onnx
+
+    model = tmp_path / "batched.onnx"
+    export_onnx(tiny_model, model, opset=13, batch="dynamic", check=False)
+    doc = _bench(str(model), "--backend", "onnxruntime", "--iterations", "2", "--warmup", "1",
+                 "--no-throughput", "--batch", "1,2,4", "--json")
+    rows = doc["batches"]
+    assert [r["batch"] for r in rows] == [1, 2, 4]
+    for r in rows:
+        assert r["images_per_s"] > 0 and r["batch_ms"]["p50"] > 0 and r["backend"] == "onnxruntime"
+    assert "results" in doc and len(doc["results"]) == 1
+    res = CliRunner().invoke(app, ["bench", str(model), "demo", "--batch", "1,4"])
+    assert res.exit_code == 2 and "demo takes batch 1" in res.stderr and "p50" not in res.output
+    res = CliRunner().invoke(app, ["bench", "demo", "--batch", "four"])
+    assert res.exit_code == 2 and "--batch" in res.stderr
+    assert "batches" not in _bench("demo", "--backend", "onnxruntime", "--iterations", "1",
+                                   "--no-throughput", "--json")

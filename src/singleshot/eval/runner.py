@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.spec import ModelSpec
 from ..errors import ImageError, UsageError
-from ..progress import SILENT, Progress, track
+from ..progress import SILENT, Progress
 from .annotations import CocoAnnotations
 from .store import RunStore, run_manifest
 
@@ -78,30 +78,45 @@ class DetectionRun:
 def detect_images(detector, images: list[dict], load: Callable[[dict], np.ndarray],
                   categories: np.ndarray, *, clip: bool = False, done: dict[int, dict] | None = None,
                   add: Callable[[dict], None] = lambda entry: None, name: str = "detect",
-                  progress: Progress = SILENT) -> DetectionRun:
+                  progress: Progress = SILENT, batch: int = 1) -> DetectionRun:
     """Run ``detector`` on every image record of ``images`` not in ``done`` (entries by image id
     from an earlier pass); each new entry ``{"image_id", "file_name", "error", "results"[,
-    "note"]}`` goes to ``add``. Returns the run over all of ``images``."""
+    "note"]}`` goes to ``add``. ``batch``: images per backend call (a graph that takes
+    batches). Returns the run over all of ``images``."""
     done = dict(done or {})
     run = DetectionRun(name, resumed=sum(1 for im in images if im["id"] in done))
     todo = [im for im in images if im["id"] not in done]
     t0, infer_ms = time.perf_counter(), []
-    for im in track(todo, progress, name, unit="img"):
-        entry: dict = {"image_id": im["id"], "file_name": im["file_name"], "error": None,
-                       "results": []}
-        try:
-            rgb = load(im)
-            det = detector.detect_array(rgb, clip=clip)
-            det.category_ids = categories[det.labels - 1]
-            entry["results"] = det.to_coco(im["id"])
-            infer_ms.append(det.timings["inference"])
-            h, w = rgb.shape[:2]
-            if (im.get("width"), im.get("height")) not in ((w, h), (None, None)):
-                entry["note"] = f"image is {w}x{h}, annotations say {im['width']}x{im['height']}"
-        except ImageError as err:
-            entry["error"] = str(err)
-        add(entry)
-        done[im["id"]] = entry
+    chunks = [todo[k:k + batch] for k in range(0, len(todo), max(1, batch))]
+    progress.start(name, len(todo), unit="img")
+    try:
+        for chunk in chunks:
+            entries, decoded = [], []
+            for im in chunk:
+                entry: dict = {"image_id": im["id"], "file_name": im["file_name"],
+                               "error": None, "results": []}
+                try:
+                    decoded.append((im, entry, load(im)))
+                except ImageError as err:
+                    entry["error"] = str(err)
+                entries.append(entry)
+            rgbs = [rgb for _, _, rgb in decoded]
+            dets = detector.detect_batch(rgbs, clip=clip) if batch > 1 else \
+                [detector.detect_array(rgb, clip=clip) for rgb in rgbs]
+            for (im, entry, rgb), det in zip(decoded, dets):
+                det.category_ids = categories[det.labels - 1]
+                entry["results"] = det.to_coco(im["id"])
+                infer_ms.append(det.timings["inference"])
+                h, w = rgb.shape[:2]
+                if (im.get("width"), im.get("height")) not in ((w, h), (None, None)):
+                    entry["note"] = (f"image is {w}x{h}, annotations say "
+                                     f"{im['width']}x{im['height']}")
+            for entry in entries:
+                add(entry)
+                done[entry["image_id"]] = entry
+                progress.advance()
+    finally:
+        progress.done()
     if todo:
         run.images_per_s = len(todo) / (time.perf_counter() - t0)
     if infer_ms:
@@ -127,7 +142,7 @@ def folder_loader(images_dir: str | os.PathLike) -> Callable[[dict], np.ndarray]
 
 def run_detection(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, out_dir: Path, *,
                   name: str, clip: bool = False, mlperf: bool = False, limit: int | None = None,
-                  progress: Progress = SILENT) -> DetectionRun:
+                  progress: Progress = SILENT, batch: int = 1) -> DetectionRun:
     """Detect on every selected image of a folder, appending one JSON line per image to
     ``out_dir/detections.jsonl`` as it goes, so an interrupted run resumes where it stopped
     (with the same model file and settings only: see :class:`RunStore`)."""
@@ -139,6 +154,6 @@ def run_detection(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, 
     with store.appender() as add:
         run = detect_images(detector, select_images(gt, mlperf=mlperf, limit=limit),
                             folder_loader(images_dir), categories, clip=clip, done=done, add=add,
-                            name=name, progress=progress)
+                            name=name, progress=progress, batch=batch)
     run.out_dir = Path(out_dir)
     return run

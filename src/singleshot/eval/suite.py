@@ -59,13 +59,16 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
                   images: Path | None, out: Path | None, *, clip: bool = False,
                   mlperf: bool = False, fast: bool = False, limit: int | None = None,
                   threads: int | None = None, detector_options: dict | None = None,
-                  overwrite: bool = False, progress: Progress = SILENT) -> EvalResult:
+                  overwrite: bool = False, progress: Progress = SILENT,
+                  batch: int = 1) -> EvalResult:
     """Evaluate models (run over ``images``) and results files against ``annotations``, side by
     side. Writes per-model folders and summary.md / summary.json into ``out`` (default
     runs/eval/<timestamp>). ``detector_options``: backend, precision, preprocess, thresholds
     (see :class:`~singleshot.runtime.detector.Detector`). A run resumes only what the same model
     file and settings left in ``out``; ``overwrite`` first moves what is there to
-    ``out/previous-N/``."""
+    ``out/previous-N/``. ``batch``: images per backend call (graphs that take batches)."""
+    if batch < 1:
+        raise UsageError("{opt:batch} must be at least 1")
     if models and images is None:
         raise UsageError("{opt:images} is required to run a model")
     if images is not None and not Path(images).is_dir():
@@ -83,7 +86,7 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
     try:
         return _evaluate_into(out, gt, models, result_files, annotations, images, clip=clip,
                               mlperf=mlperf, fast=fast, limit=limit, threads=threads,
-                              progress=progress, detector_options=detector_options)
+                              progress=progress, detector_options=detector_options, batch=batch)
     except BaseException:
         if not existed and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a run that failed before any work leaves no empty folder behind
@@ -91,7 +94,8 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
 
 
 def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotations, images, *,
-                   clip, mlperf, fast, limit, threads, progress, detector_options) -> EvalResult:
+                   clip, mlperf, fast, limit, threads, progress, detector_options,
+                   batch=1) -> EvalResult:
     from ..runtime.detector import Detector
 
     result = EvalResult([], "", out)
@@ -99,13 +103,16 @@ def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotat
     detectors = {}
     for m in models:  # every model loads and every earlier run matches before any work
         name = _unique(Path(m).stem if m.endswith(".onnx") else m, taken)
-        detectors[name] = Detector(m, threads=threads, exif=False, **(detector_options or {}))
+        detectors[name] = det = Detector(m, threads=threads, exif=False, **(detector_options or {}))
+        if det.batch_size is not None and batch > det.batch_size:
+            raise UsageError(f"{m} takes batch {det.batch_size} (its input is "
+                             f"{list(det.io.input_shape)}), not {batch}")
         RunStore(out / name).check(run_manifest(
             detectors[name], name=name, annotations=str(Path(gt.path).resolve()),
             images=str(Path(images).resolve()), clip=clip, mlperf=mlperf))
     for name, detector in detectors.items():
         run = run_detection(detector, gt, images, out / name, name=name, clip=clip, mlperf=mlperf,
-                            limit=limit, progress=progress)
+                            limit=limit, progress=progress, batch=batch)
         result.failures[name] = run.failures
         if run.resumed:
             progress.note(f"{name}: resumed, {run.resumed} image(s) already done in {out / name}")

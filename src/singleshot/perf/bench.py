@@ -152,10 +152,16 @@ def int8_notes(rows: list[dict], cpu: dict) -> list[str]:
     return notes
 
 
-def bench_document(rows: list[dict], cpu: dict, notes: list[str]) -> dict:
+def bench_document(rows: list[dict], cpu: dict, notes: list[str],
+                   batches: list[dict] | None = None) -> dict:
     """The ``bench --json`` document: ``{"cpu": {"model", "int8", "bf16", "cores",
-    "openvino_capabilities"}, "results": [row, ...], "notes": [str, ...]}``."""
-    return {"cpu": cpu, "results": rows, "notes": notes}
+    "openvino_capabilities"}, "results": [row, ...], "notes": [str, ...]}``, and with
+    ``--batch``, ``"batches": [{"model", "backend", "precision", "batch", "batch_ms": {"p50",
+    "p90", "p99"}, "images_per_s"}, ...]``."""
+    doc = {"cpu": cpu, "results": rows, "notes": notes}
+    if batches is not None:
+        doc["batches"] = batches
+    return doc
 
 
 def bench_report(rows: list[dict], cpu: dict, notes: list[str]) -> str:
@@ -164,6 +170,78 @@ def bench_report(rows: list[dict], cpu: dict, notes: list[str]) -> str:
 
     return f"{describe(cpu)}\n\n{markdown(rows)}" + "".join(f"\nnote: {n}" for n in notes) \
         + ("\n" if notes else "")
+
+
+def parse_batches(text: str) -> list[int]:
+    """``--batch 1,4,8`` -> [1, 4, 8]."""
+    try:
+        sizes = [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"{{opt:batch}} must be batch sizes like 1,4,8, got {text!r}")
+    return sorted(dict.fromkeys(sizes))
+
+
+def check_batches(models: list[str], sizes: list[int]) -> None:
+    """Before any timing: UsageError naming the real batch of a model that cannot take the
+    largest of ``sizes`` (checkpoints run batch 1)."""
+    from ..graph.contract import graph_io, load_model
+    from ..runtime.backends import is_checkpoint
+    from ..runtime.detector import resolve_model_path
+
+    for m in models:
+        if is_checkpoint(m):
+            real, shape = 1, "a checkpoint"
+        else:
+            io_ = graph_io(load_model(resolve_model_path(m)), str(m))
+            n = io_.input_shape[0]
+            real = n if isinstance(n, int) and n > 0 else None
+            shape = f"its input is {list(io_.input_shape)}"
+        if real is not None and max(sizes) > real:
+            raise UsageError(f"{Path(m).name} takes batch {real} ({shape}), not {max(sizes)}: "
+                             "export it with --batch dynamic (or that size) to bench batches")
+
+
+def bench_batches(model: str, backend: str, inputs: list[tuple[str, bytes]], opts: BenchOptions,
+                  sizes: list[int], progress: Progress | None = None) -> list[dict]:
+    """Images/s of ``model`` on ``backend`` per batch size, end to end (decode, preprocess, one
+    backend call per batch, post-processing), ``opts.iterations`` batches after
+    ``opts.warmup``. A batch-1 graph asked for more is a UsageError naming its real batch: no
+    sequential calls dressed as a batch."""
+    progress = resolve(progress)
+    check_batches([model], sizes)
+    det = make_detector(model, backend, opts)
+    rows = []
+    for b in sizes:
+        def batch(k: int) -> list:
+            return [load_image(inputs[(k * b + j) % len(inputs)][1], exif=False) for j in range(b)]
+
+        for k in range(opts.warmup):
+            det.detect_batch(batch(k))
+        ms = []
+        for k in range(opts.iterations):
+            t0 = time.perf_counter()
+            det.detect_batch(batch(k))
+            ms.append((time.perf_counter() - t0) * 1e3)
+        row = {"model": model, "backend": det.backend.name, "precision": det.backend.precision,
+               "batch": b, "batch_ms": percentiles(ms),
+               "images_per_s": b * len(ms) / (sum(ms) / 1e3)}
+        progress.log(f"{Path(model).name} on {row['backend']} batch {b}: "
+                     f"{row['images_per_s']:.2f} img/s")
+        rows.append(row)
+    return rows
+
+
+def batch_markdown(rows: list[dict]) -> str:
+    """Images/s per batch size, side by side, with the speed-up over batch 1 of the same pair."""
+    base = {(r["model"], r["backend"]): r["images_per_s"] for r in rows if r["batch"] == 1}
+    cells = [[Path(r["model"]).name, r["backend"], r["precision"], r["batch"],
+              f"{r['batch_ms']['p50']:.1f}", f"{r['images_per_s']:.2f}",
+              f"{r['images_per_s'] / base[(r['model'], r['backend'])]:.2f}x"
+              if (r["model"], r["backend"]) in base else "-"] for r in rows]
+    return markdown_table(["model", "backend", "precision", "batch", "p50 ms per batch",
+                           "images/s", "vs batch 1"], cells)
 
 
 def detect_all(det, items: list[bytes]):

@@ -87,17 +87,21 @@ class AnnotatedWriter:
 
 def detect_paths(detector, paths: Iterable[str], load: Callable[[str], np.ndarray], *,
                  report: DetectionReport | None = None, annotate_into: Path | None = None,
-                 streams: int | None = None, **options) -> Iterator[ImageResult]:
+                 streams: int | None = None, batch: int = 1,
+                 **options) -> Iterator[ImageResult]:
     """Run ``detector`` over ``paths`` (``load``: path -> RGB uint8, raising ImageError) through
     the overlapped pipeline; yield each :class:`ImageResult` in input order as it finishes and
     append it to ``report``. ``annotate_into``: also write annotated images there. ``options``:
-    conf, iou, max_det, classes for these calls. An error other than a bad input (ImageError)
-    propagates."""
+    conf, iou, max_det, classes for these calls. ``batch`` > 1: that many images per backend
+    call (the graph must take batches; decoding then does not overlap inference). An error other
+    than a bad input (ImageError) propagates."""
     writer = AnnotatedWriter(annotate_into) if annotate_into is not None else None
     t0 = time.perf_counter()
+    results = (detect_pipelined(detector, paths, load, path_of=str, streams=streams,
+                                options=options) if batch <= 1 else
+               _batched(detector, paths, load, batch, options))
     try:
-        for path, d, rgb in detect_pipelined(detector, paths, load, path_of=str, streams=streams,
-                                             options=options):
+        for path, d, rgb in results:
             if isinstance(d, ImageError):
                 result = ImageResult(str(path), error=str(d))
             elif isinstance(d, Exception):
@@ -112,3 +116,24 @@ def detect_paths(detector, paths: Iterable[str], load: Callable[[str], np.ndarra
     finally:
         if report is not None:
             report.seconds += time.perf_counter() - t0
+
+
+def _batched(detector, paths: Iterable[str], load, batch: int, options: dict):
+    """(path, Detections or ImageError, image) in input order, ``batch`` images per call."""
+    if detector.batch_size is not None and batch > detector.batch_size:
+        from ..errors import UsageError
+
+        raise UsageError(f"{detector.name} takes batch {detector.batch_size} (its input is "
+                         f"{list(detector.io.input_shape)}), not {batch}")
+    paths = list(paths)
+    for k in range(0, len(paths), batch):
+        chunk, images = paths[k:k + batch], {}
+        for p in chunk:
+            try:
+                images[p] = load(p)
+            except ImageError as err:
+                images[p] = err
+        ok = [p for p in chunk if not isinstance(images[p], Exception)]
+        dets = dict(zip(ok, detector.detect_batch([images[p] for p in ok], paths=ok, **options)))
+        for p in chunk:
+            yield (p, images[p], None) if p not in dets else (p, dets[p], images[p])

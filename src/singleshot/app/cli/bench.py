@@ -33,19 +33,24 @@ def bench(
     target_qps: Annotated[Optional[float], typer.Option(help="LoadGen server scenario: queries per second.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write results.json, results.md, plot.png (and LoadGen logs) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    batch: Annotated[Optional[str], typer.Option(help="Also time these batch sizes, e.g. 1,4,8 (images/s side by side; needs a graph that takes batches).")] = None,
 ) -> None:
     """End-to-end speed (encoded image -> detections) of every model x backend, side by side:
     per-stage times, latency p50/p90/p99, throughput; optionally an MLPerf LoadGen scenario."""
     from ...perf.bench import (
         SCENARIOS,
         BenchOptions,
+        batch_markdown,
+        bench_batches,
         bench_document,
         bench_pair,
         bench_report,
+        check_batches,
         int8_notes,
         load_inputs,
         loadgen_run,
         make_detector,
+        parse_batches,
         plot,
     )
     from ...perf.cpu import cpu_info
@@ -56,16 +61,21 @@ def bench(
         if scenario not in SCENARIOS:
             raise UsageError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
         _require_extra("mlperf_loadgen", "loadgen", "--scenario")
+    sizes = parse_batches(batch) if batch is not None else None
+    if sizes:
+        check_batches(models, sizes)
     if out is not None:
         ensure_dir(out)
     opts = BenchOptions(iterations=iterations, warmup=warmup, threads=threads, streams=streams,
                         precision=precision, preprocess=preprocess, throughput=throughput)
     inputs = load_inputs(images)
     backends = [b.strip() for b in backend.split(",") if b.strip()]
-    rows, failed = [], []
+    rows, failed, batch_rows = [], [], []
     for m in models:
         for b in backends:
             try:
+                if sizes:  # first: a graph that takes no batch stops here, before any timing
+                    batch_rows += bench_batches(m, b, inputs, opts, sizes)
                 row = bench_pair(m, b, inputs, opts)
                 if scenario:
                     det = make_detector(m, b, opts, throughput=scenario != "singlestream")
@@ -86,7 +96,9 @@ def bench(
     cpu = cpu_info()
     notes = int8_notes(rows, cpu)
     table = bench_report(rows, cpu, notes)
-    doc = bench_document(rows, cpu, notes)
+    if sizes:
+        table += "\nbatches (end to end, one backend call per batch):\n\n" + batch_markdown(batch_rows)
+    doc = bench_document(rows, cpu, notes, batch_rows if sizes else None)
     if out is not None:
         write_json_atomic(out / "results.json", doc)
         write_text_atomic(out / "results.md", table)

@@ -32,6 +32,7 @@ def detect(
     conf: Annotated[str, typer.Option(help="Score threshold for what is returned and drawn; 'model' for the model's own (zoo: 0.05).")] = str(CONF_FOR_PEOPLE),
     iou: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (model's own: 0.5).")] = None,
     max_det: Annotated[Optional[int], typer.Option(help="Detections per image (model's: 200).")] = None,
+    batch: Annotated[int, typer.Option(help="Images per backend call (the graph must take batches: export --batch dynamic).")] = 1,
     only_classes: Annotated[Optional[str], typer.Option("--only-classes", help="Keep only these classes: comma-separated category ids or names (as if the others scored zero before the per-image cap).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write annotated images and detections.json here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
@@ -76,8 +77,13 @@ def detect(
     report = DetectionReport(det.name)
     bar = tqdm(total=len(paths), unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
                disable=len(paths) < 2 or not sys.stderr.isatty())
+    if batch < 1:
+        raise UsageError("--batch must be at least 1")
+    if batch > 1 and det.batch_size is not None and batch > det.batch_size:
+        raise UsageError(f"{det.name} takes batch {det.batch_size} (its input is "
+                         f"{list(det.io.input_shape)}), not {batch}: export it with --batch dynamic")
     for r in detect_paths(det, paths, load, report=report, annotate_into=out, streams=streams,
-                          classes=classes):
+                          batch=batch, classes=classes):
         bar.update(1)
         if r.error is not None:
             _err(r.error)

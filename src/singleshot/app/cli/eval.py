@@ -31,6 +31,7 @@ def eval_(
     backend: BackendOpt = "onnxruntime",
     precision: PrecisionOpt = "auto",
     preprocess: PreprocessOpt = "card",
+    batch: Annotated[int, typer.Option(help="Images per backend call (the graph must take batches: export --batch dynamic).")] = 1,
 ) -> None:
     """COCO box mAP (the 12 standard metrics and per-class AP) of models or results files."""
     from ...eval.report import per_class_table
@@ -48,7 +49,8 @@ def eval_(
         list(model or []), list(results or []), annotations, images, out, clip=clip, mlperf=mlperf,
         fast=fast, limit=limit, threads=threads,
         detector_options={"backend": backend, "precision": precision, "preprocess": preprocess},
-        overwrite=overwrite, progress=ConsoleProgress(enabled=not as_json or sys.stderr.isatty()))
+        overwrite=overwrite, progress=ConsoleProgress(enabled=not as_json or sys.stderr.isatty()),
+        batch=batch)
     rows, table, out = res.rows, res.table, res.out
     for failures in res.failures.values():
         for _, error in failures:
