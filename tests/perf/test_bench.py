@@ -38,7 +38,7 @@ def test_bench_json_schema(tmp_path):
     for f in ("results.json", "results.md", "plot.png"):
         assert (tmp_path / "b" / f).stat().st_size > 0
     # the CPU and what it offers, in the JSON and the table
-    from singleshot.perf.cpu import cpu_info
+    from singleshot.runtime.cpu import cpu_info
 
     assert doc["cpu"]["int8"] in ("avx2", "avx-vnni", "avx512-vnni", "amx", "none")
     assert doc["cpu"] == json.loads(json.dumps(cpu_info())) and isinstance(doc["cpu"]["bf16"], bool)

@@ -18,10 +18,52 @@ DEMO = str(bundled_path("demo.onnx"))
 DEMO_QDQ = str(bundled_path("demo-int8-qdq.onnx"))
 
 
-def test_auto_picks_openvino_where_installed():
-    assert resolve_backend("auto") == "openvino"  # CI installs every backend
+def test_auto_backend_rule_and_order():
+    """Where nothing is measured, auto is OpenVINO (CI installs every backend); the measured
+    pick takes the first candidate within 10% of the fastest, in today's order."""
+    from singleshot.runtime.autoselect import candidates, choose
+
+    assert resolve_backend("auto") == "openvino"
     with pytest.raises(UsageError, match="unknown backend"):
         resolve_backend("tensorflow")
+    assert candidates("auto", True, True) == [("openvino", "auto"), ("openvino", "fp32"),
+                                              ("onnxruntime", "fp32")]
+    assert candidates("auto", True, False) == [("openvino", "auto"), ("onnxruntime", "fp32")]
+    assert candidates("auto", False, True) == [("onnxruntime", "fp32")]
+    assert candidates("bf16", True, True) == [("openvino", "bf16")]
+    assert candidates("fp32", True, True) == [("openvino", "fp32"), ("onnxruntime", "fp32")]
+    assert choose([10.5, 20.0, 10.0]) == 0  # within 10%: the preferred one stays
+    assert choose([12.0, 20.0, 10.0]) == 2
+    assert choose([30.0, 9.0, 10.0]) == 1
+
+
+def test_auto_backend_is_measured_once_and_cached(tmp_path):
+    """backend="auto" times the candidates on the model, says what it picked and why, and
+    caches the pick per model file and CPU under $SINGLESHOT_HOME (the tests' own home)."""
+    import json
+
+    from singleshot.progress import Progress, set_default
+
+    class Notes(Progress):
+        def __init__(self):
+            self.lines = []
+
+        def note(self, message):
+            self.lines.append(message)
+
+    notes = Notes()
+    previous = set_default(notes)
+    try:
+        det = Detector(DEMO, backend="auto")
+        again = Detector(DEMO, backend="auto")
+    finally:
+        set_default(previous)
+    assert "measured" in notes.lines[0] and "ms per inference" in notes.lines[0]
+    assert "measured before" in notes.lines[1]
+    cache = json.loads((tmp_path / "home" / "auto-backend.json").read_text())
+    (entry,) = cache.values()
+    assert (det.backend.name, again.backend.name) == (entry["backend"],) * 2
+    assert len(entry["times_ms"]) >= 2 and all(t > 0 for t in entry["times_ms"])
 
 
 @pytest.mark.parametrize("model", [DEMO, DEMO_QDQ])

@@ -91,13 +91,25 @@ def make_detector(model: str, backend: str, opts: BenchOptions, *, throughput: b
     from ..runtime.detector import Detector
 
     pre = opts.preprocess or ("fast" if backend == "auto" else "card")
-    name = resolve_backend(backend)
+    precision = opts.precision
+    if backend == "auto":  # measured on this model, once per CPU (runtime.autoselect)
+        from ..runtime.autoselect import auto_backend
+        from ..runtime.backends import normalize_precision
+        from ..runtime.detector import resolve_model_path
+
+        source = resolve_model_path(model)
+        name, precision = auto_backend(
+            source, lambda b, p: Detector(source, backend=b, precision=p, preprocess=pre,
+                                          threads=opts.threads, exif=False),
+            preprocess=pre, precision=normalize_precision(precision))
+    else:
+        name = resolve_backend(backend)
     streams, threads = 1, opts.threads
     if throughput:  # one stream per core by default; onnxruntime gets the cores split among them
         streams = opts.streams or max(2, os.cpu_count() or 2)
         if name != "openvino":
             threads = threads or max(1, (os.cpu_count() or 2) // streams)
-    return Detector(model, exif=False, backend=name, precision=opts.precision, threads=threads,
+    return Detector(model, exif=False, backend=name, precision=precision, threads=threads,
                     streams=streams, preprocess=pre)
 
 
@@ -134,8 +146,8 @@ def bench_pair(model: str, backend: str, inputs: list[tuple[str, bytes]], opts: 
 
 def int8_notes(rows: list[dict], cpu: dict) -> list[str]:
     """A note for each backend where an int8 model's inference is no faster than an fp32 one's
-    in the same run, saying why on this CPU (:func:`singleshot.perf.cpu.why_int8_is_slow`)."""
-    from .cpu import why_int8_is_slow
+    in the same run, saying why on this CPU (:func:`singleshot.runtime.cpu.why_int8_is_slow`)."""
+    from ..runtime.cpu import why_int8_is_slow
 
     notes = []
     for backend in dict.fromkeys(r["backend"] for r in rows):
@@ -166,7 +178,7 @@ def bench_document(rows: list[dict], cpu: dict, notes: list[str],
 
 def bench_report(rows: list[dict], cpu: dict, notes: list[str]) -> str:
     """The Markdown report: the CPU line, the table, a ``note:`` line per note."""
-    from .cpu import describe
+    from ..runtime.cpu import describe
 
     return f"{describe(cpu)}\n\n{markdown(rows)}" + "".join(f"\nnote: {n}" for n in notes) \
         + ("\n" if notes else "")

@@ -5,9 +5,9 @@ outputs (zoo: bboxes, labels, scores; raw: loc, conf), in that order. Post-proce
 graphs, thresholds and box scaling stay in :class:`~singleshot.runtime.detector.Detector`, so every
 backend gives the same detections for the same outputs.
 
-``resolve_backend("auto")`` picks OpenVINO (run with its default precision: bf16 on CPUs with
-AMX or AVX512-BF16, else f32) where it is installed, else onnxruntime - a rule, not a
-measurement; torch only on request (it runs checkpoints, not ONNX files).
+``auto`` is chosen by measurement on the model (:mod:`singleshot.runtime.autoselect`);
+``resolve_backend("auto")`` is the rule used where nothing can be measured: OpenVINO where it is
+installed, else onnxruntime. torch only on request (it runs checkpoints, not ONNX files).
 """
 
 from __future__ import annotations

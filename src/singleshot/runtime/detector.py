@@ -26,12 +26,14 @@ from ..graph.contract import GraphIO, graph_io, load_model, read_spec
 from ..graph.nms_constants import expose_nms_inputs, read_nms_params, rewrite_nms_params
 from ..graph.normalize import fold_normalization
 from ..io.images import as_rgb, load_image
+from .autoselect import auto_backend
 from .backends import (
     OpenVinoBackend,
     OrtBackend,
     TorchBackend,
     check_precision,
     is_checkpoint,
+    normalize_precision,
     resolve_backend,
 )
 from .postprocess import Postprocessor
@@ -69,6 +71,13 @@ class Detector:
                  preprocess: str = "card") -> None:
         if preprocess not in ("card", "fast"):
             raise UsageError(f"{{opt:preprocess}} must be card or fast, got {preprocess!r}")
+        if str(backend).lower() == "auto" and (isinstance(model, onnx.ModelProto)
+                                               or not is_checkpoint(model)):
+            source = model if isinstance(model, onnx.ModelProto) else resolve_model_path(model)
+            backend, precision = auto_backend(  # measured once per model file and CPU
+                source, lambda b, p: Detector(source, backend=b, precision=p, threads=threads,
+                                              preprocess=preprocess, exif=False),
+                precision=normalize_precision(precision), preprocess=preprocess)
         backend = resolve_backend(backend)
         precision = check_precision(backend, precision)
         self.exif, self.preprocess_mode = exif, preprocess

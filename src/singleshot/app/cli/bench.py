@@ -53,7 +53,7 @@ def bench(
         parse_batches,
         plot,
     )
-    from ...perf.cpu import cpu_info
+    from ...runtime.cpu import cpu_info
 
     if iterations < 1 or warmup < 0:
         raise UsageError("--iterations must be at least 1 and --warmup at least 0")

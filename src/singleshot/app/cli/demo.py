@@ -43,7 +43,7 @@ def demo(
 
         print("fp32 vs int8 on the same scenes (speed-up of the inference stage):")
         print(card_markdown(res.card), end="")
-        from ...perf.cpu import cpu_info, describe, why_int8_is_slow
+        from ...runtime.cpu import cpu_info, describe, why_int8_is_slow
 
         print(describe())
         if any(r["speedup"] < 1 for r in res.card):

@@ -5,7 +5,7 @@
 def test_cpu_classes_and_int8_notes_for_every_cpu_kind():
     """What bench says depends on the CPU; each kind is checked with injected flags."""
     from singleshot.perf.bench import int8_notes
-    from singleshot.perf.cpu import has_bf16, int8_class, why_int8_is_slow
+    from singleshot.runtime.cpu import has_bf16, int8_class, why_int8_is_slow
 
     avx2 = {"sse4_2", "avx", "avx2", "fma"}
     epyc = avx2 | {"avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni"}
