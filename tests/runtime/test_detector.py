@@ -160,3 +160,18 @@ def test_graph_with_computed_thresholds_refuses_what_it_cannot_do(tiny_zoo_onnx,
     for opts in ({"iou": 0.3}, {"classes": [1]}, {"conf": 0.01}):
         with pytest.raises(UsageError, match="computes its NMS thresholds"):
             det(photo, **opts)
+
+
+def test_raw_head_graphs_run_whole_batches(tiny_raw_onnx, photo):
+    """A raw-head graph takes a dynamic batch: one backend call for all images, then each
+    image's post-processing - the same detections as one at a time."""
+    from singleshot.data.synth import make_scene
+
+    det = Detector(tiny_raw_onnx)
+    assert det.batch_size is None
+    images = [make_scene(8, i)[0] for i in range(3)] + [load_image(photo)]
+    for d, im in zip(det.detect_batch(images, conf=0.1), images):
+        ref = det.detect_array(im, conf=0.1)
+        np.testing.assert_array_equal(d.labels, ref.labels)
+        np.testing.assert_allclose(d.scores, ref.scores, atol=1e-5)
+        np.testing.assert_allclose(d.xyxy, ref.xyxy, atol=1e-3)
