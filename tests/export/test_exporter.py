@@ -238,3 +238,26 @@ def test_batched_file_runs_in_every_command(tmp_path, tiny_model):
     info = describe(tmp_path / "q.onnx")
     assert info["contract"] == "zoo-batch" and info["quantization"] and info["nms"]
     assert describe(model)["contract"] == "zoo-batch"
+
+
+def test_rebatch_a_zoo_onnx(tmp_path, eight_images):
+    """export MODEL.onnx --batch dynamic re-batches a singleshot zoo graph (no checkpoint
+    needed): each image of a batch gets the original's detections; anything else is refused."""
+    from typer.testing import CliRunner
+
+    from singleshot.app.cli import app
+
+    out = tmp_path / "demo-batch.onnx"
+    res = CliRunner().invoke(app, ["export", "demo", "--batch", "dynamic", "-o", str(out)])
+    assert res.exit_code == 0 and "gives each its batch-1 detections" in res.stdout, res.output
+    one, many = Detector("demo", precision="fp32"), Detector(out, precision="fp32")
+    assert many.io.contract == "zoo-batch" and many.batch_size is None
+    for im, d in zip(eight_images, many.detect_batch(eight_images)):
+        ref = one(im)
+        np.testing.assert_array_equal(d.labels, ref.labels)
+        np.testing.assert_allclose(d.scores, ref.scores, atol=1e-5)
+    res = CliRunner().invoke(app, ["export", "demo", "-o", str(tmp_path / "x.onnx")])
+    assert res.exit_code == 2 and "re-batched" in res.stderr
+    res = CliRunner().invoke(app, ["export", str(out), "--batch", "dynamic", "-o",
+                                   str(tmp_path / "y.onnx")])
+    assert res.exit_code == 2 and "re-batched" in res.stderr  # already batched: not a zoo graph

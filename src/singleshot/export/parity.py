@@ -167,3 +167,30 @@ def per_image(outputs: dict, contract: str) -> list[tuple[np.ndarray, np.ndarray
         return [(outputs["bboxes"][0], outputs["labels"][0], outputs["scores"][0])]
     return [(outputs["bboxes"][i, :n], outputs["labels"][i, :n], outputs["scores"][i, :n])
             for i, n in enumerate(outputs["num_detections"].astype(int))]
+
+
+def rebatch_checked(model: str, out, n: int = 4) -> str:
+    """Re-batch the zoo graph ``model`` (a path or registry name) into ``out`` (the batched zoo
+    contract, :func:`singleshot.graph.postprocess.rebatch_zoo`) after checking that a batch of
+    ``n`` generated scenes gives each scene the original graph's detections. Returns the report."""
+    from ..data.synth import make_scene
+    from ..graph.contract import load_model
+    from ..graph.postprocess import rebatch_zoo
+    from ..io.files import atomic_path
+    from ..runtime.detector import Detector, resolve_model_path
+
+    source = resolve_model_path(model)
+    batched = rebatch_zoo(load_model(source))
+    one, many = Detector(source), Detector(batched)
+    images = [make_scene(4242, k)[0] for k in range(n)]
+    total = 0
+    for k, (im, d) in enumerate(zip(images, many.detect_batch(images))):
+        ref = one(im)
+        total += len(ref)
+        if len(d) != len(ref) or not (d.labels == ref.labels).all() or \
+                not np.allclose(d.scores, ref.scores, atol=1e-5):
+            raise ModelError(f"re-batch check failed: image {k} of the batch gives other "
+                             "detections than the batch-1 graph")
+    with atomic_path(out) as tmp:
+        onnx.save(batched, str(tmp))
+    return f"parity: a batch of {n} scenes gives each its batch-1 detections ({total} in all)"

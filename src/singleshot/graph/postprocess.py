@@ -184,3 +184,51 @@ def _batched_tail(model, node, const, boxes, fg, sel, a, params) -> onnx.ModelPr
         helper.make_tensor_value_info("num_detections", TensorProto.INT64, ["batch"]),
     ])
     return model
+
+
+def rebatch_zoo(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A batch-1 zoo graph made by singleshot (heads named ``loc``/``conf`` inside) -> the same
+    network in the batched zoo contract (``zoo-batch``, dynamic batch): the raw part is cut out
+    at the heads, the head-flattening Reshapes that say batch 1 are told to copy the batch
+    instead (shape 0), and the batched post-processing is appended with the graph's own NMS
+    constants and default boxes. ModelError for graphs it does not know how to cut."""
+    import onnx.utils
+
+    from ..core.anchors import default_boxes
+    from ..errors import ModelError
+    from .contract import graph_io, read_spec
+    from .nms_constants import read_nms_params
+
+    io_ = graph_io(model)
+    inner = {o for n in model.graph.node for o in n.output}
+    if io_.contract != "zoo" or not {"loc", "conf"} <= inner:
+        raise ModelError("only singleshot's own zoo exports (heads named loc/conf) can be re-batched")
+    spec, params = read_spec(model, io_), read_nms_params(model) or NmsParams()
+    typed = onnx.shape_inference.infer_shapes(model)
+    raw = onnx.utils.Extractor(typed).extract_model([io_.input], ["loc", "conf"])
+    del raw.graph.value_info[:]  # shapes inferred for batch 1
+    raw.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    for out in raw.graph.output:
+        out.type.tensor_type.shape.dim[0].dim_param = "batch"
+    producers = {o: n for n in raw.graph.node for o in n.output}
+    consts = {i.name: i for i in raw.graph.initializer}
+    for node in raw.graph.node:
+        if node.op_type != "Reshape":
+            continue
+        src = producers.get(node.input[1])
+        tensor = consts.get(node.input[1]) or (src.attribute[0].t if src is not None and
+                                               src.op_type == "Constant" else None)
+        if tensor is None:
+            continue
+        shape = numpy_helper.to_array(tensor)
+        if shape.ndim == 1 and len(shape) == 3 and shape[0] == 1:
+            tensor.CopyFrom(numpy_helper.from_array(np.concatenate([[0], shape[1:]]).astype(
+                shape.dtype), tensor.name))
+    anchors = default_boxes(spec.default_boxes)
+    out = append_zoo_postprocess(raw, anchors, spec.num_classes, params, batched=True)
+    del out.metadata_props[:]
+    for key, value in spec.with_(contract="zoo-batch").to_metadata().items():
+        out.metadata_props.add(key=key, value=value)
+    out.producer_name, out.producer_version = model.producer_name, model.producer_version
+    onnx.checker.check_model(out)
+    return out

@@ -15,7 +15,7 @@ from .common import _alias, _require_extra, app, user_errors
 @app.command()
 @user_errors
 def export(
-    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="MLPerf .pth/.pytorch, torchvision or singleshot checkpoint.")],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="MLPerf .pth/.pytorch, torchvision or singleshot checkpoint; or, with --batch dynamic, a singleshot zoo .onnx (or registry name such as demo) to re-batch.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the .onnx file.  [required]")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", hidden=True)] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (10, 12, 13, 17...).")] = 13,
@@ -26,11 +26,23 @@ def export(
     batch: Annotated[Optional[str], typer.Option(help="The batched zoo contract: 'dynamic' or a fixed N (opset >= 12): outputs padded to the detection cap, with num_detections.")] = None,
 ) -> None:
     """Export a checkpoint to ONNX in the zoo contract (or raw heads with --raw)."""
-    _require_extra("torch", "torch", "export")
     output = _alias(out, "--out", output, "--output")
     if output is None:
         raise UsageError("--out/-o is required: where to write the .onnx file")
     ensure_parent(output)
+    from ...runtime.backends import is_checkpoint
+
+    if not is_checkpoint(checkpoint) and (checkpoint.suffix == ".onnx" or not checkpoint.exists()):
+        if batch != "dynamic":
+            raise UsageError(f"{checkpoint}: an ONNX graph can only be re-batched (--batch "
+                             "dynamic); export checkpoints for anything else")
+        from ...export.parity import rebatch_checked
+
+        report = rebatch_checked(str(checkpoint), output)
+        print(f"{checkpoint} -> {output}: batched zoo contract (batch dynamic)")
+        print(report)
+        return
+    _require_extra("torch", "torch", "export")
     from ...export.exporter import export_onnx
     from ...model.checkpoint import detector_from_checkpoint
     if input_size is not None and input_size not in ("1200", "300"):
