@@ -1,0 +1,167 @@
+"""The Open Inference Protocol v2 over REST, as Triton and KServe speak it: parsing an infer
+request (JSON, or JSON followed by binary tensor data) and writing the response.
+
+Binary tensor data extension: the body is a JSON header of ``Inference-Header-Content-Length``
+bytes followed by each binary tensor in input order; an input with ``parameters.binary_data_size``
+is read from there. A BYTES tensor is serialized element by element as a 4-byte little-endian
+length and the bytes (Triton's layout). In plain JSON a BYTES element is base64 text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DTYPES = {"FP32": np.float32, "INT64": np.int64, "INT32": np.int32, "FP64": np.float64,
+          "UINT8": np.uint8, "BOOL": np.bool_}
+
+
+class ProtocolError(ValueError):
+    """A malformed request: answered with 400 and ``{"error": str}``."""
+
+
+@dataclass
+class InferRequest:
+    images: list[bytes]
+    parameters: dict = field(default_factory=dict)
+    binary_outputs: dict[str, bool] = field(default_factory=dict)  # by output name
+    binary_default: bool = False
+    request_id: str | None = None
+
+
+def _bytes_elements(blob: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(blob):
+        if pos + 4 > len(blob):
+            raise ProtocolError("BYTES binary data is cut short (a 4-byte length is incomplete)")
+        (n,) = struct.unpack_from("<I", blob, pos)
+        pos += 4
+        if pos + n > len(blob):
+            raise ProtocolError("BYTES binary data is cut short (an element is longer than the data)")
+        out.append(blob[pos:pos + n])
+        pos += n
+    return out
+
+
+def serialize_bytes(elements: list[bytes]) -> bytes:
+    """Triton's binary layout of a BYTES tensor."""
+    return b"".join(struct.pack("<I", len(e)) + e for e in elements)
+
+
+def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
+    """A request body (and its ``Inference-Header-Content-Length``) -> the images and options.
+    ProtocolError for anything malformed."""
+    if header_length is not None:
+        try:
+            n = int(header_length)
+        except ValueError:
+            raise ProtocolError("Inference-Header-Content-Length is not a number") from None
+        if not 0 < n <= len(body):
+            raise ProtocolError(f"Inference-Header-Content-Length {n} does not fit the body "
+                                f"of {len(body)} bytes")
+        head, binary = body[:n], body[n:]
+    else:
+        head, binary = body, b""
+    try:
+        req = json.loads(head)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError("the request is not valid JSON") from None
+    if not isinstance(req, dict) or not isinstance(req.get("inputs"), list):
+        raise ProtocolError("the request needs an 'inputs' list")
+    params = req.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ProtocolError("'parameters' must be an object")
+    inputs = [i for i in req["inputs"] if isinstance(i, dict)]
+    offset, images = 0, None
+    for inp in inputs:
+        size = (inp.get("parameters") or {}).get("binary_data_size")
+        data = None
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise ProtocolError(f"input {inp.get('name')!r}: binary_data_size {size!r} does "
+                                    "not fit the binary data")
+            data, offset = binary[offset:offset + size], offset + size
+        if inp.get("name") != "image":
+            continue
+        if inp.get("datatype") != "BYTES":
+            raise ProtocolError(f"input 'image' must be BYTES, got {inp.get('datatype')!r}")
+        shape = inp.get("shape")
+        if not (isinstance(shape, list) and len(shape) == 1 and isinstance(shape[0], int)
+                and shape[0] >= 1):
+            raise ProtocolError(f"input 'image' must have shape [N] with N >= 1, got {shape!r}")
+        if data is not None:
+            images = _bytes_elements(data)
+        else:
+            elements = inp.get("data")
+            if not isinstance(elements, list):
+                raise ProtocolError("input 'image' has neither binary data nor a 'data' list")
+            flat = [e for row in elements for e in (row if isinstance(row, list) else [row])]
+            images = []
+            for e in flat:
+                if not isinstance(e, str):
+                    raise ProtocolError("JSON elements of 'image' must be base64 strings")
+                try:
+                    images.append(base64.b64decode(e, validate=True))
+                except (binascii.Error, ValueError):
+                    raise ProtocolError("an element of 'image' is not valid base64") from None
+        if len(images) != shape[0]:
+            raise ProtocolError(f"input 'image' has shape [{shape[0]}] but {len(images)} elements")
+    if images is None:
+        raise ProtocolError("the request has no input named 'image'")
+    binary_default = bool(params.get("binary_data_output", False))
+    outs = {}
+    for o in req.get("outputs") or []:
+        if isinstance(o, dict) and isinstance(o.get("name"), str):
+            outs[o["name"]] = bool((o.get("parameters") or {}).get("binary_data",
+                                                                    binary_default))
+    return InferRequest(images, params, outs, binary_default, req.get("id"))
+
+
+OUTPUTS = (("boxes", "FP32"), ("scores", "FP32"), ("category_ids", "INT64"),
+           ("num_detections", "INT64"))
+
+
+def detections_tensors(dets: list) -> dict[str, np.ndarray]:
+    """Detections of N images -> ``boxes`` [N,K,4] (pixels, clipped), ``scores`` [N,K],
+    ``category_ids`` [N,K], ``num_detections`` [N]; K = the largest count, rows zero-padded."""
+    n, k = len(dets), max((len(d) for d in dets), default=0)
+    boxes = np.zeros((n, k, 4), np.float32)
+    scores = np.zeros((n, k), np.float32)
+    cats = np.zeros((n, k), np.int64)
+    for i, d in enumerate(dets):
+        m = len(d)
+        boxes[i, :m], scores[i, :m], cats[i, :m] = d.xyxy, d.scores, d.category_ids
+    return {"boxes": boxes, "scores": scores, "category_ids": cats,
+            "num_detections": np.asarray([len(d) for d in dets], np.int64)}
+
+
+def write_infer(model: str, req: InferRequest, tensors: dict[str, np.ndarray]
+                ) -> tuple[bytes, dict[str, str]]:
+    """The response body and extra headers: JSON, with binary tensors appended where asked."""
+    names = [n for n, _ in OUTPUTS if not req.binary_outputs or n in req.binary_outputs]
+    outputs, blobs = [], []
+    for name, dtype in OUTPUTS:
+        if name not in names:
+            continue
+        arr = tensors[name]
+        entry = {"name": name, "datatype": dtype, "shape": list(arr.shape)}
+        if req.binary_outputs.get(name, req.binary_default):
+            blob = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = arr.reshape(-1).tolist()
+        outputs.append(entry)
+    doc = {"model_name": model, "model_version": "1", "outputs": outputs}
+    if req.request_id is not None:
+        doc["id"] = req.request_id
+    head = json.dumps(doc).encode()
+    if not blobs:
+        return head, {"Content-Type": "application/json"}
+    return head + b"".join(blobs), {"Content-Type": "application/octet-stream",
+                                    "Inference-Header-Content-Length": str(len(head))}

@@ -1,0 +1,180 @@
+"""The FastAPI application: the Open Inference Protocol v2 endpoints and a plain ``/detect``.
+
+Decoding and detection run in worker threads (``run_in_threadpool``), never on the event loop;
+every bad request gets a 4xx with ``{"error": "..."}`` and costs other requests nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from .._version import __version__
+from ..errors import ImageError, SingleshotError
+from ..runtime.report import DetectionReport, ImageResult
+from .protocol import OUTPUTS, ProtocolError, detections_tensors, parse_infer, write_infer
+
+OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/metrics")
+CONF_FOR_PEOPLE = 0.25  # /detect's default, as `singleshot detect`
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def _options(values: dict, conf_default: float | None = None) -> dict:
+    """Request parameters -> Detector call options; HTTPError 400 for bad values."""
+    out = {"conf": conf_default, "iou": None, "max_det": None, "classes": None}
+    try:
+        for key in ("conf", "iou"):
+            if values.get(key) is not None:
+                out[key] = float(values[key])
+                if not 0.0 <= out[key] <= 1.0:
+                    raise ValueError(f"{key} must be between 0 and 1, got {values[key]!r}")
+        if values.get("max_det") is not None:
+            out["max_det"] = int(values["max_det"])
+            if out["max_det"] < 1:
+                raise ValueError(f"max_det must be at least 1, got {values['max_det']!r}")
+        classes = values.get("classes")
+        if classes is not None:
+            items = classes if isinstance(classes, list) else str(classes).split(",")
+            out["classes"] = [c.strip() if isinstance(c, str) else c for c in items
+                              if not isinstance(c, str) or c.strip()]
+    except (TypeError, ValueError) as err:
+        raise HTTPError(400, str(err) if "must" in str(err) else f"bad parameter: {err}") from None
+    return out
+
+
+def create_app(detector, name: str, *, api_key: str | None = None,
+               max_body_mb: float = 32.0) -> FastAPI:
+    """The server for ``detector`` under model name ``name``."""
+    app = FastAPI(title="singleshot", version=__version__, docs_url=None, redoc_url=None)
+    app.state.ready = False
+    limit = int(max_body_mb * 1024 * 1024)
+
+    @app.on_event("startup")
+    async def warm_up() -> None:  # ready only once a first inference has run
+        h, w = detector.spec.input_size
+        await run_in_threadpool(detector, np.full((h, w, 3), 114, np.uint8))
+        app.state.ready = True
+
+    @app.exception_handler(HTTPError)
+    async def http_error(request: Request, err: HTTPError):
+        return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if api_key is not None and request.url.path not in OPEN_PATHS:
+            if request.headers.get("authorization") != f"Bearer {api_key}":
+                return JSONResponse({"error": "missing or wrong API key (Authorization: Bearer)"},
+                                    status_code=401)
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return JSONResponse({"error": f"body over the limit of {max_body_mb:g} MB"},
+                                status_code=413)
+        try:
+            return await call_next(request)
+        except Exception:  # noqa: BLE001 - a bug: answer it, keep serving
+            return JSONResponse({"error": "internal error"}, status_code=500)
+
+    async def read_body(request: Request) -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPError(413, f"body over the limit of {max_body_mb:g} MB")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def check_model(model: str) -> None:
+        if model != name:
+            raise HTTPError(404, f"unknown model {model!r}; this server has {name!r}")
+
+    def run(images: list[bytes], options: dict) -> list:
+        dets = []
+        for k, data in enumerate(images):
+            try:
+                rgb = detector._decode(data)
+            except ImageError as err:
+                raise HTTPError(400, f"image {k}: {str(err).removeprefix('<bytes>: ')}") from None
+            dets.append(rgb)
+        try:
+            if len(dets) > 1 and detector.batch_size != 1:
+                size = detector.batch_size or len(dets)
+                return [d for i in range(0, len(dets), size)
+                        for d in detector.detect_batch(dets[i:i + size], **options)]
+            return [detector.detect_array(rgb, **options) for rgb in dets]
+        except SingleshotError as err:  # an option the model cannot take
+            raise HTTPError(400, str(err)) from None
+
+    @app.get("/v2/health/live")
+    async def live():
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready():
+        if not app.state.ready:
+            raise HTTPError(503, "the model is loading")
+        return {"ready": True}
+
+    @app.get("/v2")
+    async def server_metadata():
+        return {"name": "singleshot", "version": __version__,
+                "extensions": ["binary_tensor_data"]}
+
+    @app.get("/v2/models/{model}")
+    async def model_metadata(model: str):
+        check_model(model)
+        shapes = {"boxes": [-1, -1, 4], "scores": [-1, -1], "category_ids": [-1, -1],
+                  "num_detections": [-1]}
+        return {"name": name, "versions": ["1"], "platform": "singleshot",
+                "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
+                "outputs": [{"name": n, "datatype": t, "shape": shapes[n]} for n, t in OUTPUTS]}
+
+    @app.get("/v2/models/{model}/ready")
+    async def model_ready(model: str):
+        check_model(model)
+        if not app.state.ready:
+            raise HTTPError(503, "the model is loading")
+        return {"name": name, "ready": True}
+
+    @app.post("/v2/models/{model}/infer")
+    async def infer(model: str, request: Request):
+        check_model(model)
+        body = await read_body(request)
+        try:
+            req = parse_infer(body, request.headers.get("inference-header-content-length"))
+        except ProtocolError as err:
+            raise HTTPError(400, str(err)) from None
+        options = _options(req.parameters)
+        dets = await run_in_threadpool(run, req.images, options)
+        payload, headers = write_infer(name, req, detections_tensors(dets))
+        return Response(payload, headers=headers)
+
+    @app.post("/detect")
+    async def detect(request: Request):
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype.startswith("multipart/form-data"):
+            form = await request.form()
+            field = form.get("image")
+            if field is None or not hasattr(field, "read"):
+                raise HTTPError(400, "multipart body needs a file field named 'image'")
+            data = await field.read()
+            if len(data) > limit:
+                raise HTTPError(413, f"body over the limit of {max_body_mb:g} MB")
+        elif ctype.startswith("image/") or ctype == "application/octet-stream":
+            data = await read_body(request)
+        else:
+            raise HTTPError(415, f"send the image as the body (image/* or "
+                                 f"application/octet-stream) or as multipart field 'image', "
+                                 f"not {ctype or 'no content type'}")
+        options = _options(dict(request.query_params), conf_default=CONF_FOR_PEOPLE)
+        (d,) = await run_in_threadpool(run, [data], options)
+        report = DetectionReport(detector.name, [ImageResult(None, d)])
+        return report.to_dict()
+
+    return app

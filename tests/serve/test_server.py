@@ -1,0 +1,209 @@
+"""singleshot serve: a real uvicorn server on 127.0.0.1 (an ephemeral port), the official
+tritonclient HTTP client in binary and JSON modes, the plain /detect, and every error status."""
+
+import base64
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from singleshot.app.cli import app
+from singleshot.runtime.detector import Detector
+from singleshot.serve.server import create_app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """uvicorn in a thread, bound to loopback; stops by itself at teardown."""
+
+    def __init__(self, **kw):
+        self.port = _free_port()
+        self.url = f"127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(Detector("demo"), "demo", **kw), host="127.0.0.1",
+                                port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.server.started
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = _Server(max_body_mb=1, api_key=None)
+    yield s
+    s.close()
+
+
+def _http(method, url, data=None, headers=None):
+    req = urllib.request.Request("http://" + url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), dict(err.headers)
+
+
+@pytest.fixture(scope="module")
+def jpegs(scenes):
+    return [p.read_bytes() for p in scenes[:3]]
+
+
+def _detect_cli(paths, *extra):
+    res = CliRunner().invoke(app, ["detect", *map(str, paths), "--json", *extra])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)["images"]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_tritonclient_gets_what_detect_gives(server, scenes, binary):
+    """The official client, unchanged: metadata calls, then a batch of 3 JPEGs gives the same
+    detections as `singleshot detect --json` on the files (conf 0.25, EXIF on), at detect's
+    rounding, in binary and in JSON mode."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url=server.url)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("demo")
+    meta = client.get_model_metadata("demo")
+    assert meta["inputs"][0]["name"] == "image" and meta["inputs"][0]["datatype"] == "BYTES"
+    assert {o["name"] for o in meta["outputs"]} == {"boxes", "scores", "category_ids",
+                                                    "num_detections"}
+    assert client.get_server_metadata()["name"] == "singleshot"
+    files = scenes[:3]
+    data = [p.read_bytes() for p in files]
+    if not binary:  # JSON elements are base64 text
+        data = [base64.b64encode(d) for d in data]
+    inp = httpclient.InferInput("image", [len(files)], "BYTES")
+    inp.set_data_from_numpy(np.array(data, dtype=np.object_), binary_data=binary)
+    outs = [httpclient.InferRequestedOutput(n, binary_data=binary)
+            for n in ("boxes", "scores", "category_ids", "num_detections")]
+    result = client.infer("demo", [inp], outputs=outs, parameters={"conf": 0.25})
+    boxes, scores = result.as_numpy("boxes"), result.as_numpy("scores")
+    cats, count = result.as_numpy("category_ids"), result.as_numpy("num_detections")
+    assert boxes.shape == (3, max(count), 4) and boxes.dtype == np.float32
+    for i, ref in enumerate(_detect_cli(files)):
+        n = int(count[i])
+        dets = ref["detections"]
+        assert n == len(dets) > 0
+        assert cats[i, :n].tolist() == [d["category_id"] for d in dets]
+        np.testing.assert_allclose(np.round(scores[i, :n], 5), [d["score"] for d in dets], atol=1e-5)
+        np.testing.assert_allclose(np.round(boxes[i, :n], 2), [d["box"] for d in dets], atol=0.011)
+        assert not boxes[i, n:].any() and not scores[i, n:].any()  # zero padding
+
+
+def test_plain_detect_endpoint(server, scenes):
+    """POST /detect with the image as the body or as multipart field 'image' -> the document
+    `detect --json` gives (one image, path null); query parameters apply to that request."""
+    data = scenes[0].read_bytes()
+    status, body, _ = _http("POST", server.url + "/detect", data,
+                            {"Content-Type": "image/jpeg"})
+    doc = json.loads(body)
+    assert status == 200 and len(doc["images"]) == 1 and doc["images"][0]["path"] is None
+    ref = _detect_cli([scenes[0]])[0]
+    assert doc["images"][0]["detections"] == ref["detections"]
+    assert (doc["images"][0]["width"], doc["images"][0]["height"]) == (ref["width"], ref["height"])
+    boundary = "singleshotboundary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    status, body, _ = _http("POST", server.url + "/detect?max_det=2&conf=0.1", form,
+                            {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    dets = json.loads(body)["images"][0]["detections"]
+    assert status == 200 and len(dets) == 2
+    cat = ref["detections"][0]["category"]
+    status, body, _ = _http("POST", server.url + f"/detect?classes={cat}", data,
+                            {"Content-Type": "application/octet-stream"})
+    assert status == 200 and {d["category"] for d in json.loads(body)["images"][0]["detections"]} == {cat}
+
+
+def _infer_json(elements, datatype="BYTES", shape=None, parameters=None):
+    req = {"inputs": [{"name": "image", "datatype": datatype,
+                       "shape": shape or [len(elements)], "data": elements}]}
+    if parameters:
+        req["parameters"] = parameters
+    return json.dumps(req).encode()
+
+
+@pytest.mark.parametrize("case, status, message", [
+    ("corrupt", 400, "image 0"),
+    ("base64", 400, "base64"),
+    ("datatype", 400, "BYTES"),
+    ("shape", 400, "shape"),
+    ("param", 400, "conf"),
+    ("json", 400, "JSON"),
+    ("header", 400, "Inference-Header-Content-Length"),
+    ("model", 404, "unknown model"),
+    ("too_big", 413, "limit"),
+])
+def test_bad_requests_get_a_4xx_and_the_server_goes_on(server, jpegs, case, status, message):
+    good = base64.b64encode(jpegs[0]).decode()
+    url, headers = server.url + "/v2/models/demo/infer", {"Content-Type": "application/json"}
+    body = {
+        "corrupt": _infer_json([base64.b64encode(b"not an image at all").decode()]),
+        "base64": _infer_json(["%%% not base64 %%%"]),
+        "datatype": _infer_json([good], datatype="FP32"),
+        "shape": _infer_json([good], shape=[2]),
+        "param": _infer_json([good], parameters={"conf": 7}),
+        "json": b"{not json",
+        "header": _infer_json([good]),
+        "model": _infer_json([good]),
+        "too_big": b"x" * (1024 * 1024 + 10),
+    }[case]
+    if case == "header":
+        headers["Inference-Header-Content-Length"] = "999999"
+    if case == "model":
+        url = server.url + "/v2/models/nope/infer"
+    if case == "too_big":  # refused on the header, before the body is read
+        import http.client
+
+        conn = http.client.HTTPConnection(*server.url.split(":"), timeout=30)
+        conn.putrequest("POST", "/v2/models/demo/infer")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders()
+        conn.send(body[:1024])
+        resp = conn.getresponse()
+        got, payload = resp.status, resp.read()
+        conn.close()
+    else:
+        got, payload, _ = _http("POST", url, body, headers)
+    assert got == status and message in json.loads(payload)["error"], payload
+    ok, payload, _ = _http("POST", server.url + "/v2/models/demo/infer", _infer_json([good]),
+                           {"Content-Type": "application/json"})
+    assert ok == 200 and json.loads(payload)["outputs"][3]["data"][0] > 0  # still serving
+
+
+def test_detect_content_types_and_api_key(jpegs):
+    s = _Server(api_key="s3cret")
+    try:
+        status, _, _ = _http("GET", s.url + "/v2/health/ready")
+        assert status == 200  # health needs no key
+        status, body, _ = _http("POST", s.url + "/detect", jpegs[0], {"Content-Type": "image/jpeg"})
+        assert status == 401 and "API key" in json.loads(body)["error"]
+        auth = {"Authorization": "Bearer s3cret"}
+        status, body, _ = _http("POST", s.url + "/detect", b"hello",
+                                {"Content-Type": "text/plain", **auth})
+        assert status == 415 and "image/*" in json.loads(body)["error"]
+        status, _, _ = _http("POST", s.url + "/detect", jpegs[0],
+                             {"Content-Type": "image/jpeg", **auth})
+        assert status == 200
+        status, _, _ = _http("GET", s.url + "/v2/models/demo", None, {"Authorization": "Bearer x"})
+        assert status == 401
+    finally:
+        s.close()
