@@ -207,3 +207,120 @@ def test_detect_content_types_and_api_key(jpegs):
         assert status == 401
     finally:
         s.close()
+
+
+def test_metrics_and_batching(server, jpegs):
+    """/metrics (no key needed) counts requests by outcome and records batch sizes; concurrent
+    requests share batches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(k):
+        return _http("POST", server.url + "/detect", jpegs[k % 3], {"Content-Type": "image/jpeg"})[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(one, range(24))) == {200}
+    status, body, headers = _http("GET", server.url + "/metrics")
+    text = body.decode()
+    assert status == 200 and "text/plain" in headers["content-type"]
+    assert 'singleshot_requests_total{endpoint="/detect",status="200"}' in text
+    count = float(next(line.split()[-1] for line in text.splitlines()
+                       if line.startswith("singleshot_batch_images_count")))
+    total = float(next(line.split()[-1] for line in text.splitlines()
+                       if line.startswith("singleshot_batch_images_sum")))
+    assert total >= 24 and count >= 1 and "singleshot_queue_seconds_bucket" in text
+
+
+def test_a_burst_beyond_the_queue_gets_503_then_recovers(jpegs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = _Server(max_queue=2, max_batch=1, max_delay_ms=0)
+    try:
+        body = _infer_json([base64.b64encode(jpegs[0]).decode()] * 2)
+
+        def one(_):
+            status, payload, headers = _http("POST", s.url + "/v2/models/demo/infer", body,
+                                             {"Content-Type": "application/json"})
+            return status, headers.get("Retry-After") or headers.get("retry-after")
+
+        with ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(one, range(36)))
+        assert {st for st, _ in results} <= {200, 503}
+        assert any(st == 503 for st, _ in results) and any(st == 200 for st, _ in results)
+        assert all(ra == "1" for st, ra in results if st == 503)
+        assert all(one(0)[0] == 200 for _ in range(3))  # recovered
+        assert _http("GET", s.url + "/v2/health/ready")[0] == 200
+    finally:
+        s.close()
+
+
+def test_fuzzed_requests_never_get_a_500(server, jpegs):
+    """Bounded fuzzing (hypothesis) of bodies, content types, headers and parameters: a 4xx or
+    a 200, never a 500, and the server goes on serving."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    good = base64.b64encode(jpegs[1]).decode()
+    bodies = st.one_of(st.binary(max_size=300), st.just(jpegs[1][:500]),
+                       st.builds(lambda e, s, p: _infer_json(e, shape=s, parameters=p),
+                                 st.lists(st.one_of(st.just(good), st.text(max_size=20)),
+                                          max_size=3),
+                                 st.one_of(st.none(), st.lists(st.integers(-2, 4), max_size=2)),
+                                 st.dictionaries(st.sampled_from(["conf", "iou", "max_det",
+                                                                  "classes"]),
+                                                 st.one_of(st.integers(-5, 500),
+                                                           st.floats(allow_nan=True),
+                                                           st.text(max_size=8)), max_size=3)))
+    paths = st.sampled_from(["/detect", "/detect?conf=2", "/detect?max_det=-1",
+                             "/detect?classes=zebra", "/v2/models/demo/infer"])
+    ctypes = st.sampled_from(["image/jpeg", "application/json", "text/plain",
+                              "application/octet-stream", "multipart/form-data; boundary=x", ""])
+    header = st.one_of(st.none(), st.text(alphabet="0123456789-x", max_size=6))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(bodies, paths, ctypes, header)
+    def check(body, path, ctype, ihcl):
+        headers = {"Content-Type": ctype} if ctype else {}
+        if ihcl is not None:
+            headers["Inference-Header-Content-Length"] = ihcl
+        status, payload, _ = _http("POST", server.url + path, body, headers)
+        assert status < 500, (status, payload[:200])
+        if status >= 400:
+            assert "error" in json.loads(payload)
+
+    check()
+    assert _http("POST", server.url + "/detect", jpegs[0], {"Content-Type": "image/jpeg"})[0] == 200
+
+
+def test_sigterm_drains_and_exits_0(tmp_path, jpegs):
+    """`singleshot serve` in its own process: a request in flight when SIGTERM arrives is
+    answered, then the process exits 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    port = _free_port()
+    exe = Path(sys.executable).with_name("singleshot")
+    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--max-delay-ms", "300",
+                             "--max-batch", "64"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if _http("GET", f"127.0.0.1:{port}/v2/health/ready")[0] == 200:
+                    break
+            except urllib.error.URLError:
+                time.sleep(0.2)
+        with ThreadPoolExecutor(1) as pool:  # held ~300 ms by the batching delay
+            fut = pool.submit(_http, "POST", f"127.0.0.1:{port}/detect", jpegs[0],
+                              {"Content-Type": "image/jpeg"})
+            time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            assert fut.result()[0] == 200
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -1,19 +1,26 @@
 """The FastAPI application: the Open Inference Protocol v2 endpoints and a plain ``/detect``.
 
-Decoding and detection run in worker threads (``run_in_threadpool``), never on the event loop;
-every bad request gets a 4xx with ``{"error": "..."}`` and costs other requests nothing.
+Decoding runs in worker threads (``run_in_threadpool``), detection in the batcher's detector
+threads (:mod:`singleshot.serve.batcher`), never on the event loop; every bad request gets a 4xx
+with ``{"error": "..."}`` and costs other requests nothing.
 """
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
 from ..errors import ImageError, SingleshotError
 from ..runtime.report import DetectionReport, ImageResult
+from .batcher import Batcher, QueueFull
+from .metrics import Metrics
 from .protocol import OUTPUTS, ProtocolError, detections_tensors, parse_infer, write_infer
 
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/metrics")
@@ -49,25 +56,59 @@ def _options(values: dict, conf_default: float | None = None) -> dict:
     return out
 
 
-def create_app(detector, name: str, *, api_key: str | None = None,
-               max_body_mb: float = 32.0) -> FastAPI:
-    """The server for ``detector`` under model name ``name``."""
+def create_app(detectors, name: str, *, api_key: str | None = None,
+               max_body_mb: float = 32.0, max_batch: int = 8, max_delay_ms: float = 5.0,
+               max_queue: int = 64) -> FastAPI:
+    """The server for ``detectors`` (one Detector, or several copies of one model: the
+    instances) under model name ``name``."""
+    detectors = detectors if isinstance(detectors, list) else [detectors]
+    detector = detectors[0]
     app = FastAPI(title="singleshot", version=__version__, docs_url=None, redoc_url=None)
     app.state.ready = False
     limit = int(max_body_mb * 1024 * 1024)
+    metrics = Metrics()
+    batcher = Batcher(detectors, max_batch=max_batch, max_delay_ms=max_delay_ms,
+                      max_queue=max_queue, observe=metrics.observe_batch)
+    metrics.queued.set_function(lambda: batcher.queued)
+    app.state.batcher, app.state.metrics = batcher, metrics
 
     @app.on_event("startup")
-    async def warm_up() -> None:  # ready only once a first inference has run
+    async def warm_up() -> None:  # ready only once every instance has run an inference
         h, w = detector.spec.input_size
-        await run_in_threadpool(detector, np.full((h, w, 3), 114, np.uint8))
+        for d in detectors:
+            await run_in_threadpool(d, np.full((h, w, 3), 114, np.uint8))
         app.state.ready = True
+
+    @app.on_event("shutdown")
+    async def stop() -> None:  # uvicorn has drained the requests in flight by now
+        await run_in_threadpool(batcher.close)
 
     @app.exception_handler(HTTPError)
     async def http_error(request: Request, err: HTTPError):
         return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def framework_error(request: Request, err: StarletteHTTPException):
+        # the framework's own 4xx (bad multipart, unknown path, wrong method): our error body
+        return JSONResponse({"error": str(err.detail)}, status_code=err.status_code,
+                            headers=getattr(err, "headers", None))
+
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        path = request.url.path
+        endpoint = "infer" if path.endswith("/infer") else path if path in (
+            "/detect", "/metrics") or path.startswith("/v2/health") else "metadata"
+        t0 = time.perf_counter()
+        metrics.in_flight.inc()
+        try:
+            response = await _guarded(request, call_next)
+        finally:
+            metrics.in_flight.dec()
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - t0)
+        return response
+
+    async def _guarded(request: Request, call_next):
         if api_key is not None and request.url.path not in OPEN_PATHS:
             if request.headers.get("authorization") != f"Bearer {api_key}":
                 return JSONResponse({"error": "missing or wrong API key (Authorization: Bearer)"},
@@ -94,22 +135,34 @@ def create_app(detector, name: str, *, api_key: str | None = None,
         if model != name:
             raise HTTPError(404, f"unknown model {model!r}; this server has {name!r}")
 
-    def run(images: list[bytes], options: dict) -> list:
-        dets = []
+    def decode(images: list[bytes], options: dict) -> list[np.ndarray]:
+        """Decoded images, and the options checked against the model (400s, before queueing)."""
+        try:
+            detector.options(**options)
+        except SingleshotError as err:  # e.g. an unknown class
+            raise HTTPError(400, str(err)) from None
+        rgbs = []
         for k, data in enumerate(images):
             try:
-                rgb = detector._decode(data)
+                rgbs.append(detector._decode(data))
             except ImageError as err:
                 raise HTTPError(400, f"image {k}: {str(err).removeprefix('<bytes>: ')}") from None
-            dets.append(rgb)
+        return rgbs
+
+    async def run(images: list[bytes], options: dict) -> list:
+        rgbs = await run_in_threadpool(decode, images, options)
         try:
-            if len(dets) > 1 and detector.batch_size != 1:
-                size = detector.batch_size or len(dets)
-                return [d for i in range(0, len(dets), size)
-                        for d in detector.detect_batch(dets[i:i + size], **options)]
-            return [detector.detect_array(rgb, **options) for rgb in dets]
-        except SingleshotError as err:  # an option the model cannot take
+            future = batcher.submit(rgbs, options)
+        except QueueFull as err:
+            raise HTTPError(503, f"busy: {err}; retry shortly", {"Retry-After": "1"}) from None
+        try:
+            return await asyncio.wrap_future(future)
+        except SingleshotError as err:
             raise HTTPError(400, str(err)) from None
+
+    @app.get("/metrics")
+    async def prometheus_metrics():
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v2/health/live")
     async def live():
@@ -151,7 +204,7 @@ def create_app(detector, name: str, *, api_key: str | None = None,
         except ProtocolError as err:
             raise HTTPError(400, str(err)) from None
         options = _options(req.parameters)
-        dets = await run_in_threadpool(run, req.images, options)
+        dets = await run(req.images, options)
         payload, headers = write_infer(name, req, detections_tensors(dets))
         return Response(payload, headers=headers)
 
@@ -173,8 +226,26 @@ def create_app(detector, name: str, *, api_key: str | None = None,
                                  f"application/octet-stream) or as multipart field 'image', "
                                  f"not {ctype or 'no content type'}")
         options = _options(dict(request.query_params), conf_default=CONF_FOR_PEOPLE)
-        (d,) = await run_in_threadpool(run, [data], options)
+        (d,) = await run([data], options)
         report = DetectionReport(detector.name, [ImageResult(None, d)])
         return report.to_dict()
 
     return app
+
+
+def serve_forever(app: FastAPI, host: str, port: int, *, graceful_s: float = 30.0) -> None:
+    """Run ``app`` with uvicorn until SIGINT/SIGTERM. SIGTERM drains the requests in flight (up
+    to ``graceful_s``) and the process exits 0, as process managers expect (uvicorn itself would
+    re-raise the signal after shutting down)."""
+    import signal
+
+    import uvicorn
+
+    class Draining(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM and sig in self._captured_signals:
+                self._captured_signals.remove(sig)
+
+    Draining(uvicorn.Config(app, host=host, port=port, log_level="info",
+                            timeout_graceful_shutdown=graceful_s)).run()

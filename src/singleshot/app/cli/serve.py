@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,6 +21,10 @@ def serve(
     name: Annotated[Optional[str], typer.Option(help="Model name in the protocol (default: the registry name or file stem).")] = None,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MB (413 above).")] = 32.0,
     api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' (health endpoints excepted).")] = None,
+    instances: Annotated[int, typer.Option(help="Detector copies in this process (one queue, the cores shared out).")] = 1,
+    max_batch: Annotated[int, typer.Option(help="Images per batch at most (dynamic batching).")] = 8,
+    max_delay_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests.")] = 5.0,
+    max_queue: Annotated[int, typer.Option(help="Images waiting at most; beyond it requests get 503 with Retry-After.")] = 64,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads.")] = None,
     backend: BackendOpt = "onnxruntime",
     precision: PrecisionOpt = "auto",
@@ -29,17 +34,24 @@ def serve(
     data extension) at /v2, and POST /detect with an image body."""
     _require_extra("fastapi", "serve", "serve")
     _require_extra("uvicorn", "serve", "serve")
-    import uvicorn
-
     from ...runtime.detector import Detector
-    from ...serve.server import create_app
+    from ...serve.server import create_app, serve_forever
 
     if not 0 < port < 65536:
         raise UsageError(f"--port must be 1..65535, got {port}")
     if max_body_mb <= 0:
         raise UsageError("--max-body-mb must be positive")
-    det = Detector(model, threads=threads, backend=backend, precision=precision,
-                   preprocess=preprocess)
+    for flag, value in (("--instances", instances), ("--max-batch", max_batch),
+                        ("--max-queue", max_queue)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if max_delay_ms < 0:
+        raise UsageError("--max-delay-ms must be at least 0")
+    # the instances share the cores: each runtime gets its part, so their pools do not fight
+    per = threads or max(1, (os.cpu_count() or 1) // instances)
+    dets = [Detector(model, threads=per, backend=backend, precision=precision,
+                     preprocess=preprocess) for _ in range(instances)]
     name = name or (Path(model).stem if model.endswith(".onnx") else model)
-    uvicorn.run(create_app(det, name, api_key=api_key, max_body_mb=max_body_mb), host=host,
-                port=port, log_level="info")
+    serve_forever(create_app(dets, name, api_key=api_key, max_body_mb=max_body_mb,
+                             max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue),
+                  host, port)
