@@ -324,3 +324,18 @@ def test_sigterm_drains_and_exits_0(tmp_path, jpegs):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_bench_server_load_generator(server, jpegs):
+    """bench --server: a closed-loop load generator with real JPEGs; counts, percentiles,
+    errors by status, readiness polled during the run."""
+    res = CliRunner().invoke(app, ["bench", "--server", f"http://{server.url}", "--clients", "3",
+                                   "--requests", "30", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["requests"] == 30 and doc["errors"] == 0 and doc["status"] == {"200": 30}
+    assert doc["throughput_rps"] > 0 and 0 < doc["latency_ms"]["p50"] <= doc["latency_ms"]["p99"]
+    res = CliRunner().invoke(app, ["bench", "--server", "ftp://x"])
+    assert res.exit_code == 2 and "--server" in res.stderr
+    res = CliRunner().invoke(app, ["bench"])
+    assert res.exit_code == 2 and "MODEL" in res.stderr

@@ -18,7 +18,7 @@ from .common import PrecisionOpt, StreamsOpt, _err, _require_extra, app, user_er
 @app.command()
 @user_errors
 def bench(
-    models: Annotated[list[str], typer.Argument(metavar="MODEL...", help="ONNX files or registry names (checkpoints with --backend torch).")],
+    models: Annotated[Optional[list[str]], typer.Argument(metavar="MODEL...", help="ONNX files or registry names (checkpoints with --backend torch); none with --server.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="Comma-separated: auto, onnxruntime, openvino, torch.")] = "auto",
     images: Annotated[Optional[Path], typer.Option(help="Folder of images (default: one generated photo-like 640x480 JPEG).")] = None,
     iterations: Annotated[int, typer.Option(help="Timed single-stream images per model and backend.")] = 20,
@@ -34,6 +34,11 @@ def bench(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write results.json, results.md, plot.png (and LoadGen logs) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     batch: Annotated[Optional[str], typer.Option(help="Also time these batch sizes, e.g. 1,4,8 (images/s side by side; needs a graph that takes batches).")] = None,
+    server: Annotated[Optional[str], typer.Option(help="Load-test a running server instead: http://host:port (closed loop, POST /detect with the images).")] = None,
+    clients: Annotated[int, typer.Option(help="--server: concurrent clients.")] = 16,
+    requests: Annotated[Optional[int], typer.Option(help="--server: requests in all (default 1000 unless --seconds).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="--server: run for this long instead of a request count.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(help="--server: bearer token to send.")] = None,
 ) -> None:
     """End-to-end speed (encoded image -> detections) of every model x backend, side by side:
     per-stage times, latency p50/p90/p99, throughput; optionally an MLPerf LoadGen scenario."""
@@ -55,6 +60,29 @@ def bench(
     )
     from ...runtime.cpu import cpu_info
 
+    if server is not None:
+        from ...perf.bench import sample_image
+        from ...perf.loadtest import load_test
+
+        bodies = [b for _, b in load_inputs(images)] if images else \
+            [sample_image(seed=k) for k in range(16)]
+        res = load_test(server, bodies, clients=clients, api_key=api_key, duration=seconds,
+                        requests=requests if requests or seconds else 1000)
+        if as_json:
+            print(json.dumps(res))
+        lat = res["latency_ms"]
+        stream = sys.stderr if as_json else sys.stdout
+        print(f"{res['url']}: {res['requests']} requests from {res['clients']} clients in "
+              f"{res['seconds']:.1f} s: {res['throughput_rps']:.1f} req/s, latency p50 "
+              f"{lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, "
+              f"{res['errors']} errors {res['status']}"
+              + (f"; ready {res['ready']['ok']}/{res['ready']['checks']}"
+                 if res["ready"]["checks"] else ""), file=stream)
+        if res["errors"]:
+            raise typer.Exit(1)
+        return
+    if not models:
+        raise UsageError("give MODEL... to bench, or --server URL to load-test a server")
     if iterations < 1 or warmup < 0:
         raise UsageError("--iterations must be at least 1 and --warmup at least 0")
     if scenario is not None:
