@@ -46,11 +46,13 @@ class Detector:
     Args:
         model: path of an ONNX file, a registry name (``ssd-12``; downloaded when missing), a
             ``onnx.ModelProto``, or (``backend="torch"`` only) a checkpoint.
-        conf, iou, max_det: post-processing; None keeps the model's own (zoo: 0.05, 0.5, 200).
+        conf, iou, max_det: post-processing defaults of this detector; None keeps the model's
+            own (zoo: 0.05, 0.5, 200). Each call may override them (and keep only some classes).
         exif: apply EXIF orientation when reading files (default on).
         threads: intra-op threads (None: the runtime's default).
-        backend: ``onnxruntime`` (default), ``openvino``, ``torch`` or ``auto`` (OpenVINO where
-            installed, else onnxruntime); ``self.backend.name`` says which runs.
+        backend: ``onnxruntime`` (default), ``openvino``, ``torch`` or ``auto`` (measured on the
+            model once per CPU and cached, see :mod:`singleshot.runtime.autoselect`);
+            ``self.backend.name`` says which runs.
         precision: ``auto`` (the runtime's default: OpenVINO computes bf16 on CPUs with AMX or
             AVX512-BF16), ``fp32`` (or ``f32``) or ``bf16`` (OpenVINO only; refused elsewhere
             and on CPUs without bf16).
@@ -59,9 +61,11 @@ class Detector:
             (OpenCV resize; normalisation folded into ONNX graphs, see
             :mod:`singleshot.runtime.preprocess`); every backend honours it.
 
-    ``detector(image)`` takes a path, encoded bytes, a PIL image or a uint8 array (RGB [H, W, 3],
-    grayscale [H, W], RGBA [H, W, 4]) and returns :class:`Detections` in pixels of that image,
-    clipped to it.
+    ``detector(image, conf=, iou=, max_det=, classes=)`` takes a path, encoded bytes, a PIL image
+    or a uint8 array (RGB [H, W, 3], grayscale [H, W], RGBA [H, W, 4]) and returns
+    :class:`Detections` in pixels of that image, clipped to it; a list of images gives a list
+    (one backend call per batch where the graph takes batches: :meth:`detect_batch`,
+    :attr:`batch_size`).
     """
 
     def __init__(self, model: str | os.PathLike | onnx.ModelProto, *, conf: float | None = None,
