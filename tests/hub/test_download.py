@@ -1,6 +1,7 @@
 """Downloads against a real HTTP server on 127.0.0.1: success, resume, checksum mismatch, CLI."""
 
 import hashlib
+import json
 import http.server
 import threading
 
@@ -153,3 +154,43 @@ def test_mirror_file_of_the_wrong_size_is_deleted(server, payload, tmp_path):
     with pytest.raises(DownloadError, match="partial file was deleted"):
         download(server.url + "short.onnx", dest, size=len(payload))
     assert not part.exists()
+
+
+def test_download_with_test_data_then_verify(server, monkeypatch, tiny_zoo_onnx, tmp_path):
+    """--with-test-data fetches the archive beside the .onnx, extracts it safely into the cache
+    and `verify` passes on it; with no published hash the first download's sha256 is recorded
+    and a later, different archive is refused."""
+    import io
+    import shutil
+    import tarfile
+
+    from singleshot.eval.verify import write_test_data
+
+    def pack(model_bytes, n_sets, seed):
+        src = tmp_path / f"src{seed}" / "tiny-td"
+        src.mkdir(parents=True)
+        (src / "model.onnx").write_bytes(model_bytes)
+        write_test_data(src / "model.onnx", n_sets, seed=seed)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            tar.add(src, arcname="tiny-td")
+        shutil.rmtree(src.parent)
+        return buf.getvalue()
+
+    data = tiny_zoo_onnx.read_bytes()
+    server.files["tiny-td.onnx"] = data
+    server.files["tiny-td.tar.gz"] = pack(data, 2, 0)
+    monkeypatch.setenv("SINGLESHOT_MODELS_URL", server.url)
+    register(RegistryEntry("tiny-td", "tiny-td.onnx", hashlib.sha256(data).hexdigest(),
+                           len(data), 13, None, "-", "test model"))
+    res = CliRunner().invoke(app, ["download", "tiny-td", "--with-test-data"])
+    assert res.exit_code == 0, res.output
+    folder = tmp_path / "home" / "models" / "tiny-td"
+    assert str(folder) in res.stdout and (folder / "tiny-td" / "test_data_set_1").is_dir()
+    res = CliRunner().invoke(app, ["verify", str(folder)])
+    assert res.exit_code == 0 and "test_data_set_1: pass" in res.stdout, res.output
+    recorded = json.loads((tmp_path / "home" / "archives.json").read_text())
+    assert recorded["tiny-td.tar.gz"] == hashlib.sha256(server.files["tiny-td.tar.gz"]).hexdigest()
+    server.files["tiny-td.tar.gz"] = pack(data, 1, 5)  # the mirror now serves another archive
+    res = CliRunner().invoke(app, ["download", "tiny-td", "--with-test-data", "--force"])
+    assert res.exit_code == 1 and "sha256 mismatch" in res.stderr

@@ -14,6 +14,7 @@ import torch
 from ..core.anchors import default_boxes
 from ..core.nms import NmsParams, postprocess_raw
 from ..errors import ModelError
+from ..graph.contract import per_image
 
 
 @dataclass
@@ -159,14 +160,6 @@ def check_parity(proto: onnx.ModelProto, model: torch.nn.Module, x: np.ndarray |
                                                 f"{differ} detections differ"))
     return report
 
-
-def per_image(outputs: dict, contract: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Zoo outputs by name -> (boxes, labels, scores) of each image (zoo-batch: the first
-    ``num_detections`` of each row; zoo: the one image)."""
-    if contract == "zoo":
-        return [(outputs["bboxes"][0], outputs["labels"][0], outputs["scores"][0])]
-    return [(outputs["bboxes"][i, :n], outputs["labels"][i, :n], outputs["scores"][i, :n])
-            for i, n in enumerate(outputs["num_detections"].astype(int))]
 
 
 def rebatch_checked(model: str, out, n: int = 4) -> str:

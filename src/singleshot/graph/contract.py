@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from ..core.spec import ModelSpec, zoo_spec
@@ -102,3 +103,12 @@ def read_spec(model: onnx.ModelProto, io: GraphIO) -> ModelSpec:
         base = base.with_(input_size=(h, w))
     base = base.with_(contract=io.contract)
     return ModelSpec.from_metadata(props, fallback=base)
+
+
+def per_image(outputs: dict, contract: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Zoo outputs by name -> (boxes, labels, scores) of each image (zoo-batch: the first
+    ``num_detections`` of each row; zoo: the one image)."""
+    if contract == "zoo":
+        return [(outputs["bboxes"][0], outputs["labels"][0], outputs["scores"][0])]
+    return [(outputs["bboxes"][i, :n], outputs["labels"][i, :n], outputs["scores"][i, :n])
+            for i, n in enumerate(outputs["num_detections"].astype(int))]

@@ -134,3 +134,50 @@ def catalog() -> list[dict]:
              "card_metric": e.card_metric, "description": e.description,
              "local": str(model_path(e)) if model_path(e).is_file() else None}
             for e in list_entries()]
+
+
+# Published sizes and sha256 of the "with sample test data" archives (from the zoo repository's
+# LFS pointers). Where none is known, the first download's sha256 is recorded in the cache
+# (archives.json) and later downloads must match it.
+ARCHIVES = {"ssd-12.tar.gz": (90_592_544,
+                              "43e57501da34abe0c01ea30902303bdb14f590f59c18fbb15ea3473810b0e86b")}
+
+
+def ensure_test_data(entry: RegistryEntry, *, progress: Progress | None = None,
+                     force: bool = False) -> Path:
+    """The zoo's archive of ``entry`` (model + ``test_data_set_*``) downloaded next to the
+    ``.onnx`` file in the cache, verified and extracted safely into ``models/<name>/``.
+    Returns that folder."""
+    import json
+    import shutil
+
+    from .archive import safe_extract
+
+    if entry.url is None:
+        raise DownloadError(f"model {entry.name} has no download address")
+    name = Path(entry.filename).stem + ".tar.gz"
+    url = entry.url.rsplit("/", 1)[0] + "/" + name
+    folder = cache_dir() / "models" / Path(entry.filename).stem
+    if folder.is_dir() and not force:
+        return folder
+    archive = cache_dir() / "models" / name
+    record = cache_dir() / "archives.json"
+    try:
+        recorded = json.loads(record.read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    size, sha = ARCHIVES.get(name, (None, recorded.get(name)))
+    if force or not archive.is_file():
+        download(url, archive, sha256=sha, size=size, progress=progress)
+    elif sha is not None and sha256_file(archive) != sha:
+        archive.unlink()
+        raise DownloadError(f"{archive}: sha256 differs from the one recorded; deleted, run "
+                            "again to download it anew")
+    if sha is None:  # trust on first use: later downloads are checked against this
+        recorded[name] = sha256_file(archive)
+        from ..io.files import write_json_atomic
+
+        write_json_atomic(record, recorded)
+    if folder.exists():
+        shutil.rmtree(folder)
+    return safe_extract(archive, folder)

@@ -44,13 +44,20 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def download(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Registry name, e.g. ssd-12.")],
     force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False,
+    with_test_data: Annotated[bool, typer.Option("--with-test-data", help="Also fetch the zoo's archive with sample test data and extract it safely (then: singleshot verify).")] = False,
 ) -> None:
     """Download a zoo model into the cache ($SINGLESHOT_HOME, default ~/.cache/singleshot)."""
     from ...hub.download import ensure_model
     from ...hub.registry import get_entry
 
-    path = ensure_model(get_entry(name), force=force)
+    entry = get_entry(name)
+    path = ensure_model(entry, force=force)
     print(path)
+    if with_test_data:
+        from ...hub.download import ensure_test_data
+
+        folder = ensure_test_data(entry, force=force)
+        print(f"{folder}  (check it here: singleshot verify {folder})")
 
 
 @app.command()

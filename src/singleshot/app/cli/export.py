@@ -23,6 +23,7 @@ def export(
     input_size: Annotated[Optional[str], typer.Option(help="Model config when the checkpoint does not say: 1200 or 300.")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="Text file with one class name per line.")] = None,
     check: Annotated[bool, typer.Option(help="Run the parity check against torch.")] = True,
+    test_data: Annotated[int, typer.Option(help="Also write N test sets beside the model (test_data_set_K/input_0.pb, output_J.pb) for singleshot verify.")] = 0,
     batch: Annotated[Optional[str], typer.Option(help="The batched zoo contract: 'dynamic' or a fixed N (opset >= 12): outputs padded to the detection cap, with num_detections.")] = None,
 ) -> None:
     """Export a checkpoint to ONNX in the zoo contract (or raw heads with --raw)."""
@@ -66,3 +67,9 @@ def export(
           f"{cfg.default_boxes().num_anchors} default boxes")
     if report is not None:
         print(report)
+    if test_data:
+        from ...eval.verify import write_test_data
+
+        sets = write_test_data(output, test_data)
+        print(f"wrote {len(sets)} test set(s) beside {output}: "
+              + ", ".join(p.name for p in sets))
