@@ -104,9 +104,7 @@ def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotat
     for m in models:  # every model loads and every earlier run matches before any work
         name = _unique(Path(m).stem if m.endswith(".onnx") else m, taken)
         detectors[name] = det = Detector(m, threads=threads, exif=False, **(detector_options or {}))
-        if det.batch_size is not None and batch > det.batch_size:
-            raise UsageError(f"{m} takes batch {det.batch_size} (its input is "
-                             f"{list(det.io.input_shape)}), not {batch}")
+        det.check_batch(batch)
         RunStore(out / name).check(run_manifest(
             detectors[name], name=name, annotations=str(Path(gt.path).resolve()),
             images=str(Path(images).resolve()), clip=clip, mlperf=mlperf))

@@ -151,9 +151,7 @@ def verify(source: str | os.PathLike, *, backend: str = "onnxruntime", precision
 def _compare_detections(entry: dict, got: list, ref: list, contract: str, tol: dict) -> None:
     from ..graph.contract import per_image
 
-    names = ("bboxes", "labels", "scores", "num_detections")
-    g_img = per_image(dict(zip(names, got)), contract)
-    r_img = per_image(dict(zip(names, ref)), contract)
+    g_img, r_img = per_image(got, contract), per_image(ref, contract)
     for k, (g, r) in enumerate(zip(g_img, r_img)):
         matched, dbox, dscore, first = _match(g, r, tol["box"], tol["score"])
         entry["detections"] += len(r[2])

@@ -135,7 +135,7 @@ def check_parity(proto: onnx.ModelProto, model: torch.nn.Module, x: np.ndarray |
         return report
     anchors = default_boxes(model.cfg.default_boxes())
     params = read_nms_params(proto) or NmsParams()
-    for i, got in enumerate(per_image(outs, io_.contract)):  # every image of a batch alone
+    for i, got in enumerate(per_image([outs[n] for n in io_.outputs], io_.contract)):  # every image of a batch alone
         problems, differ = postprocess_problems(got, outs["loc"][i], outs["conf"][i], anchors,
                                                 params)
         report.detections += len(got[2])
@@ -150,7 +150,7 @@ def check_parity(proto: onnx.ModelProto, model: torch.nn.Module, x: np.ndarray |
     heads = [probe_heads(anchors.shape[0], model.cfg.num_classes, seed=k)
              for k in range(len(x) if batched else 1)]
     loc, conf = (np.concatenate([h[j] for h in heads]) for j in (0, 1))
-    run = dict(zip(io_.outputs, make_session(post).run(list(io_.outputs), {"loc": loc, "conf": conf})))
+    run = make_session(post).run(list(io_.outputs), {"loc": loc, "conf": conf})
     for i, got in enumerate(per_image(run, io_.contract)):
         problems, differ = postprocess_problems(got, loc[i], conf[i], anchors, params)
         report.probe_detections += len(got[2])

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from ..core.spec import ModelSpec, zoo_spec
-from ..errors import ModelError
+from ..errors import ModelError, UsageError
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,22 @@ class GraphIO:
     input_shape: tuple
     input_dtype: str
     outputs: tuple[str, ...]
+
+    @property
+    def batch(self) -> int | None:
+        """Images the graph takes per call: an int for a fixed batch (1 for the zoo's files),
+        None for a dynamic one."""
+        n = self.input_shape[0]
+        return n if isinstance(n, int) and n > 0 else None
+
+    def check_batch(self, n: int, name: str) -> None:
+        """UsageError naming the graph's real batch when it cannot take ``n`` images per call
+        (no sequential calls dressed as a batch)."""
+        if self.batch is not None and n > self.batch:
+            what = "batch 1" if self.batch == 1 else f"batches of {self.batch}"
+            raise UsageError(f"{name} takes {what} (its input is {list(self.input_shape)}), not "
+                             f"{n}: export it with a dynamic batch (singleshot export --batch "
+                             "dynamic) or run images one by one")
 
 
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
@@ -105,10 +121,12 @@ def read_spec(model: onnx.ModelProto, io: GraphIO) -> ModelSpec:
     return ModelSpec.from_metadata(props, fallback=base)
 
 
-def per_image(outputs: dict, contract: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Zoo outputs by name -> (boxes, labels, scores) of each image (zoo-batch: the first
-    ``num_detections`` of each row; zoo: the one image)."""
+def per_image(outputs, contract: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Zoo outputs in contract order (bboxes, labels, scores[, num_detections]) -> (boxes,
+    labels, scores) of each image (zoo-batch: the first ``num_detections`` of each row; zoo:
+    the one image)."""
+    boxes, labels, scores = outputs[:3]
     if contract == "zoo":
-        return [(outputs["bboxes"][0], outputs["labels"][0], outputs["scores"][0])]
-    return [(outputs["bboxes"][i, :n], outputs["labels"][i, :n], outputs["scores"][i, :n])
-            for i, n in enumerate(outputs["num_detections"].astype(int))]
+        return [(boxes[0], labels[0], scores[0])]
+    return [(boxes[i, :n], labels[i, :n], scores[i, :n])
+            for i, n in enumerate(outputs[3].astype(int))]

@@ -159,17 +159,25 @@ class Detector:
         with this detector's thresholds (or ``params``, ``classes``: 0-based class indices to
         keep): backend, then post-processing. Other options never rebuild a session."""
         params = params or self.params
-        if self.batch_size and len(tensor) < self.batch_size:  # a fixed batch: pad it
-            tensor = np.concatenate([tensor] + [tensor[-1:]] * (self.batch_size - len(tensor)))
-        outputs = self.backend.run(tensor, self.postprocessor.feeds(params, classes))
-        return self.postprocessor(outputs, params, classes)
+        return self.postprocessor(self._run(tensor, params, classes), params, classes)
+
+    def _run(self, x: np.ndarray, params: NmsParams, classes) -> list[np.ndarray]:
+        """The backend on input [n, 3, h, w] with this call's options (a fixed-batch graph gets
+        its batch, padded with the last image) -> the graph's outputs."""
+        pad = (self.batch_size or len(x)) - len(x)
+        if pad > 0:
+            x = np.concatenate([x] + [x[-1:]] * pad)
+        return self.backend.run(x, self.postprocessor.feeds(params, classes))
 
     @property
     def batch_size(self) -> int | None:
         """Images the graph takes per call: an int for a fixed batch (1 for the zoo's files),
         None for a dynamic one (raw-head exports, ``export --batch dynamic``)."""
-        n = self.io.input_shape[0]
-        return n if isinstance(n, int) and n > 0 else None
+        return self.io.batch
+
+    def check_batch(self, n: int) -> None:
+        """UsageError naming the graph's real batch when it cannot take ``n`` images per call."""
+        self.io.check_batch(n, self.name)
 
     def detect_batch(self, images_rgb: list[np.ndarray], *, clip: bool = True,
                      paths: list[str | None] | None = None, **options) -> list[Detections]:
@@ -180,19 +188,12 @@ class Detector:
         n = len(images_rgb)
         if n == 0:
             return []
-        if self.batch_size == 1 and n > 1:
-            raise UsageError(f"{self.name} takes batch 1 (its input is "
-                             f"{list(self.io.input_shape)}); export it with a batch "
-                             "(singleshot export --batch dynamic) or run images one by one")
-        if self.batch_size is not None and n > self.batch_size:
-            raise UsageError(f"{self.name} takes batches of {self.batch_size}, got {n} images")
+        self.check_batch(n)
         params, classes = self.options(**options)
         t0 = time.perf_counter()
-        xs = [self.preprocess(im) for im in images_rgb]
-        pad = (self.batch_size or n) - n
-        x = np.concatenate(xs + [xs[-1]] * pad)
+        x = np.concatenate([self.preprocess(im) for im in images_rgb])
         t1 = time.perf_counter()
-        outputs = self.backend.run(x, self.postprocessor.feeds(params, classes))
+        outputs = self._run(x, params, classes)
         t2 = time.perf_counter()
         results = self.postprocessor.split(outputs, params, classes, limit=n)
         t3 = time.perf_counter()
@@ -247,21 +248,21 @@ class Detector:
         if isinstance(image, (list, tuple)):
             if self.batch_size == 1 or not image:  # one image per call
                 return [self(im, clip=clip, **options) for im in image]
-            rgbs = [self._decode(im) for im in image]
+            rgbs = [self.decode(im) for im in image]
             size = self.batch_size or len(rgbs)
             return [d for k in range(0, len(rgbs), size)
                     for d in self.detect_batch(rgbs[k:k + size], clip=clip, **options)]
         if isinstance(image, (np.ndarray, Image.Image)):
-            return self.detect_array(self._decode(image), clip=clip, **options)
+            return self.detect_array(self.decode(image), clip=clip, **options)
         t0 = time.perf_counter()
-        rgb = self._decode(image)
+        rgb = self.decode(image)
         decode_ms = (time.perf_counter() - t0) * 1e3
         det = self.detect_array(rgb, clip=clip,
                                 path=None if isinstance(image, bytes) else str(image), **options)
         det.timings = {"decode": decode_ms, **det.timings}
         return det
 
-    def _decode(self, image) -> np.ndarray:
+    def decode(self, image) -> np.ndarray:
         """Any accepted image -> RGB uint8 [H, W, 3] (EXIF orientation applied when ``exif``)."""
         from PIL import Image, ImageOps
 
@@ -293,6 +294,8 @@ def class_indices(spec: ModelSpec, classes) -> np.ndarray:
     by_name = {n: k for k, n in enumerate(spec.class_names)}
     out = set()
     for c in items:
+        if isinstance(c, bool) or not isinstance(c, (str, int, np.integer)):
+            raise UsageError(f"classes are category ids or names, got {c!r}")
         k = by_name.get(c) if isinstance(c, str) else by_id.get(int(c))
         if k is None and isinstance(c, str) and c.strip().isdigit():
             k = by_id.get(int(c))

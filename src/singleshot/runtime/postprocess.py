@@ -15,6 +15,7 @@ from ..core.anchors import default_boxes
 from ..core.nms import NmsParams
 from ..core.spec import ModelSpec
 from ..errors import ModelError, UsageError
+from ..graph.contract import per_image
 from ..graph.nms_constants import expose_nms_inputs, nms_feeds
 from ..graph.postprocess import postprocess_model
 from .session import make_session
@@ -32,7 +33,8 @@ class Postprocessor:
 
     def __init__(self, contract: str, spec: ModelSpec, params: NmsParams, *, mode: str,
                  threads: int | None = None, name: str = "model"):
-        self.spec, self.params, self.name, self.mode = spec, params, name, mode
+        self.contract, self.spec, self.params, self.name = contract, spec, params, name
+        self.mode = mode
         if mode == "raw":
             self.anchors = default_boxes(spec.default_boxes)
             self.session = make_session(expose_nms_inputs(
@@ -67,18 +69,13 @@ class Postprocessor:
             return [tuple(o[0] for o in self.session.run(
                         None, {"loc": loc[i:i + 1], "conf": conf[i:i + 1], **feeds}))
                     for i in range(len(loc) if limit is None else min(limit, len(loc)))]
-        if len(outputs) == 4:  # zoo-batch: rows padded past num_detections
-            boxes, labels, scores, count = outputs
-            n = len(boxes) if limit is None else min(limit, len(boxes))
-            return [(boxes[i, :k], labels[i, :k], scores[i, :k])
-                    for i, k in zip(range(n), count.astype(int))]
-        boxes, labels, scores = (o[0] for o in outputs)  # drop the batch dim
-        if self.mode == "fixed":
+        images = per_image(outputs, self.contract)[:limit]
+        if self.mode == "fixed":  # stricter options applied to the outputs
             self.check_fixed(params, classes)
-            keep = scores > params.score_threshold
             n = params.max_det
-            boxes, labels, scores = boxes[keep][:n], labels[keep][:n], scores[keep][:n]
-        return [(boxes, labels, scores)]
+            images = [(b[s > params.score_threshold][:n], lab[s > params.score_threshold][:n],
+                       s[s > params.score_threshold][:n]) for b, lab, s in images]
+        return images
 
     def check_fixed(self, params: NmsParams, classes) -> None:
         """UsageError for options a graph with computed thresholds cannot honour."""

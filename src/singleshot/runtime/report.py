@@ -120,11 +120,7 @@ def detect_paths(detector, paths: Iterable[str], load: Callable[[str], np.ndarra
 
 def _batched(detector, paths: Iterable[str], load, batch: int, options: dict):
     """(path, Detections or ImageError, image) in input order, ``batch`` images per call."""
-    if detector.batch_size is not None and batch > detector.batch_size:
-        from ..errors import UsageError
-
-        raise UsageError(f"{detector.name} takes batch {detector.batch_size} (its input is "
-                         f"{list(detector.io.input_shape)}), not {batch}")
+    detector.check_batch(batch)
     paths = list(paths)
     for k in range(0, len(paths), batch):
         chunk, images = paths[k:k + batch], {}

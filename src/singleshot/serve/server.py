@@ -34,24 +34,21 @@ class HTTPError(Exception):
 
 
 def _options(values: dict, conf_default: float | None = None) -> dict:
-    """Request parameters -> Detector call options; HTTPError 400 for bad values."""
+    """Request parameters -> Detector call options (types only: their ranges and classes are
+    checked by :meth:`Detector.options` before the request is queued); HTTPError 400."""
     out = {"conf": conf_default, "iou": None, "max_det": None, "classes": None}
     try:
-        for key in ("conf", "iou"):
+        for key, kind in (("conf", float), ("iou", float), ("max_det", int)):
             if values.get(key) is not None:
-                out[key] = float(values[key])
-                if not 0.0 <= out[key] <= 1.0:
-                    raise ValueError(f"{key} must be between 0 and 1, got {values[key]!r}")
-        if values.get("max_det") is not None:
-            out["max_det"] = int(values["max_det"])
-            if out["max_det"] < 1:
-                raise ValueError(f"max_det must be at least 1, got {values['max_det']!r}")
+                if isinstance(values[key], bool):
+                    raise ValueError(f"{key} must be a number, got {values[key]!r}")
+                out[key] = kind(values[key])
         classes = values.get("classes")
         if classes is not None:
             items = classes if isinstance(classes, list) else str(classes).split(",")
             out["classes"] = [c.strip() if isinstance(c, str) else c for c in items
                               if not isinstance(c, str) or c.strip()]
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise HTTPError(400, str(err) if "must" in str(err) else f"bad parameter: {err}") from None
     return out
 
@@ -144,7 +141,7 @@ def create_app(detectors, name: str, *, api_key: str | None = None,
         rgbs = []
         for k, data in enumerate(images):
             try:
-                rgbs.append(detector._decode(data))
+                rgbs.append(detector.decode(data))
             except ImageError as err:
                 raise HTTPError(400, f"image {k}: {str(err).removeprefix('<bytes>: ')}") from None
         return rgbs

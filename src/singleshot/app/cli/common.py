@@ -105,9 +105,6 @@ def _parse_conf(conf: str | None) -> float | None:
     if conf is None or str(conf).lower() == "model":
         return None
     try:
-        value = float(conf)
+        return float(conf)  # its range is checked with the other options (merge_options)
     except ValueError:
         raise UsageError(f"--conf must be a number from 0 to 1 or 'model', got {conf!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise UsageError(f"--conf must be between 0.0 and 1.0, got {value}")
-    return value

@@ -49,16 +49,16 @@ def detect(
     Decoding overlaps inference; --streams N runs N images at once."""
     from tqdm import tqdm
 
+    from ...core.nms import NmsParams
     from ...io.images import MAX_PIXELS, load_image
     from ...io.sources import expand_sources
-    from ...runtime.detector import Detector
+    from ...runtime.detector import Detector, merge_options
     from ...runtime.report import DetectionReport, detect_paths
 
     conf_value = _parse_conf(conf)
-    if iou is not None and not 0.0 <= iou <= 1.0:
-        raise UsageError(f"--iou must be between 0.0 and 1.0, got {iou}")
-    if max_det is not None and max_det < 1:
-        raise UsageError(f"--max-det must be at least 1, got {max_det}")
+    merge_options(NmsParams(), conf_value, iou, max_det)  # bad values fail before the model loads
+    if batch < 1:
+        raise UsageError("--batch must be at least 1")
     if out is not None:
         ensure_dir(out)
     det = Detector(model, conf=conf_value, iou=iou, max_det=max_det, exif=not no_exif,
@@ -70,6 +70,7 @@ def detect(
         if not classes:
             raise UsageError("--only-classes needs at least one category id or name")
         det.options(classes=classes)  # unknown names fail here, before any work
+    det.check_batch(batch)
     paths, notes = expand_sources(sources, recursive)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
@@ -77,11 +78,6 @@ def detect(
     report = DetectionReport(det.name)
     bar = tqdm(total=len(paths), unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
                disable=len(paths) < 2 or not sys.stderr.isatty())
-    if batch < 1:
-        raise UsageError("--batch must be at least 1")
-    if batch > 1 and det.batch_size is not None and batch > det.batch_size:
-        raise UsageError(f"{det.name} takes batch {det.batch_size} (its input is "
-                         f"{list(det.io.input_shape)}), not {batch}: export it with --batch dynamic")
     for r in detect_paths(det, paths, load, report=report, annotate_into=out, streams=streams,
                           batch=batch, classes=classes):
         bar.update(1)
