@@ -71,6 +71,12 @@ def _topk_k_constants(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, int,
     return found
 
 
+def _cap_constants(model: onnx.ModelProto,
+                   cap: int) -> list[tuple[onnx.NodeProto, int, np.ndarray]]:
+    """The constants on the TopK path that hold the detection cap ``cap``."""
+    return [(n, i, v) for n, i, v in _topk_k_constants(model) if float(v.reshape(-1)[0]) == cap]
+
+
 def _topk_cap(model: onnx.ModelProto) -> int | None:
     caps = [int(v.reshape(-1)[0]) for _, _, v in _topk_k_constants(model)
             if 0 < float(v.reshape(-1)[0]) and float(v.reshape(-1)[0]).is_integer()]
@@ -97,8 +103,7 @@ def rewrite_nms_params(model: onnx.ModelProto, new: NmsParams) -> onnx.ModelProt
         model.graph.initializer.extend([numpy_helper.from_array(value, name)])
         node.input[i] = name
     if old is not None and new.max_det != old.max_det:
-        hits = [(n, i, v) for n, i, v in _topk_k_constants(model)
-                if float(v.reshape(-1)[0]) == float(old.max_det)]
+        hits = _cap_constants(model, old.max_det)
         if not hits:
             raise ModelError(
                 f"cannot change this graph's detection cap of {old.max_det}: no constant found "
@@ -135,8 +140,7 @@ def expose_nms_inputs(model: onnx.ModelProto, num_classes: int) -> onnx.ModelPro
     if any(len(node.input) <= i or not node.input[i] or _const_value(out, node.input[i]) is None
            for i in (2, 3, 4)):  # computed thresholds: replacing them would change the graph
         raise ModelError("the graph computes its NMS thresholds; they cannot become inputs")
-    hits = [(n, i, v) for n, i, v in _topk_k_constants(out)
-            if float(v.reshape(-1)[0]) == float(old.max_det)]
+    hits = _cap_constants(out, old.max_det)
     if not hits:
         raise ModelError(f"no constant for the detection cap of {old.max_det} on the TopK path")
     g = out.graph

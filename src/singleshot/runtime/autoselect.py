@@ -48,11 +48,18 @@ def _cache_file() -> Path:
 
 
 def cache_key(model_digest: str, precision: str, preprocess: str) -> str:
-    from .cpu import _proc_cpuinfo
+    """Model file, CPU, request and runtime versions: a pick holds while none of them changes."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    cpu, flags = _proc_cpuinfo()
-    cpu_id = hashlib.sha256((cpu + " ".join(sorted(flags))).encode()).hexdigest()[:16]
-    return f"{model_digest}:{cpu_id}:{precision}:{preprocess}"
+    from .cpu import cpu_fingerprint
+
+    versions = []
+    for package in ("onnxruntime", "openvino"):
+        try:
+            versions.append(f"{package}={version(package)}")
+        except PackageNotFoundError:
+            pass
+    return f"{model_digest}:{cpu_fingerprint()}:{precision}:{preprocess}:{','.join(versions)}"
 
 
 def auto_backend(model, build, *, precision: str = "auto", preprocess: str = "card",
@@ -64,8 +71,12 @@ def auto_backend(model, build, *, precision: str = "auto", preprocess: str = "ca
 
     from ..hub.download import sha256_file
     from .backends import openvino_available
+    from .cpu import cpu_info
 
     progress = resolve(progress)
+    cands = candidates(precision, openvino_available(), cpu_info()["bf16"])
+    if len(cands) == 1:  # nothing to choose between
+        return cands[0]
     if isinstance(model, onnx.ModelProto):
         digest = hashlib.sha256(model.SerializeToString()).hexdigest()
     else:
@@ -81,11 +92,6 @@ def auto_backend(model, build, *, precision: str = "auto", preprocess: str = "ca
         progress.note(f"backend auto: {hit['backend']} ({hit['precision']}), measured before on "
                       f"this CPU ({hit['why']}; cached in {path})")
         return hit["backend"], hit["precision"]
-    from .cpu import cpu_info
-
-    cands = candidates(precision, openvino_available(), cpu_info()["bf16"])
-    if len(cands) == 1:
-        return cands[0]
     times, labels = [], []
     per = budget_s / len(cands)
     for backend, prec in cands:

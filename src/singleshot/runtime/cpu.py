@@ -46,6 +46,14 @@ def _proc_cpuinfo() -> tuple[str, set[str]]:
     return model or platform.processor() or platform.machine(), flags
 
 
+def cpu_fingerprint() -> str:
+    """A short hash of the CPU model and its flags: what a measured choice depends on."""
+    import hashlib
+
+    model, flags = _proc_cpuinfo()
+    return hashlib.sha256((model + " ".join(sorted(flags))).encode()).hexdigest()[:16]
+
+
 @lru_cache(maxsize=1)
 def cpu_info() -> dict:
     """``{"model", "int8": avx2|avx-vnni|avx512-vnni|amx|none, "bf16": bool, "cores",
