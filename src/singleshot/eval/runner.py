@@ -49,29 +49,35 @@ def select_images(gt: CocoAnnotations, *, mlperf: bool = False, limit: int | Non
 
 @dataclass
 class DetectionRun:
-    """A model's pass over a dataset. results: COCO results of every image done, by image id in
-    the detector's order; done_ids: the images evaluated; failures: (file name, error) of images
-    that could not be read."""
+    """A model's pass over a dataset. by_image: COCO results of every image done (image id ->
+    its results in the detector's order); failures: (file name, error) of images that could not
+    be read."""
 
     name: str
     out_dir: Path | None = None
-    results: list[dict] = field(default_factory=list)
-    done_ids: list[int] = field(default_factory=list)
+    by_image: dict[int, list[dict]] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
     resumed: int = 0
     images_per_s: float | None = None
     inference_ms: float | None = None  # mean session time per image of this pass (no decode/pre/post)
+
+    @property
+    def done_ids(self) -> list[int]:
+        """The images evaluated, in input order."""
+        return list(self.by_image)
+
+    @property
+    def results(self) -> list[dict]:
+        """Every image's COCO results, in input order."""
+        return [r for rs in self.by_image.values() for r in rs]
 
     def evaluator(self, gt: CocoAnnotations, fast: bool = False):
         """A :class:`~singleshot.eval.coco.CocoEvaluator` holding this run's images."""
         from .coco import CocoEvaluator
 
         ev = CocoEvaluator(gt, fast=fast)
-        by_image: dict[int, list[dict]] = {i: [] for i in self.done_ids}
-        for r in self.results:
-            by_image[r["image_id"]].append(r)
-        for i, rs in by_image.items():
-            ev.process(i, rs)
+        for image_id, results in self.by_image.items():
+            ev.process(image_id, results)
         return ev
 
 
@@ -126,8 +132,7 @@ def detect_images(detector, images: list[dict], load: Callable[[dict], np.ndarra
         if entry.get("error"):
             run.failures.append((im["file_name"], entry["error"]))
         else:
-            run.done_ids.append(im["id"])
-            run.results.extend(entry["results"])
+            run.by_image[im["id"]] = entry["results"]
     return run
 
 

@@ -4,6 +4,7 @@ model file and settings."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -79,16 +80,11 @@ class RunStore:
                 continue
         return done
 
+    @contextlib.contextmanager
     def appender(self):
-        """A context manager: ``with store.appender() as add: add(entry)`` - each entry is one
-        flushed line."""
-        import contextlib
-
-        @contextlib.contextmanager
-        def _cm():
-            with open(self.jsonl, "a") as sink:
-                def add(entry: dict) -> None:
-                    sink.write(json.dumps(entry) + "\n")
-                    sink.flush()
-                yield add
-        return _cm()
+        """``with store.appender() as add: add(entry)`` - each entry one flushed line."""
+        with open(self.jsonl, "a") as sink:
+            def add(entry: dict) -> None:
+                sink.write(json.dumps(entry) + "\n")
+                sink.flush()
+            yield add
