@@ -183,7 +183,8 @@ def nms_feeds(params: NmsParams, num_classes: int, classes: np.ndarray | None = 
     if classes is not None:
         mask[:] = 0
         mask[0, np.asarray(classes, np.int64), 0] = 1
-    return {"nms_max_per_class": np.asarray([params.max_per_class], np.int64),
-            "nms_iou_threshold": np.asarray([params.iou_threshold], np.float32),
-            "nms_score_threshold": np.asarray([params.score_threshold], np.float32),
-            "max_det": np.asarray([params.max_det], np.int64), "class_mask": mask}
+    values = (np.asarray([params.max_per_class], np.int64),
+              np.asarray([params.iou_threshold], np.float32),
+              np.asarray([params.score_threshold], np.float32),
+              np.asarray([params.max_det], np.int64), mask)
+    return dict(zip(NMS_INPUTS, values))

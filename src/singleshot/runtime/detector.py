@@ -208,6 +208,16 @@ class Detector:
             dets.append(d)
         return dets
 
+    def detect_many(self, images_rgb: list[np.ndarray], *, clip: bool = True,
+                    **options) -> list[Detections]:
+        """Any number of RGB uint8 arrays -> their Detections, in the largest calls the graph
+        takes (one image per call for a batch-1 graph)."""
+        if self.batch_size == 1:
+            return [self.detect_array(im, clip=clip, **options) for im in images_rgb]
+        size = self.batch_size or max(1, len(images_rgb))
+        return [d for k in range(0, len(images_rgb), size)
+                for d in self.detect_batch(images_rgb[k:k + size], clip=clip, **options)]
+
     def detect_array(self, image_rgb: np.ndarray, *, clip: bool = True,
                      path: str | None = None, **options) -> Detections:
         """RGB uint8 [H, W, 3] -> Detections (pixels of this array); ``options``: conf, iou,
@@ -246,12 +256,9 @@ class Detector:
 
         options = {"conf": conf, "iou": iou, "max_det": max_det, "classes": classes}
         if isinstance(image, (list, tuple)):
-            if self.batch_size == 1 or not image:  # one image per call
+            if self.batch_size == 1 or not image:  # one image per call, with its path and timings
                 return [self(im, clip=clip, **options) for im in image]
-            rgbs = [self.decode(im) for im in image]
-            size = self.batch_size or len(rgbs)
-            return [d for k in range(0, len(rgbs), size)
-                    for d in self.detect_batch(rgbs[k:k + size], clip=clip, **options)]
+            return self.detect_many([self.decode(im) for im in image], clip=clip, **options)
         if isinstance(image, (np.ndarray, Image.Image)):
             return self.detect_array(self.decode(image), clip=clip, **options)
         t0 = time.perf_counter()

@@ -63,10 +63,6 @@ class Batcher:
         self.jobs.put(job)
         return job.future
 
-    @property
-    def queued(self) -> int:
-        return self.waiting
-
     def close(self) -> None:
         for _ in self.threads:
             self.jobs.put(None)
@@ -106,14 +102,7 @@ class Batcher:
             images = [im for j in jobs for im in j.images]
             start = time.perf_counter()
             try:
-                size = detector.batch_size
-                if size == 1:
-                    dets = [detector.detect_array(im, **job.options) for im in images]
-                else:
-                    size = size or len(images)
-                    dets = [d for k in range(0, len(images), size)
-                            for d in detector.detect_batch(images[k:k + size], **job.options)]
-                error = None
+                dets, error = detector.detect_many(images, **job.options), None
             except Exception as err:  # noqa: BLE001 - handed to the requests of this batch
                 dets, error = None, err
             end = time.perf_counter()

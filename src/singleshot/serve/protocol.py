@@ -17,9 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-DTYPES = {"FP32": np.float32, "INT64": np.int64, "INT32": np.int32, "FP64": np.float64,
-          "UINT8": np.uint8, "BOOL": np.bool_}
-
 
 class ProtocolError(ValueError):
     """A malformed request: answered with 400 and ``{"error": str}``."""
@@ -46,11 +43,6 @@ def _bytes_elements(blob: bytes) -> list[bytes]:
         out.append(blob[pos:pos + n])
         pos += n
     return out
-
-
-def serialize_bytes(elements: list[bytes]) -> bytes:
-    """Triton's binary layout of a BYTES tensor."""
-    return b"".join(struct.pack("<I", len(e)) + e for e in elements)
 
 
 def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
@@ -122,8 +114,9 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     return InferRequest(images, params, outs, binary_default, req.get("id"))
 
 
-OUTPUTS = (("boxes", "FP32"), ("scores", "FP32"), ("category_ids", "INT64"),
-           ("num_detections", "INT64"))
+# The outputs of an infer response: name -> (datatype, shape; -1 where it varies).
+OUTPUTS = {"boxes": ("FP32", [-1, -1, 4]), "scores": ("FP32", [-1, -1]),
+           "category_ids": ("INT64", [-1, -1]), "num_detections": ("INT64", [-1])}
 
 
 def detections_tensors(dets: list) -> dict[str, np.ndarray]:
@@ -143,9 +136,9 @@ def detections_tensors(dets: list) -> dict[str, np.ndarray]:
 def write_infer(model: str, req: InferRequest, tensors: dict[str, np.ndarray]
                 ) -> tuple[bytes, dict[str, str]]:
     """The response body and extra headers: JSON, with binary tensors appended where asked."""
-    names = [n for n, _ in OUTPUTS if not req.binary_outputs or n in req.binary_outputs]
+    names = [n for n in OUTPUTS if not req.binary_outputs or n in req.binary_outputs]
     outputs, blobs = [], []
-    for name, dtype in OUTPUTS:
+    for name, (dtype, _) in OUTPUTS.items():
         if name not in names:
             continue
         arr = tensors[name]

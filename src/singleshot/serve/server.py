@@ -66,7 +66,7 @@ def create_app(detectors, name: str, *, api_key: str | None = None,
     metrics = Metrics()
     batcher = Batcher(detectors, max_batch=max_batch, max_delay_ms=max_delay_ms,
                       max_queue=max_queue, observe=metrics.observe_batch)
-    metrics.queued.set_function(lambda: batcher.queued)
+    metrics.queued.set_function(lambda: batcher.waiting)
     app.state.batcher, app.state.metrics = batcher, metrics
 
     @app.on_event("startup")
@@ -179,11 +179,10 @@ def create_app(detectors, name: str, *, api_key: str | None = None,
     @app.get("/v2/models/{model}")
     async def model_metadata(model: str):
         check_model(model)
-        shapes = {"boxes": [-1, -1, 4], "scores": [-1, -1], "category_ids": [-1, -1],
-                  "num_detections": [-1]}
         return {"name": name, "versions": ["1"], "platform": "singleshot",
                 "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
-                "outputs": [{"name": n, "datatype": t, "shape": shapes[n]} for n, t in OUTPUTS]}
+                "outputs": [{"name": n, "datatype": t, "shape": shape}
+                            for n, (t, shape) in OUTPUTS.items()]}
 
     @app.get("/v2/models/{model}/ready")
     async def model_ready(model: str):
