@@ -322,7 +322,8 @@ def tail_op_types(model: onnx.ModelProto) -> dict[str, int]:
                                     if n.name not in feed and n.op_type != "DequantizeLinear"))
 
 
-INT8_CONV_KERNELS = ("QLinearConv", "ConvInteger", "NhwcQLinearConv")
+# Ops that only move or reshape data: a value read through them is still the value before.
+_LAYOUT_OPS = ("ReorderInput", "ReorderOutput", "Transpose", "Reshape", "Identity")
 
 
 def runtime_conv_kernels(model: onnx.ModelProto) -> dict[str, int]:
@@ -338,11 +339,14 @@ def runtime_conv_kernels(model: onnx.ModelProto) -> dict[str, int]:
         opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         optimized = onnx.load(opts.optimized_model_filepath)
-    dq = {o for n in optimized.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    dq: set[str] = set()  # DequantizeLinear outputs, also through layout ops (NCHWc reorders)
+    for n in optimized.graph.node:  # the optimized graph is topologically sorted
+        if n.op_type == "DequantizeLinear" or (n.op_type in _LAYOUT_OPS and n.input[0] in dq):
+            dq.update(n.output)
     counts = {"int8": 0, "float": 0, "dequantized": 0}
     for n in optimized.graph.node:
-        if n.op_type in INT8_CONV_KERNELS:
-            counts["int8"] += 1
+        if "Conv" in n.op_type and ("QLinear" in n.op_type or "Integer" in n.op_type):
+            counts["int8"] += 1  # QLinearConv, ConvInteger, NhwcQLinearConv... whatever the ISA
         elif n.op_type in ("Conv", "FusedConv"):
             counts["dequantized" if set(n.input) & dq else "float"] += 1
     return counts
