@@ -4,7 +4,6 @@ detections.json and a short report (Markdown and HTML) with mAP and per-stage ti
 from __future__ import annotations
 
 import html
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,9 +56,9 @@ def run_demo(out: Path, model: str = "demo", n_images: int = 12, conf: float = 0
         for o in objects:
             anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": o["category_id"],
                          "bbox": o["bbox"], "area": o["bbox"][2] * o["bbox"][3], "iscrowd": 0})
-    cats = [{"id": k + 1, "name": n} for k, n in enumerate(CLASSES)]
-    (out / "annotations.json").write_text(json.dumps({"images": images, "annotations": anns,
-                                                      "categories": cats}))
+    categories = [{"id": k + 1, "name": n} for k, n in enumerate(CLASSES)]
+    write_json_atomic(out / "annotations.json", {"images": images, "annotations": anns,
+                                                 "categories": categories}, indent=None)
     generate_ms = (time.perf_counter() - t0) * 1e3
     gt = load_annotations(out / "annotations.json")
     det = Detector(model, exif=False)

@@ -15,6 +15,7 @@ import torch
 
 from ..core.anchors import default_boxes
 from ..errors import UsageError
+from ..io.files import write_text_atomic
 from ..model import SSDConfig, build_model
 from ..model.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from ..progress import Progress, resolve
@@ -174,7 +175,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
         step, best = int(ck.extra["step"]), float(ck.extra.get("best_map", -1.0))
         cfg.history = list(ck.extra.get("history", []))
         torch.set_rng_state(ck.extra["torch_rng"])
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    write_text_atomic(out / "train_config.json", json.dumps(asdict(cfg), indent=2, default=str))
     encoder = TargetEncoder(default_boxes(model_cfg.default_boxes()))
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
