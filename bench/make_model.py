@@ -1,5 +1,5 @@
 """Build the benchmark models: the full SSD-ResNet34 1200x1200 (zoo contract, opset 13) with
-random weights and realistic score ranges (see singleshot/benchmodel.py), calibration and sample
+random weights and realistic score ranges (see singleshot/model/lively.py), calibration and sample
 images, and its int8 variants made by `singleshot quantize` with its defaults.
 
     python bench/make_model.py [OUT_DIR]          # default runs/bench
