@@ -217,6 +217,11 @@ def test_missing_optional_packages_fail_at_option_parsing(tmp_path, monkeypatch)
     assert code == 2 and "pip install 'singleshot[loadgen]'" in err and "p50" not in err
     code, _, err = run("bench", "demo", "--scenario", "sometimes")
     assert code == 2 and "--scenario" in err
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    code, _, err = run("detect", tmp_path, "--engine", "ray")
+    assert code == 2 and "pip install 'singleshot[ray]'" in err
+    code, _, err = run("detect", tmp_path, "--workers", "2")
+    assert code == 2 and "--workers only apply to --engine ray" in err
     res = subprocess.run([sys.executable, "-c", "import sys, runpy; sys.modules['torch'] = None; "
                           "runpy.run_path('scripts/make_small_model.py', run_name='__main__')"],
                          capture_output=True, text=True, timeout=60,
@@ -311,3 +316,31 @@ def test_detect_only_classes(photo, tiny_zoo_onnx):
     assert len(got) >= len([d for d in every if d["category_id"] in (cats[0], cats[-1])])
     code, _, err = run("detect", photo, "--model", tiny_zoo_onnx, "--only-classes", "unicorn")
     assert code == 2 and "unknown class 'unicorn'" in err
+
+
+def test_detect_out_resumes_and_redoes_changed_inputs(tiny_zoo_onnx, photo, tmp_path):
+    """With --out every result is journaled as it comes; a rerun skips what is done (also
+    after a kill left a line cut short), redoes a file that changed, and refuses other
+    settings; detections.json is in input order either way."""
+    import shutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        shutil.copy(photo, src / f"p{i}.jpg")
+    out = tmp_path / "out"
+    args = ["detect", src, "--model", tiny_zoo_onnx, "--out", out, "--json"]
+    code, first, err = run(*args)
+    assert code == 0, err
+    journal = out / "detections.jsonl"
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(line)["source"]["size"] > 0 for line in lines)
+    journal.write_text("\n".join(lines[:2]) + "\n" + lines[2][:40])  # killed mid-line
+    (src / "p0.jpg").write_bytes((src / "p0.jpg").read_bytes() + b"\0")  # changed since
+    code, second, err = run(*args)
+    assert code == 0 and "resuming: 1 of 4 input(s) already done" in err
+    assert json.loads(second) == json.loads(first)
+    assert json.loads(second)["images"][0]["annotated"] == "p0.jpg"
+    assert sorted(out.glob("*.jpg")) == [out / f"p{i}.jpg" for i in range(4)]
+    code, _, err = run(*args, "--conf", "0.5")
+    assert code == 2 and "conf" in err and "another model or settings" in err

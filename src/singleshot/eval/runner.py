@@ -60,6 +60,7 @@ class DetectionRun:
     resumed: int = 0
     images_per_s: float | None = None
     inference_ms: float | None = None  # mean session time per image of this pass (no decode/pre/post)
+    partial: object = None  # a CocoEvaluator merged from workers' states (cluster engine)
 
     @property
     def done_ids(self) -> list[int]:
@@ -76,56 +77,50 @@ class DetectionRun:
         from .coco import CocoEvaluator
 
         ev = CocoEvaluator(gt, fast=fast)
+        if self.partial is not None:
+            ev.merge(self.partial)
         for image_id, results in self.by_image.items():
-            ev.process(image_id, results)
+            if image_id not in ev.images:  # resumed images, or every image of a local pass
+                ev.process(image_id, results)
         return ev
 
 
-def detect_images(detector, images: list[dict], load: Callable[[dict], np.ndarray],
-                  categories: np.ndarray, *, clip: bool = False, done: dict[int, dict] | None = None,
-                  add: Callable[[dict], None] = lambda entry: None, name: str = "detect",
-                  progress: Progress = SILENT, batch: int = 1) -> DetectionRun:
-    """Run ``detector`` on every image record of ``images`` not in ``done`` (entries by image id
-    from an earlier pass); each new entry ``{"image_id", "file_name", "error", "results"[,
-    "note"]}`` goes to ``add``. ``batch``: images per backend call (a graph that takes
-    batches). Returns the run over all of ``images``."""
-    done = dict(done or {})
-    run = DetectionRun(name, resumed=sum(1 for im in images if im["id"] in done))
-    todo = [im for im in images if im["id"] not in done]
-    t0, infer_ms = time.perf_counter(), []
-    chunks = [todo[k:k + batch] for k in range(0, len(todo), max(1, batch))]
-    progress.start(name, len(todo), unit="img")
-    try:
-        for chunk in chunks:
-            entries, decoded = [], []
-            for im in chunk:
-                entry: dict = {"image_id": im["id"], "file_name": im["file_name"],
-                               "error": None, "results": []}
-                try:
-                    decoded.append((im, entry, load(im)))
-                except ImageError as err:
-                    entry["error"] = str(err)
-                entries.append(entry)
-            rgbs = [rgb for _, _, rgb in decoded]
-            dets = detector.detect_batch(rgbs, clip=clip) if batch > 1 else \
-                [detector.detect_array(rgb, clip=clip) for rgb in rgbs]
-            for (im, entry, rgb), det in zip(decoded, dets):
-                det.category_ids = categories[det.labels - 1]
-                entry["results"] = det.to_coco(im["id"])
-                infer_ms.append(det.timings["inference"])
-                h, w = rgb.shape[:2]
-                if (im.get("width"), im.get("height")) not in ((w, h), (None, None)):
-                    entry["note"] = (f"image is {w}x{h}, annotations say "
-                                     f"{im['width']}x{im['height']}")
-            for entry in entries:
-                add(entry)
-                done[entry["image_id"]] = entry
-                progress.advance()
-    finally:
-        progress.done()
-    if todo:
-        run.images_per_s = len(todo) / (time.perf_counter() - t0)
-    if infer_ms:
+def detect_entries(detector, chunk: list[dict], load: Callable[[dict], np.ndarray],
+                   categories: np.ndarray, *, clip: bool = False,
+                   batch: int = 1) -> tuple[list[dict], list[float]]:
+    """Detect on a chunk of image records -> (an entry per record: ``{"image_id", "file_name",
+    "error", "results"[, "note"]}``, session ms per decoded image). ``batch`` > 1: one backend
+    call for the chunk."""
+    entries, decoded, infer_ms = [], [], []
+    for im in chunk:
+        entry: dict = {"image_id": im["id"], "file_name": im["file_name"],
+                       "error": None, "results": []}
+        try:
+            decoded.append((im, entry, load(im)))
+        except ImageError as err:
+            entry["error"] = str(err)
+        entries.append(entry)
+    rgbs = [rgb for _, _, rgb in decoded]
+    dets = detector.detect_batch(rgbs, clip=clip) if batch > 1 else \
+        [detector.detect_array(rgb, clip=clip) for rgb in rgbs]
+    for (im, entry, rgb), det in zip(decoded, dets):
+        det.category_ids = categories[det.labels - 1]
+        entry["results"] = det.to_coco(im["id"])
+        infer_ms.append(det.timings["inference"])
+        h, w = rgb.shape[:2]
+        if (im.get("width"), im.get("height")) not in ((w, h), (None, None)):
+            entry["note"] = f"image is {w}x{h}, annotations say {im['width']}x{im['height']}"
+    return entries, infer_ms
+
+
+def collect_run(name: str, images: list[dict], done: dict[int, dict], *, resumed: int = 0,
+                seconds: float | None = None, infer_ms: list[float] = ()) -> DetectionRun:
+    """The run over ``images`` from their entries by image id (every image must have one)."""
+    run = DetectionRun(name, resumed=resumed)
+    new = len(images) - resumed
+    if new and seconds:
+        run.images_per_s = new / seconds
+    if len(infer_ms):
         run.inference_ms = float(np.mean(infer_ms))
     for im in images:
         entry = done[im["id"]]
@@ -136,29 +131,73 @@ def detect_images(detector, images: list[dict], load: Callable[[dict], np.ndarra
     return run
 
 
-def folder_loader(images_dir: str | os.PathLike) -> Callable[[dict], np.ndarray]:
-    """``load`` for :func:`detect_images`: an image record's ``file_name`` in ``images_dir``,
-    decoded without EXIF rotation (COCO annotations are in the stored pixel frame)."""
-    from ..io.images import load_image
+def detect_images(detector, images: list[dict], load: Callable[[dict], np.ndarray],
+                  categories: np.ndarray, *, clip: bool = False, done: dict[int, dict] | None = None,
+                  add: Callable[[dict], None] = lambda entry: None, name: str = "detect",
+                  progress: Progress = SILENT, batch: int = 1) -> DetectionRun:
+    """Run ``detector`` on every image record of ``images`` not in ``done`` (entries by image id
+    from an earlier pass); each new entry (see :func:`detect_entries`) goes to ``add``.
+    ``batch``: images per backend call (a graph that takes batches). Returns the run over all
+    of ``images``. A cluster engine provides a function of this signature."""
+    done = dict(done or {})
+    resumed = sum(1 for im in images if im["id"] in done)
+    todo = [im for im in images if im["id"] not in done]
+    t0, infer_ms = time.perf_counter(), []
+    progress.start(name, len(todo), unit="img")
+    try:
+        for k in range(0, len(todo), max(1, batch)):
+            entries, ms = detect_entries(detector, todo[k:k + batch], load, categories,
+                                         clip=clip, batch=batch)
+            infer_ms += ms
+            for entry in entries:
+                add(entry)
+                done[entry["image_id"]] = entry
+                progress.advance()
+    finally:
+        progress.done()
+    return collect_run(name, images, done, resumed=resumed,
+                       seconds=time.perf_counter() - t0, infer_ms=infer_ms)
 
-    root = Path(images_dir)
-    return lambda im: load_image(root / im["file_name"], exif=False)
+
+class FolderLoader:
+    """``load`` for :func:`detect_images`: an image record's ``file_name`` in ``images_dir``,
+    decoded without EXIF rotation (COCO annotations are in the stored pixel frame).
+    :meth:`source` names the file, for engines that read bytes elsewhere and :meth:`decode`."""
+
+    def __init__(self, images_dir: str | os.PathLike) -> None:
+        self.root = Path(images_dir)
+
+    def source(self, im: dict) -> str:
+        return str(self.root / im["file_name"])
+
+    def decode(self, data: bytes, im: dict) -> np.ndarray:
+        from ..io.images import load_image
+
+        return load_image(data, exif=False, name=self.source(im))
+
+    def __call__(self, im: dict) -> np.ndarray:
+        from ..io.images import load_image
+
+        return load_image(self.source(im), exif=False)
 
 
 def run_detection(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, out_dir: Path, *,
                   name: str, clip: bool = False, mlperf: bool = False, limit: int | None = None,
-                  progress: Progress = SILENT, batch: int = 1) -> DetectionRun:
+                  progress: Progress = SILENT, batch: int = 1,
+                  runner: Callable[..., DetectionRun] = detect_images) -> DetectionRun:
     """Detect on every selected image of a folder, appending one JSON line per image to
     ``out_dir/detections.jsonl`` as it goes, so an interrupted run resumes where it stopped
-    (with the same model file and settings only: see :class:`RunStore`)."""
+    (with the same model file and settings only: see :class:`RunStore`). ``runner``: the
+    engine (:func:`detect_images`, or a cluster's function of its signature)."""
     store = RunStore(out_dir)
     manifest = run_manifest(detector, name=name, annotations=str(Path(gt.path).resolve()),
                             images=str(Path(images_dir).resolve()), clip=clip, mlperf=mlperf)
-    done = store.open(manifest)
+    store.open(manifest)
+    done = store.done()
     categories = category_map(detector.spec, gt)
     with store.appender() as add:
-        run = detect_images(detector, select_images(gt, mlperf=mlperf, limit=limit),
-                            folder_loader(images_dir), categories, clip=clip, done=done, add=add,
-                            name=name, progress=progress, batch=batch)
+        run = runner(detector, select_images(gt, mlperf=mlperf, limit=limit),
+                     FolderLoader(images_dir), categories, clip=clip, done=done, add=add,
+                     name=name, progress=progress, batch=batch)
     run.out_dir = Path(out_dir)
     return run

@@ -21,7 +21,7 @@ from ..progress import SILENT, Progress
 from .annotations import CocoAnnotations, load_annotations
 from .coco import METRIC_KEYS, check_results, coco_score
 from .report import markdown_table, plot_pr
-from .runner import run_detection
+from .runner import detect_images, run_detection
 from .store import RunStore, run_manifest
 
 
@@ -60,13 +60,15 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
                   mlperf: bool = False, fast: bool = False, limit: int | None = None,
                   threads: int | None = None, detector_options: dict | None = None,
                   overwrite: bool = False, progress: Progress = SILENT,
-                  batch: int = 1) -> EvalResult:
+                  batch: int = 1, runner=None) -> EvalResult:
     """Evaluate models (run over ``images``) and results files against ``annotations``, side by
     side. Writes per-model folders and summary.md / summary.json into ``out`` (default
     runs/eval/<timestamp>). ``detector_options``: backend, precision, preprocess, thresholds
     (see :class:`~singleshot.runtime.detector.Detector`). A run resumes only what the same model
     file and settings left in ``out``; ``overwrite`` first moves what is there to
-    ``out/previous-N/``. ``batch``: images per backend call (graphs that take batches)."""
+    ``out/previous-N/``. ``batch``: images per backend call (graphs that take batches).
+    ``runner``: the engine that detects (default: this process, see
+    :func:`~singleshot.eval.runner.detect_images`; a cluster's runner gives identical results)."""
     if batch < 1:
         raise UsageError("{opt:batch} must be at least 1")
     if models and images is None:
@@ -86,7 +88,8 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
     try:
         return _evaluate_into(out, gt, models, result_files, annotations, images, clip=clip,
                               mlperf=mlperf, fast=fast, limit=limit, threads=threads,
-                              progress=progress, detector_options=detector_options, batch=batch)
+                              progress=progress, detector_options=detector_options, batch=batch,
+                              runner=runner)
     except BaseException:
         if not existed and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a run that failed before any work leaves no empty folder behind
@@ -95,7 +98,7 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
 
 def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotations, images, *,
                    clip, mlperf, fast, limit, threads, progress, detector_options,
-                   batch=1) -> EvalResult:
+                   batch=1, runner=None) -> EvalResult:
     from ..runtime.detector import Detector
 
     result = EvalResult([], "", out)
@@ -110,7 +113,8 @@ def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotat
             images=str(Path(images).resolve()), clip=clip, mlperf=mlperf))
     for name, detector in detectors.items():
         run = run_detection(detector, gt, images, out / name, name=name, clip=clip, mlperf=mlperf,
-                            limit=limit, progress=progress, batch=batch)
+                            limit=limit, progress=progress, batch=batch,
+                            runner=runner or detect_images)
         result.failures[name] = run.failures
         if run.resumed:
             progress.note(f"{name}: resumed, {run.resumed} image(s) already done in {out / name}")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError
+from .fetch import read_source
 
 # Default limit on decoded pixels (a 16k x 16k image): a header that claims more is refused
 # before any pixel is decoded, so a decompression bomb cannot exhaust memory.
@@ -64,49 +64,43 @@ def as_rgb(image) -> np.ndarray:
 
 
 def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
-               max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode ``source`` (a path or encoded bytes) -> RGB uint8 array [H, W, 3].
+               max_pixels: int = MAX_PIXELS, name: str | None = None) -> np.ndarray:
+    """Decode ``source`` (a path, an fsspec URL, or encoded bytes) -> RGB uint8 [H, W, 3].
 
     exif: apply the EXIF orientation tag (phone photos come out upright); evaluation turns it off
     because COCO annotations are in the stored pixel frame. Raises ImageError with a one-line
-    message naming the file and the problem.
+    message naming the file (``name``, for bytes read elsewhere) and the problem: the same
+    message for a file decoded here and for its bytes read by a cluster task.
     """
-    name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+    if isinstance(source, (bytes, bytearray)):
+        name = name or "<bytes>"
+        if not source:
+            raise ImageError(f"{name}: empty input (0 bytes)")
+    else:
+        name = name or str(source)
+        source = read_source(source)
     try:
-        if isinstance(source, (bytes, bytearray)):
-            if not source:
-                raise ImageError(f"{name}: empty input (0 bytes)")
-            fp = io.BytesIO(source)
-        else:
-            path = Path(source)
-            if not path.exists():
-                raise ImageError(f"{name}: no such file")
-            if path.is_dir():
-                raise ImageError(f"{name}: is a folder with no image files")
-            if path.stat().st_size == 0:
-                raise ImageError(f"{name}: empty file (0 bytes)")
-            fp = open(path, "rb")
+        fp = io.BytesIO(source)
         # PIL refuses over 2 * Image.MAX_IMAGE_PIXELS (~179 MP) on its own, before our limit is
         # seen; our check below replaces its guard, so raise PIL's (never lower it) to ours
         if Image.MAX_IMAGE_PIXELS is not None and max_pixels > 2 * Image.MAX_IMAGE_PIXELS:
             Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1
-        with fp:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img = Image.open(fp)
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise ImageError(
-                        f"{name}: image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}"
-                        " (raise the pixel limit if the file is trusted)"
-                    )
-                if w < 1 or h < 1:
-                    raise ImageError(f"{name}: image has no pixels ({w}x{h})")
-                img.load()
-                if exif:
-                    img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img)
-                return np.asarray(rgb, dtype=np.uint8)
+        with fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageError(
+                    f"{name}: image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}"
+                    " (raise the pixel limit if the file is trusted)"
+                )
+            if w < 1 or h < 1:
+                raise ImageError(f"{name}: image has no pixels ({w}x{h})")
+            img.load()
+            if exif:
+                img = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(img)
+            return np.asarray(rgb, dtype=np.uint8)
     except ImageError:
         raise
     except UnidentifiedImageError:

@@ -1,20 +1,24 @@
-"""Expanding command-line sources (files, folders, globs) into a list of image paths."""
+"""Expanding command-line sources (files, folders, globs, URLs) into a list of inputs."""
 
 from __future__ import annotations
 
 import glob
 from pathlib import Path
 
+from .fetch import is_url
 from .images import IMAGE_EXTENSIONS
 
 
 def expand_sources(sources: list[str], recursive: bool = False) -> tuple[list[str], list[str]]:
-    """-> (paths to try, notes). A folder yields its files with image extensions (sorted); a
+    """-> (paths to try, notes). A URL is taken as it is. A folder yields its files with image extensions (sorted); a
     glob its matches; anything else is taken as a file path as is (a missing one then fails
     per file). A glob or folder that yields nothing is returned as itself so that it is reported."""
     paths: list[str] = []
     notes: list[str] = []
     for src in sources:
+        if is_url(src):
+            paths.append(src)
+            continue
         p = Path(src)
         if p.is_dir():
             pattern = "**/*" if recursive else "*"
@@ -32,3 +36,4 @@ def expand_sources(sources: list[str], recursive: bool = False) -> tuple[list[st
         else:
             paths.append(src)
     return paths, notes
+

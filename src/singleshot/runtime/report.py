@@ -6,10 +6,16 @@ server and cluster engine return), built here and only printed by front ends.
 
 ``width``/``height`` are null for a file that could not be read; boxes are [x1, y1, x2, y2]
 pixels of the original image.
+
+With an output folder, :class:`ResultStore` journals each result as it comes (either engine,
+local or cluster) and assembles ``detections.json`` in input order at the end; a run stopped
+anywhere resumes from the journal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +25,8 @@ import numpy as np
 
 from ..core.detections import Detections
 from ..errors import ImageError
+from ..io.fetch import source_version
+from ..io.journal import Journal
 from .pipeline import detect_pipelined
 
 
@@ -55,7 +63,7 @@ class DetectionReport:
 
     @property
     def detections(self) -> int:
-        return sum(len(r.detections) for r in self.images if r.detections is not None)
+        return sum(len(r.to_dict()["detections"]) for r in self.images)
 
     @property
     def images_per_s(self) -> float:
@@ -64,13 +72,107 @@ class DetectionReport:
     def to_dict(self) -> dict:
         return {"model": self.model, "images": [r.to_dict() for r in self.images]}
 
+    def ordered(self, paths: list[str]) -> None:
+        """Put :attr:`images` (from an engine that finishes out of order) in the order of
+        ``paths``; an input given twice gets its one result twice."""
+        by_path = {r.path: r for r in self.images}
+        self.images = [by_path[str(p)] for p in paths]
+
+
+@dataclass
+class Totals:
+    """Counts over a whole run, resumed inputs included."""
+
+    images: int = 0
+    failed: int = 0
+    detections: int = 0
+    annotated: int = 0
+
+    def count(self, entry: dict) -> dict:
+        self.images += 1
+        self.failed += entry.get("error") is not None
+        self.detections += len(entry.get("detections") or ())
+        self.annotated += "annotated" in entry
+        return entry
+
+
+def _journal_key(entry: dict) -> tuple[str, str]:
+    return entry["path"], json.dumps(entry["source"], sort_keys=True)
+
+
+class ResultStore:
+    """A detect run's output folder: ``run.json`` (:func:`detector_manifest` plus ``settings``),
+    ``detections.jsonl`` (one line per finished input, keyed by its path or URL plus its
+    version - size and mtime, or ETag - so a changed input is redone) and, at the end,
+    ``detections.json`` in input order. Which engine made a line does not matter."""
+
+    def __init__(self, folder: Path, detector, **settings) -> None:
+        self.folder = Path(folder)
+        self.model = detector.name
+        self.journal = Journal(self.folder, key=_journal_key)
+        self.manifest = detector_manifest(detector, **settings)
+        self.versions: dict[str, dict] = {}
+
+    def open(self, paths: list[str]) -> list[str]:
+        """Check the folder's manifest (UsageError for another model or settings), note each
+        input's version, and return the inputs that still need a result (each once)."""
+        self.journal.open(self.manifest)
+        done = self.journal.keys()
+        unique = list(dict.fromkeys(str(p) for p in paths))
+        self.versions = {p: source_version(p) for p in unique}
+        # an input with no version (missing, unreachable) is tried again every time
+        return [p for p in unique if not self.versions[p] or self._key(p) not in done]
+
+    def _key(self, path: str) -> tuple[str, str]:
+        return _journal_key({"path": path, "source": self.versions[path]})
+
+    def annotated_names(self) -> set[str]:
+        """Annotated image names of the inputs already done (a resumed run does not reuse
+        them; an input redone because it changed gets its name back)."""
+        current = {self._key(p) for p in self.versions if self.versions[p]}
+        return {e["annotated"] for k, e in self.journal.entries().items()
+                if k in current and "annotated" in e}
+
+    @contextlib.contextmanager
+    def recorder(self):
+        """``with store.recorder() as record: record(result)`` -> False for an input that
+        already has a line (a batch redone after a worker died is written once)."""
+        with self.journal.appender() as add:
+            yield lambda r: add({**r.to_dict(), "source": self.versions[r.path]})
+
+    def assemble(self, paths: list[str]) -> Totals:
+        """Write ``detections.json`` (the detect document, inputs in order) from the journal;
+        AssemblyError naming any input without exactly one result."""
+        totals = Totals()
+        self.journal.assemble([self._key(str(p)) for p in paths], self.folder / "detections.json",
+                              {"model": self.model},
+                              transform=lambda e: totals.count(
+                                  {k: v for k, v in e.items() if k != "source"}))
+        return totals
+
+
+def detector_manifest(detector, **extra) -> dict:
+    """Everything about ``detector`` that decides its detections, for a run's ``run.json``: the
+    model file's content hash (a re-export to the same path is another model), backend,
+    precision, preprocessing and thresholds; ``extra``: the run's own settings."""
+    from ..hub.download import sha256_file
+
+    path = Path(detector.name)
+    digest = sha256_file(path) if path.is_file() else None
+    p = detector.params
+    return {"model_path": str(path.resolve()) if digest else detector.name,
+            "model_sha256": digest, "backend": detector.backend.name,
+            "precision": detector.backend.precision, "preprocess": detector.preprocess_mode,
+            "thresholds": {"conf": p.score_threshold, "iou": p.iou_threshold,
+                           "max_per_class": p.max_per_class, "max_det": p.max_det}, **extra}
+
 
 class AnnotatedWriter:
     """Writes ``<stem>.jpg`` annotated images into ``folder``, ``<stem>_2.jpg``... when names
     repeat (inputs from different folders)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.used = Path(folder), set()
+    def __init__(self, folder: Path, used: Iterable[str] = ()) -> None:
+        self.folder, self.used = Path(folder), set(used)
 
     def __call__(self, path: str, rgb: np.ndarray, d: Detections) -> str:
         from ..io.draw import annotate
@@ -87,15 +189,16 @@ class AnnotatedWriter:
 
 def detect_paths(detector, paths: Iterable[str], load: Callable[[str], np.ndarray], *,
                  report: DetectionReport | None = None, annotate_into: Path | None = None,
-                 streams: int | None = None, batch: int = 1,
+                 annotated: Iterable[str] = (), streams: int | None = None, batch: int = 1,
                  **options) -> Iterator[ImageResult]:
     """Run ``detector`` over ``paths`` (``load``: path -> RGB uint8, raising ImageError) through
     the overlapped pipeline; yield each :class:`ImageResult` in input order as it finishes and
     append it to ``report``. ``annotate_into``: also write annotated images there. ``options``:
-    conf, iou, max_det, classes for these calls. ``batch`` > 1: that many images per backend
+    conf, iou, max_det, classes for these calls; ``annotated``: names already taken in
+    ``annotate_into``. ``batch`` > 1: that many images per backend
     call (the graph must take batches; decoding then does not overlap inference). An error other
     than a bad input (ImageError) propagates."""
-    writer = AnnotatedWriter(annotate_into) if annotate_into is not None else None
+    writer = AnnotatedWriter(annotate_into, annotated) if annotate_into is not None else None
     t0 = time.perf_counter()
     results = (detect_pipelined(detector, paths, load, path_of=str, streams=streams,
                                 options=options) if batch <= 1 else

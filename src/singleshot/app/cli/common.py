@@ -108,3 +108,40 @@ def _parse_conf(conf: str | None) -> float | None:
         return float(conf)  # its range is checked with the other options (merge_options)
     except ValueError:
         raise UsageError(f"--conf must be a number from 0 to 1 or 'model', got {conf!r}") from None
+
+
+EngineOpt = Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster: --address, --workers, --cpus-per-worker).")]
+AddressOpt = Annotated[Optional[str], typer.Option("--address", help="--engine ray: the cluster's address (default: auto if a cluster runs here, else a local one for this run).")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="--engine ray: detector actors.")]
+CpusPerWorkerOpt = Annotated[Optional[float], typer.Option("--cpus-per-worker", help="--engine ray: CPUs (and onnxruntime threads) per actor (default: the cluster's CPUs / workers).")]
+
+
+def ray_options(engine: str, address, workers: int, cpus_per_worker, batch: int):
+    """``--engine``'s options -> RayOptions, or None for ``local``; usage errors up front."""
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine must be local or ray, got {engine!r}")
+    if engine == "local":
+        given = [n for n, v, d in (("--address", address, None), ("--workers", workers, 1),
+                                   ("--cpus-per-worker", cpus_per_worker, None)) if v != d]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to --engine ray")
+        return None
+    _require_extra("ray.data", "ray", "--engine ray")
+    from ...cluster.engine import RayOptions
+
+    opts = RayOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+                      batch=batch)
+    opts.check()
+    return opts
+
+
+def cluster_summary(opts) -> str:
+    """One line: where the time of a cluster run went (start and model load apart)."""
+    t = opts.timings
+    rate = t.get("images_per_s")
+    return (f"cluster: start {t.get('cluster_start_s', 0):.1f} s, model load "
+            f"{t.get('model_load_s', 0):.1f} s (per actor, in parallel), {t.get('images', 0)} "
+            f"image(s) at {rate:.2f} images/s first to last result" if rate else
+            f"cluster: start {t.get('cluster_start_s', 0):.1f} s, model load "
+            f"{t.get('model_load_s', 0):.1f} s, {t.get('images', 0)} image(s)") + \
+        (f", {t['repeats']} repeated result(s) of retried batches dropped" if t.get("repeats") else "")

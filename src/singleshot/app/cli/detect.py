@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ...errors import UsageError
-from ...io.files import ensure_dir, write_json_atomic
+from ...io.files import ensure_dir
 from .common import (
     CONF_FOR_PEOPLE,
+    AddressOpt,
     BackendOpt,
+    CpusPerWorkerOpt,
+    EngineOpt,
     PrecisionOpt,
     PreprocessOpt,
     StreamsOpt,
+    WorkersOpt,
     _err,
     _parse_conf,
     app,
+    cluster_summary,
+    ray_options,
     user_errors,
 )
 
@@ -44,17 +52,26 @@ def detect(
     precision: PrecisionOpt = "auto",
     preprocess: PreprocessOpt = "card",
     streams: StreamsOpt = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = 1,
+    cpus_per_worker: CpusPerWorkerOpt = None,
 ) -> None:
     """Detect objects in images. Exit 0: all inputs done; 1: some failed; 2: usage error.
-    Decoding overlaps inference; --streams N runs N images at once."""
+    Decoding overlaps inference; --streams N runs N images at once. With --out, results are
+    journaled as they come and a rerun with the same --out resumes; --engine ray runs on a
+    Ray cluster with the same results."""
+    import contextlib
+
     from tqdm import tqdm
 
     from ...core.nms import NmsParams
     from ...io.images import MAX_PIXELS, load_image
     from ...io.sources import expand_sources
     from ...runtime.detector import Detector, merge_options
-    from ...runtime.report import DetectionReport, detect_paths
+    from ...runtime.report import DetectionReport, ResultStore, detect_paths
 
+    cluster = ray_options(engine, address, workers, cpus_per_worker, batch)
     conf_value = _parse_conf(conf)
     merge_options(NmsParams(), conf_value, iou, max_det)  # bad values fail before the model loads
     if batch < 1:
@@ -74,32 +91,72 @@ def detect(
     paths, notes = expand_sources(sources, recursive)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    load = lambda p: load_image(p, exif=not no_exif, max_pixels=max_pixels or MAX_PIXELS)  # noqa: E731
-    report = DetectionReport(det.name)
-    bar = tqdm(total=len(paths), unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
-               disable=len(paths) < 2 or not sys.stderr.isatty())
-    for r in detect_paths(det, paths, load, report=report, annotate_into=out, streams=streams,
-                          batch=batch, classes=classes):
-        bar.update(1)
-        if r.error is not None:
-            _err(r.error)
-        elif not as_json:
-            d = r.detections
-            top = ", ".join(f"{n} {s:.2f}" for n, s in zip(d.names[:5], d.scores[:5]))
-            bar.write(f"{r.path}: {len(d)} detections" + (
-                f" ({top}{', ...' if len(d) > 5 else ''})" if len(d) else ""), file=sys.stdout)
-    bar.close()
-    doc = report.to_dict()
+    limit = max_pixels or MAX_PIXELS
+    store = None
+    todo = paths
     if out is not None:
-        write_json_atomic(out / "detections.json", doc)
-        print(f"wrote {len(report.images) - report.failed} annotated image(s) and "
-              f"detections.json to {out}", file=sys.stderr)
-    if as_json:
-        print(json.dumps(doc))
+        store = ResultStore(out, det, classes=classes, exif=not no_exif, max_pixels=limit)
+        todo = store.open(paths)
+        if len(todo) < len(set(paths)):
+            print(f"resuming: {len(set(paths)) - len(todo)} of {len(set(paths))} input(s) "
+                  f"already done in {out}", file=sys.stderr)
+        if cluster is not None:
+            print("note: --engine ray writes detections, not annotated images", file=sys.stderr)
+    report = DetectionReport(det.name)
+    bar = tqdm(total=len(todo), unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
+               disable=len(todo) < 2 or not sys.stderr.isatty())
+    if cluster is not None and not todo:
+        results = iter(())  # all done already: no cluster to start
+    elif cluster is not None:
+        from ...cluster.jobs import detect_on_ray
+
+        todo = list(dict.fromkeys(todo))
+        results = detect_on_ray(det, todo, cluster, classes=classes,
+                                image_kwargs={"exif": not no_exif, "max_pixels": limit})
+    else:
+        load = lambda p: load_image(p, exif=not no_exif, max_pixels=limit)  # noqa: E731
+        results = detect_paths(det, todo, load, annotate_into=out, streams=streams,
+                               annotated=store.annotated_names() if store else (),
+                               batch=batch, classes=classes)
+    t0 = time.perf_counter()
+    with store.recorder() if store else contextlib.nullcontext() as record:
+        for r in results:
+            bar.update(1)
+            if record is not None:
+                record(r)
+            else:
+                report.images.append(r)
+            entry = r.to_dict()
+            if r.error is not None:
+                _err(r.error)
+            elif not as_json:
+                d = entry["detections"]
+                top = ", ".join(f"{x['category']} {x['score']:.2f}" for x in d[:5])
+                bar.write(f"{r.path}: {len(d)} detections" + (
+                    f" ({top}{', ...' if len(d) > 5 else ''})" if d else ""), file=sys.stdout)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    if store is not None:
+        totals = store.assemble(paths)
+        n_failed, n_dets = totals.failed, totals.detections
+        print(f"wrote {totals.annotated} annotated image(s) and detections.json to {out}",
+              file=sys.stderr)
+        if as_json:
+            with open(out / "detections.json") as f:
+                shutil.copyfileobj(f, sys.stdout)
+    else:
+        if cluster is not None:
+            report.ordered(paths)
+        doc = report.to_dict()
+        n_failed, n_dets = report.failed, report.detections
+        if as_json:
+            print(json.dumps(doc))
     if len(paths) > 1:
-        print(f"{len(paths)} images, {report.detections} detections (score >= "
-              f"{det.params.score_threshold:g}), {report.failed} failed, "
-              f"{report.images_per_s:.2f} images/s", file=sys.stderr)
-    if report.failed:
-        print(f"{report.failed} of {len(paths)} input(s) failed", file=sys.stderr)
+        rate = f", {len(todo) / max(seconds, 1e-9):.2f} images/s" if todo else ""
+        print(f"{len(paths)} images, {n_dets} detections (score >= "
+              f"{det.params.score_threshold:g}), {n_failed} failed{rate}", file=sys.stderr)
+    if cluster is not None and todo:
+        print(cluster_summary(cluster), file=sys.stderr)
+    if n_failed:
+        print(f"{n_failed} of {len(paths)} input(s) failed", file=sys.stderr)
         raise typer.Exit(1)

@@ -10,7 +10,21 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import UsageError
-from .common import BackendOpt, PrecisionOpt, PreprocessOpt, _err, _require_extra, app, user_errors
+from .common import (
+    AddressOpt,
+    BackendOpt,
+    CpusPerWorkerOpt,
+    EngineOpt,
+    PrecisionOpt,
+    PreprocessOpt,
+    WorkersOpt,
+    _err,
+    _require_extra,
+    app,
+    cluster_summary,
+    ray_options,
+    user_errors,
+)
 
 
 @app.command("eval")
@@ -32,6 +46,10 @@ def eval_(
     precision: PrecisionOpt = "auto",
     preprocess: PreprocessOpt = "card",
     batch: Annotated[int, typer.Option(help="Images per backend call (the graph must take batches: export --batch dynamic).")] = 1,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = 1,
+    cpus_per_worker: CpusPerWorkerOpt = None,
 ) -> None:
     """COCO box mAP (the 12 standard metrics and per-class AP) of models or results files."""
     from ...eval.report import per_class_table
@@ -43,6 +61,12 @@ def eval_(
         raise UsageError("--annotations is required")
     if fast:
         _require_extra("faster_coco_eval", "fast", "--fast")
+    cluster = ray_options(engine, address, workers, cpus_per_worker, batch)
+    runner = None
+    if cluster is not None:
+        from ...cluster.jobs import ray_runner
+
+        runner = ray_runner(cluster)
     from ..progress import ConsoleProgress
 
     res = evaluate_many(
@@ -50,7 +74,7 @@ def eval_(
         fast=fast, limit=limit, threads=threads,
         detector_options={"backend": backend, "precision": precision, "preprocess": preprocess},
         overwrite=overwrite, progress=ConsoleProgress(enabled=not as_json or sys.stderr.isatty()),
-        batch=batch)
+        batch=batch, runner=runner)
     rows, table, out = res.rows, res.table, res.out
     for failures in res.failures.values():
         for _, error in failures:
@@ -62,5 +86,7 @@ def eval_(
     print(per_class_table(rows), file=stream)
     print(table, file=stream, end="")
     print(f"evaluator: {rows[0]['evaluator']}; report in {out}", file=stream)
+    if cluster is not None and cluster.timings.get("images"):
+        print(cluster_summary(cluster), file=sys.stderr)
     if any(r["failed"] for r in rows):
         raise typer.Exit(1)

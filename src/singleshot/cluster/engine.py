@@ -1,0 +1,199 @@
+"""The Ray Data pipeline both cluster jobs run: inputs listed on the driver, their bytes read in
+tasks, decoding and detection in a pool of actors that each build their Detector once, results
+streamed back to the driver as they finish (in any order).
+
+    driver: [{"index", "source"}] -> read tasks (num_cpus=0) -> {"data" | "error"}
+        -> actors (num_cpus=C, intra-op threads C) -> {"index", "entry" (JSON), "pid", "load_s"}
+
+Where decoding runs: inside the actors, overlapped with inference by the same pipeline a local
+run uses (:func:`singleshot.runtime.report.detect_paths`). The read tasks only move bytes - they
+ask for no CPU, so they are scheduled even when the actors hold every core - and compressed
+bytes, not decoded 4 MB arrays, cross the object store.
+
+Why not Ray's defaults: workers get ``OMP_NUM_THREADS=1``; onnxruntime's intra-op threads are
+set from the actor's CPUs instead (explicitly, and the variable too). A dead actor is restarted
+and its batches retried (Ray Data's actor pools default to ``max_restarts=-1`` and
+``max_task_retries=-1``; tests kill one), and the driver writes each input once whatever a
+retry returns (:class:`~singleshot.io.journal.Journal`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UsageError
+from ..io.fetch import read_source
+from ..io.images import load_image
+
+STARTED_HERE = "a local Ray instance started for this run"
+
+
+@dataclass
+class RayOptions:
+    """``address``: a cluster's address, ``auto`` (the running one), or None: ``auto`` when one
+    is running, else a local instance for this run. ``workers`` actors of ``cpus_per_worker``
+    CPUs each (None: every CPU of the cluster split among the workers); ``batch``: images per
+    backend call, as ``--batch`` of a local run."""
+
+    address: str | None = None
+    workers: int = 1
+    cpus_per_worker: float | None = None
+    batch: int = 1
+    timings: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.workers < 1:
+            raise UsageError("{opt:workers} must be at least 1")
+        if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
+            raise UsageError("{opt:cpus-per-worker} must be above 0")
+        if self.batch < 1:
+            raise UsageError("{opt:batch} must be at least 1")
+
+
+def require_ray():
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise UsageError("--engine ray needs Ray Data: pip install 'singleshot[ray]'") from None
+    return ray
+
+
+def connect(opts: RayOptions) -> str:
+    """Join the cluster ``opts`` names (or start a local one); returns where it runs. The time
+    it took goes to ``opts.timings["cluster_start_s"]``."""
+    ray = require_ray()
+    t0 = time.perf_counter()
+    for name in ("ray", "ray.data"):  # its notes would drown the run's own output
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # the core worker's C++ log (e.g. a note on every actor pool) goes to this process's stderr
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    if ray.is_initialized():
+        where = "the Ray instance this process already runs"
+    else:
+        address = opts.address
+        if address is None:
+            address = "auto" if _cluster_running() else None
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise UsageError(f"cannot join the Ray cluster at {address}: "
+                             f"{str(err).splitlines()[0]}") from None
+        where = f"the Ray cluster at {address}" if address else STARTED_HERE
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    ctx.execution_options.preserve_order = False  # results stream back as they finish
+    opts.timings["cluster_start_s"] = time.perf_counter() - t0
+    return where
+
+
+def _cluster_running() -> bool:
+    """A cluster started with ``ray start`` on this machine (or RAY_ADDRESS) is there to join."""
+    if os.environ.get("RAY_ADDRESS"):
+        return True
+    try:
+        from ray._private.services import find_gcs_addresses
+        return bool(find_gcs_addresses())
+    except Exception:  # noqa: BLE001 - private API moved: start a local instance instead
+        return False
+
+
+def _read(batch: dict) -> dict:
+    """Read task: each source's bytes, or the one-line error a local run would give."""
+    data, errors = [], []
+    for src in batch["source"]:
+        try:
+            data.append(read_source(str(src)))
+            errors.append("")
+        except Exception as err:  # noqa: BLE001 - any read failure is that input's error entry
+            data.append(b"")
+            errors.append(str(err))
+    return {**batch, "data": data, "error": errors}
+
+
+class _Worker:
+    """Base of the actors: the detector built once, from the model's bytes (written to a
+    local file where the driver's path does not exist on this node)."""
+
+    def __init__(self, model_path: str, model_ref, detector_kwargs: dict, threads: int) -> None:
+        from ..runtime.detector import Detector
+
+        t0 = time.perf_counter()
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        path = Path(model_path)
+        if not path.is_file():
+            import ray
+
+            path = Path(os.environ.get("TMPDIR", "/tmp")) / "singleshot-models" / path.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(ray.get(model_ref))
+        self.detector = Detector(str(path), threads=threads, **detector_kwargs)
+        self.pid = os.getpid()
+        self.load_s = time.perf_counter() - t0
+        self.reported = False
+
+    def decoder(self, batch: dict, name_of, **image_kwargs):
+        """source -> RGB, raising the read task's error for an input that could not be read."""
+        from ..errors import ImageError
+
+        by_source = {str(s): (bytes(d), str(e)) for s, d, e in
+                     zip(batch["source"], batch["data"], batch["error"])}
+
+        def load(source: str):
+            data, error = by_source[source]
+            if error:
+                raise ImageError(error)
+            return load_image(data, name=name_of(source), **image_kwargs)
+        return load
+
+    def rows(self, indices, entries: list[dict]) -> dict:
+        load_s = [0.0] * len(entries)
+        if entries and not self.reported:
+            load_s[0], self.reported = self.load_s, True  # model load reported once per actor
+        return {"index": list(indices), "entry": [json.dumps(e) for e in entries],
+                "pid": [self.pid] * len(entries), "load_s": load_s}
+
+
+def actor_map(items: list[dict], worker: type, worker_kwargs: dict, detector,
+              opts: RayOptions) -> Iterator[dict]:
+    """Run ``items`` (``{"index", "source", ...}``) through read tasks and a pool of
+    ``worker`` actors; yield ``{"index", "entry": dict, "pid", "load_s"}`` per item as it
+    finishes. ``detector``: the driver's (its model file and settings are shipped)."""
+    import ray
+
+    total_cpus = float(ray.cluster_resources().get("CPU", 1))
+    cpus = opts.cpus_per_worker or max(1.0, total_cpus // opts.workers)
+    if cpus * opts.workers > total_cpus:
+        raise UsageError(f"{opts.workers} worker(s) x {cpus:g} CPU(s) is more than the cluster's "
+                         f"{total_cpus:g} CPUs; lower {{opt:workers}} or {{opt:cpus-per-worker}}")
+    threads = max(1, int(cpus))
+    model_ref = ray.put(Path(detector.name).read_bytes())
+    settings = {"conf": None, "iou": None, "max_det": None, "exif": detector.exif,
+                "backend": detector.backend.name, "precision": detector.backend.precision,
+                "preprocess": detector.preprocess_mode}
+    p, g = detector.params, detector.graph_params
+    if g is None or (p.score_threshold, p.iou_threshold, p.max_det) != \
+            (g.score_threshold, g.iou_threshold, g.max_det):
+        settings.update(conf=p.score_threshold, iou=p.iou_threshold, max_det=p.max_det)
+    per_call = max(opts.batch, 8 // opts.batch * opts.batch)  # whole backend batches per call
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items) // per_call))
+    ds = ds.map_batches(_read, num_cpus=0, batch_size=per_call)
+    ds = ds.map_batches(
+        worker, batch_size=per_call, num_cpus=cpus,
+        compute=ray.data.ActorPoolStrategy(size=opts.workers),
+        fn_constructor_kwargs={"model_path": detector.name, "model_ref": model_ref,
+                               "detector_kwargs": settings, "threads": threads,
+                               "batch": opts.batch, **worker_kwargs},
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}})
+    for row in ds.iter_rows():
+        yield {"index": int(row["index"]), "entry": json.loads(row["entry"]),
+               "pid": int(row["pid"]), "load_s": float(row["load_s"])}
