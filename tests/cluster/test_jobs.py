@@ -61,7 +61,7 @@ def test_detect_on_ray_equals_local(cluster, dataset):
     bad = [e for e in remote["images"] if e["error"]]
     assert [Path(e["path"]).name for e in bad] == ["zz_corrupt.jpg"]
     assert "cannot" in bad[0]["error"] or "not an image" in bad[0]["error"]
-    assert "cluster: start" in err and "images/s" in err
+    assert "cluster: 2 worker(s) x 1 CPU(s), start" in err and "images/s" in err
     assert sum(len(e["detections"]) for e in local["images"]) > 40
 
 

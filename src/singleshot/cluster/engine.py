@@ -1,14 +1,17 @@
-"""The Ray Data pipeline both cluster jobs run: inputs listed on the driver, their bytes read in
+"""The Ray Data pipeline both cluster jobs run: inputs listed on the driver, URLs' bytes read in
 tasks, decoding and detection in a pool of actors that each build their Detector once, results
 streamed back to the driver as they finish (in any order).
 
-    driver: [{"index", "source"}] -> read tasks (num_cpus=0) -> {"data" | "error"}
-        -> actors (num_cpus=C, intra-op threads C) -> {"index", "entry" (JSON), "pid", "load_s"}
+    driver: [{"index", "source"}] -> read tasks (num_cpus=0; URLs only) -> {"data" | "error"}
+        -> actors (num_cpus=C, intra-op threads C) -> {"index", "entry" (JSON), "pid", ...}
 
 Where decoding runs: inside the actors, overlapped with inference by the same pipeline a local
-run uses (:func:`singleshot.runtime.report.detect_paths`). The read tasks only move bytes - they
-ask for no CPU, so they are scheduled even when the actors hold every core - and compressed
-bytes, not decoded 4 MB arrays, cross the object store.
+run uses (:func:`singleshot.runtime.report.detect_paths`), two calls in flight per actor so the
+next call's decoding overlaps this one's inference. The read tasks only move bytes - they ask
+for no CPU, so they are scheduled even when the actors hold every core - and compressed bytes,
+not decoded 4 MB arrays, cross the object store. Local paths (one machine, or a file system
+every node mounts) are read by the actors themselves: a read task per path costs the demo model
+15-35% of its throughput on 2 cores (measured, bench/RESULTS.md) for nothing gained.
 
 Why not Ray's defaults: workers get ``OMP_NUM_THREADS=1``; onnxruntime's intra-op threads are
 set from the actor's CPUs instead (explicitly, and the variable too). A dead actor is restarted
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
-from ..io.fetch import read_source
+from ..io.fetch import is_url, read_source
 from ..io.images import load_image
 
 STARTED_HERE = "a local Ray instance started for this run"
@@ -38,17 +41,17 @@ STARTED_HERE = "a local Ray instance started for this run"
 class RayOptions:
     """``address``: a cluster's address, ``auto`` (the running one), or None: ``auto`` when one
     is running, else a local instance for this run. ``workers`` actors of ``cpus_per_worker``
-    CPUs each (None: every CPU of the cluster split among the workers); ``batch``: images per
+    CPUs each (None: see :func:`plan_workers`); ``batch``: images per
     backend call, as ``--batch`` of a local run."""
 
     address: str | None = None
-    workers: int = 1
+    workers: int | None = None
     cpus_per_worker: float | None = None
     batch: int = 1
     timings: dict = field(default_factory=dict)
 
     def check(self) -> None:
-        if self.workers < 1:
+        if self.workers is not None and self.workers < 1:
             raise UsageError("{opt:workers} must be at least 1")
         if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
             raise UsageError("{opt:cpus-per-worker} must be above 0")
@@ -108,9 +111,14 @@ def _cluster_running() -> bool:
 
 
 def _read(batch: dict) -> dict:
-    """Read task: each source's bytes, or the one-line error a local run would give."""
+    """Read task: each URL's bytes, or the one-line error a local run would give; local paths
+    are left to the actor (empty data, no error)."""
     data, errors = [], []
     for src in batch["source"]:
+        if not is_url(str(src)):
+            data.append(b"")
+            errors.append("")
+            continue
         try:
             data.append(read_source(str(src)))
             errors.append("")
@@ -145,36 +153,62 @@ class _Worker:
         """source -> RGB, raising the read task's error for an input that could not be read."""
         from ..errors import ImageError
 
+        n = len(batch["source"])
         by_source = {str(s): (bytes(d), str(e)) for s, d, e in
-                     zip(batch["source"], batch["data"], batch["error"])}
+                     zip(batch["source"], batch.get("data", [b""] * n),
+                         batch.get("error", [""] * n))}
 
         def load(source: str):
             data, error = by_source[source]
             if error:
                 raise ImageError(error)
-            return load_image(data, name=name_of(source), **image_kwargs)
+            # a local path is read here (an empty file read elsewhere would carry an error)
+            return load_image(data or source, name=name_of(source), **image_kwargs)
         return load
 
-    def rows(self, indices, entries: list[dict]) -> dict:
+    def rows(self, indices, entries: list[dict], started: float) -> dict:
         load_s = [0.0] * len(entries)
         if entries and not self.reported:
             load_s[0], self.reported = self.load_s, True  # model load reported once per actor
         return {"index": list(indices), "entry": [json.dumps(e) for e in entries],
-                "pid": [self.pid] * len(entries), "load_s": load_s}
+                "pid": [self.pid] * len(entries), "load_s": load_s,
+                "started": [started] * len(entries)}
+
+
+def plan_workers(workers: int | None, cpus: float | None,
+                 node_cpus: list[float]) -> tuple[int, float]:
+    """(actors, CPUs each) for a cluster whose nodes have ``node_cpus``. An actor lives on one
+    node, so by default it gets the smallest node's CPUs (one actor per node of the usual
+    uniform cluster) and there are as many as fit; given ``workers`` alone, the cluster's CPUs
+    are split among them (never more than a node has). UsageError for a plan that cannot run."""
+    node_cpus = [c for c in node_cpus if c > 0] or [1.0]
+    total = sum(node_cpus)
+    if cpus is None:
+        cpus = min(node_cpus) if workers is None else \
+            max(1.0, min(max(node_cpus), float(total // workers)))
+    if cpus > max(node_cpus):
+        raise UsageError(f"{{opt:cpus-per-worker}} {cpus:g} is more than any node has "
+                         f"({max(node_cpus):g})")
+    fit = sum(int(c // cpus) for c in node_cpus)
+    workers = workers or max(1, fit)
+    if workers > fit:
+        raise UsageError(f"{workers} worker(s) of {cpus:g} CPU(s) do not fit on the cluster's "
+                         f"nodes ({', '.join(f'{c:g}' for c in node_cpus)} CPUs); lower "
+                         "{opt:workers} or {opt:cpus-per-worker}")
+    return workers, cpus
 
 
 def actor_map(items: list[dict], worker: type, worker_kwargs: dict, detector,
               opts: RayOptions) -> Iterator[dict]:
     """Run ``items`` (``{"index", "source", ...}``) through read tasks and a pool of
-    ``worker`` actors; yield ``{"index", "entry": dict, "pid", "load_s"}`` per item as it
-    finishes. ``detector``: the driver's (its model file and settings are shipped)."""
+    ``worker`` actors; yield ``{"index", "entry": dict, "pid", "load_s", "started"}`` per item
+    as it finishes (``started``: wall-clock time its actor call began). ``detector``: the driver's (its model file and settings are shipped)."""
     import ray
 
     total_cpus = float(ray.cluster_resources().get("CPU", 1))
-    cpus = opts.cpus_per_worker or max(1.0, total_cpus // opts.workers)
-    if cpus * opts.workers > total_cpus:
-        raise UsageError(f"{opts.workers} worker(s) x {cpus:g} CPU(s) is more than the cluster's "
-                         f"{total_cpus:g} CPUs; lower {{opt:workers}} or {{opt:cpus-per-worker}}")
+    workers, cpus = plan_workers(opts.workers, opts.cpus_per_worker, [
+        float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")])
+    opts.workers, opts.cpus_per_worker = workers, cpus
     threads = max(1, int(cpus))
     model_ref = ray.put(Path(detector.name).read_bytes())
     settings = {"conf": None, "iou": None, "max_det": None, "exif": detector.exif,
@@ -184,16 +218,24 @@ def actor_map(items: list[dict], worker: type, worker_kwargs: dict, detector,
     if g is None or (p.score_threshold, p.iou_threshold, p.max_det) != \
             (g.score_threshold, g.iou_threshold, g.max_det):
         settings.update(conf=p.score_threshold, iou=p.iou_threshold, max_det=p.max_det)
-    per_call = max(opts.batch, 8 // opts.batch * opts.batch)  # whole backend batches per call
-    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items) // per_call))
-    ds = ds.map_batches(_read, num_cpus=0, batch_size=per_call)
+    # images per actor call: enough for every actor to have 16 calls (a smooth stream, little
+    # redone when one dies), at most 32 (Ray's per-call overhead is ~ms), whole backend batches
+    per_call = min(32, max(1, -(-len(items) // (opts.workers * 16))))
+    per_call = -(-per_call // opts.batch) * opts.batch
+    ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // per_call)))
+    if any(is_url(item["source"]) for item in items):
+        # zero-CPU read tasks, as many at a time as there are actors: unbounded, Ray would start
+        # a worker process per task (dozens on 2 cores, measured) and starve the actors
+        ds = ds.map_batches(_read, num_cpus=0, batch_size=per_call,
+                            compute=ray.data.TaskPoolStrategy(size=opts.workers))
     ds = ds.map_batches(
         worker, batch_size=per_call, num_cpus=cpus,
-        compute=ray.data.ActorPoolStrategy(size=opts.workers),
+        compute=ray.data.ActorPoolStrategy(size=opts.workers, max_concurrent_calls_per_actor=2),
         fn_constructor_kwargs={"model_path": detector.name, "model_ref": model_ref,
                                "detector_kwargs": settings, "threads": threads,
                                "batch": opts.batch, **worker_kwargs},
         runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}})
     for row in ds.iter_rows():
         yield {"index": int(row["index"]), "entry": json.loads(row["entry"]),
-               "pid": int(row["pid"]), "load_s": float(row["load_s"])}
+               "pid": int(row["pid"]), "load_s": float(row["load_s"]),
+               "started": float(row["started"])}

@@ -28,10 +28,11 @@ class DetectWorker(_Worker):
         self.batch, self.image_kwargs, self.options = batch, image_kwargs, options
 
     def __call__(self, batch: dict) -> dict:
+        started = time.time()
         load = self.decoder(batch, name_of=lambda source: source, **self.image_kwargs)
         sources = [str(s) for s in batch["source"]]
         results = detect_paths(self.detector, sources, load, batch=self.batch, **self.options)
-        return self.rows(batch["index"], [r.to_dict() for r in results])
+        return self.rows(batch["index"], [r.to_dict() for r in results], started)
 
 
 class EvalWorker(_Worker):
@@ -43,6 +44,7 @@ class EvalWorker(_Worker):
         self.categories = np.asarray(categories, dtype=np.int64)
 
     def __call__(self, batch: dict) -> dict:
+        started = time.time()
         records = [{"id": int(i), "file_name": str(f), "width": _opt_int(w), "height": _opt_int(h)}
                    for i, f, w, h in zip(batch["image_id"], batch["file_name"], batch["width"],
                                          batch["height"])]
@@ -51,7 +53,7 @@ class EvalWorker(_Worker):
         entries, _ = detect_entries(self.detector, records,
                                     lambda im: decode(by_name[im["file_name"]]),
                                     self.categories, clip=self.clip, batch=self.batch)
-        return self.rows(batch["index"], entries)
+        return self.rows(batch["index"], entries, started)
 
 
 def _opt_int(v):
@@ -90,9 +92,8 @@ def _stream(items, worker, worker_kwargs, detector, opts: RayOptions,
     progress.start(task, len(items), unit="img")
     try:
         for row in actor_map(items, worker, worker_kwargs, detector, opts):
-            now = time.perf_counter()
-            t.setdefault("first_result", now)
-            t["last_result"] = now
+            t["work_start"] = min(t.get("work_start", row["started"]), row["started"])
+            t["last_result"] = time.time()
             t["model_load_s"] = max(t["model_load_s"], row["load_s"])
             if row["index"] in seen:
                 t["repeats"] += 1
@@ -103,8 +104,10 @@ def _stream(items, worker, worker_kwargs, detector, opts: RayOptions,
             yield row
     finally:
         progress.done()
-    n, span = t["images"], t.get("last_result", 0) - t.get("first_result", 0)
-    t["images_per_s"] = (n - 1) / span if n > 1 and span > 0 else None
+    # from the first actor call's start (models loaded) to the last result on the driver:
+    # results arrive a call at a time, so "after the first result" would leave a call out
+    n, span = t["images"], t.get("last_result", 0) - t.get("work_start", 0)
+    t["images_per_s"] = n / span if n > 0 and span > 0 else None
 
 
 def detect_on_ray(detector, paths: list[str], opts: RayOptions, *, image_kwargs: dict,

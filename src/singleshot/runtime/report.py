@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,9 @@ class ResultStore:
         self.journal.open(self.manifest)
         done = self.journal.keys()
         unique = list(dict.fromkeys(str(p) for p in paths))
-        self.versions = {p: source_version(p) for p in unique}
+        # a URL's version is a request (HEAD): many at once, not a million in a row
+        with ThreadPoolExecutor(16) as pool:
+            self.versions = dict(zip(unique, pool.map(source_version, unique)))
         # an input with no version (missing, unreachable) is tried again every time
         return [p for p in unique if not self.versions[p] or self._key(p) not in done]
 

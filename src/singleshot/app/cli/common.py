@@ -112,8 +112,8 @@ def _parse_conf(conf: str | None) -> float | None:
 
 EngineOpt = Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster: --address, --workers, --cpus-per-worker).")]
 AddressOpt = Annotated[Optional[str], typer.Option("--address", help="--engine ray: the cluster's address (default: auto if a cluster runs here, else a local one for this run).")]
-WorkersOpt = Annotated[int, typer.Option("--workers", help="--engine ray: detector actors.")]
-CpusPerWorkerOpt = Annotated[Optional[float], typer.Option("--cpus-per-worker", help="--engine ray: CPUs (and onnxruntime threads) per actor (default: the cluster's CPUs / workers).")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="--engine ray: detector actors (default: as many as fit).")]
+CpusPerWorkerOpt = Annotated[Optional[float], typer.Option("--cpus-per-worker", help="--engine ray: CPUs (and onnxruntime threads) per actor (default: a node's CPUs, or the cluster's split among --workers).")]
 
 
 def ray_options(engine: str, address, workers: int, cpus_per_worker, batch: int):
@@ -121,8 +121,8 @@ def ray_options(engine: str, address, workers: int, cpus_per_worker, batch: int)
     if engine not in ("local", "ray"):
         raise UsageError(f"--engine must be local or ray, got {engine!r}")
     if engine == "local":
-        given = [n for n, v, d in (("--address", address, None), ("--workers", workers, 1),
-                                   ("--cpus-per-worker", cpus_per_worker, None)) if v != d]
+        given = [n for n, v in (("--address", address), ("--workers", workers),
+                                ("--cpus-per-worker", cpus_per_worker)) if v is not None]
         if given:
             raise UsageError(f"{', '.join(given)} only apply to --engine ray")
         return None
@@ -139,9 +139,9 @@ def cluster_summary(opts) -> str:
     """One line: where the time of a cluster run went (start and model load apart)."""
     t = opts.timings
     rate = t.get("images_per_s")
-    return (f"cluster: start {t.get('cluster_start_s', 0):.1f} s, model load "
+    return (f"cluster: {opts.workers} worker(s) x {opts.cpus_per_worker:g} CPU(s), start {t.get('cluster_start_s', 0):.1f} s, model load "
             f"{t.get('model_load_s', 0):.1f} s (per actor, in parallel), {t.get('images', 0)} "
-            f"image(s) at {rate:.2f} images/s first to last result" if rate else
-            f"cluster: start {t.get('cluster_start_s', 0):.1f} s, model load "
+            f"image(s) at {rate:.2f} images/s from the first call to the last result" if rate else
+            f"cluster: {opts.workers} worker(s) x {opts.cpus_per_worker:g} CPU(s), start {t.get('cluster_start_s', 0):.1f} s, model load "
             f"{t.get('model_load_s', 0):.1f} s, {t.get('images', 0)} image(s)") + \
         (f", {t['repeats']} repeated result(s) of retried batches dropped" if t.get("repeats") else "")

@@ -54,7 +54,7 @@ def detect(
     streams: StreamsOpt = None,
     engine: EngineOpt = "local",
     address: AddressOpt = None,
-    workers: WorkersOpt = 1,
+    workers: WorkersOpt = None,
     cpus_per_worker: CpusPerWorkerOpt = None,
 ) -> None:
     """Detect objects in images. Exit 0: all inputs done; 1: some failed; 2: usage error.

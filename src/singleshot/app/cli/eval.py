@@ -48,7 +48,7 @@ def eval_(
     batch: Annotated[int, typer.Option(help="Images per backend call (the graph must take batches: export --batch dynamic).")] = 1,
     engine: EngineOpt = "local",
     address: AddressOpt = None,
-    workers: WorkersOpt = 1,
+    workers: WorkersOpt = None,
     cpus_per_worker: CpusPerWorkerOpt = None,
 ) -> None:
     """COCO box mAP (the 12 standard metrics and per-class AP) of models or results files."""
