@@ -134,3 +134,17 @@ def pycocotools_direct(gt_path, dets):
         p = ev.eval["precision"][:, :, k, 0, -1]
         per_class[gt.cats[cid]["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else -1.0
     return dict(zip(METRIC_KEYS, ev.stats.tolist())), per_class
+
+
+def write_video(path, n_frames=30, fps=10, size=(160, 128), seed=5, faststart=True):
+    """A clip whose content moves: a scene panned one pixel per frame (so frames differ)."""
+    from singleshot.data.synth import make_scene
+    from singleshot.video.outputs import VideoEncoder
+
+    w, h = size
+    big, _ = make_scene(seed, 0, size=(w + n_frames, h))
+    enc = VideoEncoder(path, w, h, fps)
+    for k in range(n_frames):
+        enc.write(np.ascontiguousarray(big[:, k:k + w]), k)
+    enc.close()
+    return path

@@ -1,0 +1,121 @@
+"""``singleshot video``: video files, folders of them, streams and webcams through the detector,
+every frame accounted for."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ...errors import SingleshotError, UsageError
+from .common import (
+    CONF_FOR_PEOPLE,
+    BackendOpt,
+    PrecisionOpt,
+    PreprocessOpt,
+    _err,
+    _parse_conf,
+    _require_extra,
+    app,
+    user_errors,
+)
+
+
+def _stem(source: str, taken: set[str]) -> str:
+    """A folder name for a source: the file's stem, or the URL/webcam made safe; unique."""
+    from ...video.source import is_stream
+
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", source.split("://")[-1]).strip("_") \
+        if is_stream(source) else Path(source).stem
+    name, k = base or "stream", 1
+    while name in taken:
+        k += 1
+        name = f"{base}-{k}"
+    taken.add(name)
+    return name
+
+
+@app.command()
+@user_errors
+def video(
+    sources: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Video files, folders of them, stream URLs (http(s)://, rtsp://...) or webcam indices.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="ONNX file or registry name.")] = "demo",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/video/<timestamp>); several sources write OUT/<stem>/ each.")] = None,
+    stride: Annotated[int, typer.Option(help="Detect every K-th frame (the others are counted as skipped and drawn with the last detections).")] = 1,
+    start: Annotated[Optional[float], typer.Option(help="Start at this many seconds into the source.")] = None,
+    end: Annotated[Optional[float], typer.Option(help="Stop at this many seconds into the source.")] = None,
+    live: Annotated[bool, typer.Option("--live", help="Latest-frame policy for streams: always detect the newest frame, drop (and count) older ones.")] = False,
+    batch: Annotated[int, typer.Option(help="Frames per backend call (the graph must take batches: export --batch dynamic).")] = 1,
+    save_frames: Annotated[bool, typer.Option("--save-frames", help="Also write the decoded frames as PNG (lossless) into OUT/frames/.")] = False,
+    no_video: Annotated[bool, typer.Option("--no-video", help="Do not write the annotated video.")] = False,
+    reconnect: Annotated[int, typer.Option(help="Streams: reopen a dropped stream this many times, with backoff.")] = 3,
+    conf: Annotated[str, typer.Option(help="Score threshold for what is written and drawn; 'model' for the model's own.")] = str(CONF_FOR_PEOPLE),
+    iou: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (model's own: 0.5).")] = None,
+    max_det: Annotated[Optional[int], typer.Option(help="Detections per frame (model's: 200).")] = None,
+    only_classes: Annotated[Optional[str], typer.Option("--only-classes", help="Keep only these classes: comma-separated category ids or names.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (each source's summary) on stdout.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
+    backend: BackendOpt = "onnxruntime",
+    precision: PrecisionOpt = "auto",
+    preprocess: PreprocessOpt = "card",
+) -> None:
+    """Detect objects in videos and streams: detections.jsonl (a line per processed frame), an
+    annotated H.264 video and a summary per source. Exit 0: all done; 1: a source failed or was
+    damaged (its finished frames are kept); 2: usage error."""
+    _require_extra("av", "video", "singleshot video")
+    from ...core.nms import NmsParams
+    from ...runtime.detector import Detector, merge_options
+    from ...video.run import VideoOptions, process_video
+    from ...video.source import expand_videos
+    from ..progress import ConsoleProgress
+
+    conf_value = _parse_conf(conf)
+    merge_options(NmsParams(), conf_value, iou, max_det)
+    classes = [c.strip() for c in only_classes.split(",") if c.strip()] if only_classes else None
+    if only_classes is not None and not classes:
+        raise UsageError("--only-classes needs at least one category id or name")
+    opts = VideoOptions(stride=stride, start=start, end=end, live=live, batch=batch,
+                        save_frames=save_frames, annotate=not no_video, reconnect=reconnect,
+                        detect={"classes": classes} if classes else {})
+    opts.check()
+    det = Detector(model, conf=conf_value, iou=iou, max_det=max_det, threads=threads,
+                   backend=backend, precision=precision, preprocess=preprocess)
+    if classes:
+        det.options(classes=classes)
+    opts.check(det)
+    paths = expand_videos(sources)
+    out = Path(out or Path("runs") / "video" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    from ...io.files import ensure_dir
+
+    ensure_dir(out)
+    taken: set[str] = set()
+    summaries, failed = [], 0
+    for src in paths:
+        folder = out if len(paths) == 1 else out / _stem(src, taken)
+        try:
+            s = process_video(src, det, folder, opts,
+                              progress=ConsoleProgress())
+        except SingleshotError as err:
+            _err(str(err))
+            summaries.append({"source": src, "out": None, "error": str(err)})
+            failed += 1
+            continue
+        summaries.append(s)
+        f = s["frames"]
+        print(f"{src}: {f['decoded']} frames decoded, {f['processed']} processed, "
+              f"{f['skipped_stride']} skipped by --stride, {f['dropped_live']} dropped by --live; "
+              f"{s['detections']} detections (score >= {det.params.score_threshold:g}); "
+              f"{s['frames_per_s'] or 0:.1f} frames/s -> {folder}", file=sys.stderr)
+        if s["error"]:
+            _err(f"{src}: {s['error']}")
+            failed += 1
+    if as_json:
+        print(json.dumps({"model": det.name, "videos": summaries}))
+    if failed:
+        print(f"{failed} of {len(paths)} source(s) failed", file=sys.stderr)
+        raise typer.Exit(1)

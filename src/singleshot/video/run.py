@@ -1,0 +1,80 @@
+"""One source from open to summary: the pipeline's results written into a run folder, progress
+reported, and every frame accounted for - the piece ``singleshot video`` runs per source."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UsageError
+from ..progress import SILENT, Progress
+from .outputs import RunFolder
+from .pipeline import FrameCounts, run_frames
+from .source import VideoSource
+
+
+@dataclass
+class VideoOptions:
+    """``stride``: detect every K-th frame; ``start``/``end``: seconds; ``live``: latest-frame
+    policy; ``batch``: frames per backend call; ``reconnect``: tries for a dropped stream;
+    ``detect``: per-call detector options (conf, iou, max_det, classes)."""
+
+    stride: int = 1
+    start: float | None = None
+    end: float | None = None
+    live: bool = False
+    batch: int = 1
+    save_frames: bool = False
+    annotate: bool = True
+    reconnect: int = 0
+    detect: dict = field(default_factory=dict)
+
+    def check(self, detector=None) -> None:
+        if self.stride < 1:
+            raise UsageError("{opt:stride} must be at least 1")
+        if self.batch < 1:
+            raise UsageError("{opt:batch} must be at least 1")
+        if self.start is not None and self.start < 0:
+            raise UsageError("{opt:start} must be 0 or more seconds")
+        if self.end is not None and self.end <= (self.start or 0):
+            raise UsageError("{opt:end} must be after {opt:start}")
+        if self.reconnect < 0:
+            raise UsageError("{opt:reconnect} must be 0 or more")
+        if self.live and self.batch > 1:
+            raise UsageError("{opt:live} runs the newest frame alone; leave {opt:batch} at 1")
+        if detector is not None:
+            detector.check_batch(self.batch)
+
+
+def process_video(source: str, detector, out: Path, opts: VideoOptions, *,
+                  progress: Progress = SILENT, track=None, draw=None) -> dict:
+    """Run ``source`` into ``out`` (detections.jsonl, annotated.mp4, frames/, summary.json) and
+    return the summary: ``{"source", "out", "fps", "width", "height", "frames": {"decoded",
+    "processed", "skipped_stride", "dropped_live"}, "detections", "seconds", "error"}``.
+    VideoError when it cannot be opened; damage midway is the summary's ``error``."""
+    src = VideoSource(source, reconnect=opts.reconnect)
+    counts = FrameCounts()
+    folder = RunFolder(out, fps_rate=src.rate or src.fps, width=src.width, height=src.height,
+                       annotate=opts.annotate, save_frames=opts.save_frames, draw=draw)
+    detections, t0 = 0, time.perf_counter()
+    summary = {"source": str(source), "out": str(out), "fps": src.fps, "width": src.width,
+               "height": src.height}
+    progress.start(Path(str(source)).name, src.frames_expected, unit="frame")
+    try:
+        for result in run_frames(src, detector, start=opts.start, end=opts.end,
+                                 stride=opts.stride, live=opts.live, batch=opts.batch,
+                                 counts=counts, track=track, options=opts.detect):
+            folder.write(result)
+            if result.processed:
+                detections += len(result.detections)
+            progress.advance()
+    finally:
+        progress.done()
+        seconds = time.perf_counter() - t0
+        summary.update(frames=counts.to_dict(), detections=detections, seconds=round(seconds, 3),
+                       frames_per_s=round(counts.decoded / seconds, 3) if seconds else None,
+                       error=src.problem)
+        folder.close(summary)
+        src.close()
+    return summary
