@@ -33,7 +33,7 @@ def frames(source: str, model: str = "demo", *, detector=None, conf: float | Non
     opts.check(det)
     options = {k: v for k, v in dict(conf=conf, iou=iou, max_det=max_det,
                                      classes=classes).items() if v is not None}
-    src = VideoSource(source, reconnect=reconnect)
+    src = VideoSource(source, reconnect=reconnect, low_delay=live)
     try:
         for result in run_frames(src, det, start=start, end=end, stride=stride, live=live,
                                  batch=batch, counts=counts, options=options):

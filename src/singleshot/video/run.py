@@ -53,7 +53,7 @@ def process_video(source: str, detector, out: Path, opts: VideoOptions, *,
     return the summary: ``{"source", "out", "fps", "width", "height", "frames": {"decoded",
     "processed", "skipped_stride", "dropped_live"}, "detections", "seconds", "error"}``.
     VideoError when it cannot be opened; damage midway is the summary's ``error``."""
-    src = VideoSource(source, reconnect=opts.reconnect)
+    src = VideoSource(source, reconnect=opts.reconnect, low_delay=opts.live)
     counts = FrameCounts()
     folder = RunFolder(out, fps_rate=src.rate or src.fps, width=src.width, height=src.height,
                        annotate=opts.annotate, save_frames=opts.save_frames, draw=draw)

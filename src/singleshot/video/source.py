@@ -60,10 +60,14 @@ def expand_videos(sources: list[str]) -> list[str]:
     return out
 
 
-def _open(source: str, timeout_s: float):
+def _open(source: str, timeout_s: float, low_delay: bool = False):
     import av
 
     options = {}
+    if low_delay and is_stream(source):
+        # a live stream: the decoder's low-delay mode (fflags=nobuffer decoded nothing of an
+        # MPEG-TS stream over HTTP here; a short probe loses the frame rate)
+        options.update(flags="low_delay")
     fmt = None
     if source.isdigit() or source.startswith("/dev/video"):
         fmt, source = "v4l2", (f"/dev/video{source}" if source.isdigit() else source)
@@ -87,14 +91,17 @@ class VideoSource:
     ``fps``, ``width``, ``height``, ``frames_expected`` (the header's count, None for streams),
     ``time_base``; :attr:`problem` (None, or why decoding stopped early: truncation, damage, a
     stream that dropped for good). ``reconnect``: for streams, how many times to reopen after
-    the stream drops, waiting 0.5, 1, 2... s (at most 8 s) between tries."""
+    the stream drops, waiting 0.5, 1, 2... s (at most 8 s) between tries. ``low_delay``:
+    open a stream without input buffering (the live mode)."""
 
-    def __init__(self, source: str, *, reconnect: int = 0, timeout_s: float = 10.0) -> None:
+    def __init__(self, source: str, *, reconnect: int = 0, timeout_s: float = 10.0,
+                 low_delay: bool = False) -> None:
         self.source, self.reconnect, self.timeout_s = str(source), reconnect, timeout_s
+        self.low_delay = low_delay
         self.stream = is_stream(self.source)
         self.problem: str | None = None
         self.reconnects = 0
-        self.container = _open(self.source, timeout_s)
+        self.container = _open(self.source, timeout_s, low_delay)
         self._describe()
 
     def _describe(self) -> None:
@@ -102,7 +109,9 @@ class VideoSource:
             self.container.close()
             raise VideoError(f"{self.source}: has no video stream")
         v = self.container.streams.video[0]
-        v.thread_type = "AUTO"  # frame and slice threads: FFmpeg decodes on every core
+        # frame threads decode on every core but hold a frame per thread: live streams use
+        # slice threads only, so a frame comes out as soon as it is in
+        v.thread_type = "SLICE" if self.low_delay else "AUTO"
         self.video = v
         rate = v.average_rate or v.guessed_rate or v.base_rate
         self.fps = float(rate) if rate else 25.0
@@ -137,7 +146,10 @@ class VideoSource:
                         return
                     yield Frame(index, pts, frame.to_ndarray(format="rgb24"))
             except Exception as err:  # noqa: BLE001 - FFmpeg's errors: damage, a lost stream
-                self.problem = f"decoding stopped after {count} frame(s): {_reason(err)}"
+                self.problem = (f"the stream dropped after {count} frame(s) ({_reason(err)})"
+                                f"{f'; {self.reconnects} reconnect(s) tried' if self.reconnect else ''}"
+                                if self.stream else
+                                f"decoding stopped after {count} frame(s): {_reason(err)}")
             else:
                 if self.frames_expected and count < self.frames_expected and not seek \
                         and end is None:
@@ -157,7 +169,7 @@ class VideoSource:
             self.reconnects += 1
             try:
                 self.container.close()
-                self.container = _open(self.source, self.timeout_s)
+                self.container = _open(self.source, self.timeout_s, self.low_delay)
                 self._describe()
                 return True
             except VideoError as err:
