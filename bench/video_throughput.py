@@ -21,7 +21,7 @@ import numpy as np
 def make_clip(path: Path, frames: int, size: tuple[int, int], fps: int = 25) -> Path:
     """Generated scenes panned a pixel per frame, H.264."""
     from singleshot.data.synth import make_scene
-    from singleshot.video.outputs import VideoEncoder
+    from singleshot.io.videofile import VideoEncoder
 
     w, h = size
     big, _ = make_scene(3, 0, size=(w + frames, h))

@@ -139,7 +139,7 @@ def pycocotools_direct(gt_path, dets):
 def write_video(path, n_frames=30, fps=10, size=(160, 128), seed=5, faststart=True):
     """A clip whose content moves: a scene panned one pixel per frame (so frames differ)."""
     from singleshot.data.synth import make_scene
-    from singleshot.video.outputs import VideoEncoder
+    from singleshot.io.videofile import VideoEncoder
 
     w, h = size
     big, _ = make_scene(seed, 0, size=(w + n_frames, h))

@@ -22,6 +22,10 @@ def lines(folder):
     return [json.loads(line) for line in (folder / "detections.jsonl").read_text().splitlines()]
 
 
+def without_ids(dets):
+    return [{k: v for k, v in d.items() if k != "track_id"} for d in dets]
+
+
 def test_saved_frames_give_the_same_detections_and_schema(clip, tmp_path):
     from singleshot.video.source import VideoSource
 
@@ -39,14 +43,23 @@ def test_saved_frames_give_the_same_detections_and_schema(clip, tmp_path):
     for g in got:
         assert set(g) == {"frame", "pts", "detections"}
         for d in g["detections"]:
-            assert set(d) == {"box", "score", "category_id", "category"}
+            assert set(d) == {"box", "score", "category_id", "category", "track_id"}
+            assert d["track_id"] is None or (isinstance(d["track_id"], int) and d["track_id"] > 0)
             x1, y1, x2, y2 = d["box"]
             assert 0 <= x1 <= x2 <= 160 and 0 <= y1 <= y2 <= 128 and 0.25 <= d["score"] <= 1
     assert sum(len(g["detections"]) for g in got) > 30
     code, stdout, err = run("detect", out / "frames", "--json")
     assert code == 0, err
     images = json.loads(stdout)["images"]
-    assert [im["detections"] for im in images] == [g["detections"] for g in got]
+    untracked = [without_ids(g["detections"]) for g in got]
+    assert [im["detections"] for im in images] == untracked
+    # tracking changes no detection: --no-track writes the same ones, without ids
+    code, _, err = run("video", clip, "-o", tmp_path / "plain", "--no-track", "--no-video")
+    assert code == 0, err
+    assert [g["detections"] for g in lines(tmp_path / "plain")] == untracked
+    assert not (tmp_path / "plain" / "tracks.txt").exists()
+    assert (out / "tracks.txt").read_text().count("\n") == sum(
+        d["track_id"] is not None for g in got for d in g["detections"])
     annotated = VideoSource(str(out / "annotated.mp4"))
     assert (annotated.fps, annotated.width, annotated.height) == (10.0, 160, 128)
     assert sum(1 for _ in annotated.frames()) == 30
@@ -65,8 +78,8 @@ def test_stride_start_end_account_for_every_frame(clip, tmp_path):
     assert [g["pts"] for g in got] == pytest.approx([1.0, 1.3, 1.6, 1.9, 2.2])
     full = tmp_path / "full"
     run("video", clip, "-o", full, "--no-video")
-    by_frame = {g["frame"]: g["detections"] for g in lines(full)}
-    assert all(g["detections"] == by_frame[g["frame"]] for g in got)  # the seek found them
+    by_frame = {g["frame"]: without_ids(g["detections"]) for g in lines(full)}
+    assert all(without_ids(g["detections"]) == by_frame[g["frame"]] for g in got)  # seek found them
 
 
 def test_truncated_file_keeps_the_frames_before_the_damage(tmp_path):

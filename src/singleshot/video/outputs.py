@@ -6,64 +6,29 @@ Closed in ``finally``: an interrupted run leaves a playable video and every fini
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..io.files import write_json_atomic
+from ..io.videofile import VideoEncoder
 from .pipeline import FrameResult
-
-
-class VideoEncoder:
-    """H.264 (libx264, ``preset`` veryfast: the encoder shares the CPU with the detector) at
-    ``rate`` frames/s; ``write(rgb, index)`` puts frame ``index`` at ``index / rate`` s, so
-    gaps (live drops) keep their time. yuv420p, or yuv444p where a side is odd (4:2:0 needs
-    even sides; no resize, so the size stays the source's)."""
-
-    def __init__(self, path: Path, width: int, height: int, rate, *, crf: int = 23,
-                 preset: str = "veryfast") -> None:
-        import av
-
-        self.rate = Fraction(rate).limit_denominator(100000) if rate else Fraction(25)
-        self.container = av.open(str(path), "w", options={"movflags": "+faststart"}
-                                 if str(path).endswith((".mp4", ".mov")) else {})
-        self.stream = self.container.add_stream("libx264", rate=self.rate)
-        self.stream.width, self.stream.height = width, height
-        self.stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        self.stream.options = {"preset": preset, "crf": str(crf)}
-        self.stream.codec_context.time_base = 1 / self.rate
-        self.last_index = -1
-        self.frames = 0
-
-    def write(self, rgb: np.ndarray, index: int) -> None:
-        import av
-
-        if index <= self.last_index:  # timestamps must grow (a stream that restarted)
-            index = self.last_index + 1
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts, frame.time_base = index, 1 / self.rate
-        self.container.mux(self.stream.encode(frame))
-        self.last_index, self.frames = index, self.frames + 1
-
-    def close(self) -> None:
-        try:
-            self.container.mux(self.stream.encode(None))
-        finally:
-            self.container.close()
 
 
 class RunFolder:
     """Writes one source's outputs into ``folder``; ``write(result)`` per frame in order,
     ``close(summary)`` at the end (whatever happened). ``annotate=False`` writes no video;
+    ``tracking``: also ``tracks.txt`` (MOTChallenge format);
     ``draw(rgb, result) -> rgb`` draws a frame (boxes; a tracking stage adds ids and trails)."""
 
     def __init__(self, folder: Path, *, fps_rate, width: int, height: int,
-                 annotate: bool = True, save_frames: bool = False, draw=None) -> None:
+                 annotate: bool = True, save_frames: bool = False, draw=None,
+                 tracking: bool = False) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.jsonl = open(self.folder / "detections.jsonl", "w")
+        self.tracks = open(self.folder / "tracks.txt", "w") if tracking else None
         self.video = VideoEncoder(self.folder / "annotated.mp4", width, height, fps_rate) \
             if annotate else None
         self.frames_dir = self.folder / "frames" if save_frames else None
@@ -75,6 +40,8 @@ class RunFolder:
         if result.processed:
             self.jsonl.write(json.dumps(result.to_dict()) + "\n")
             self.jsonl.flush()
+            if self.tracks is not None and result.track_ids is not None:
+                self._write_tracks(result)
         if self.frames_dir is not None:
             # compress_level 1: lossless all the same, and ~5x faster to write than the default
             Image.fromarray(result.rgb).save(self.frames_dir / f"frame_{result.index:06d}.png",
@@ -82,9 +49,22 @@ class RunFolder:
         if self.video is not None:
             self.video.write(self.draw(result.rgb, result), result.index)
 
+    def _write_tracks(self, result: FrameResult) -> None:
+        """MOTChallenge lines: frame (index + 1), id, left, top, width, height, score, class
+        (the category id, in the column MOT17's ground truth keeps it), -1, -1."""
+        d = result.detections
+        for box, score, cat, tid in zip(d.xyxy, d.scores, d.category_ids, result.track_ids):
+            if tid is not None:
+                x1, y1, x2, y2 = (float(v) for v in box)
+                self.tracks.write(f"{result.index + 1},{tid},{x1:.2f},{y1:.2f},{x2 - x1:.2f},"
+                                  f"{y2 - y1:.2f},{float(score):.5f},{int(cat)},-1,-1\n")
+        self.tracks.flush()
+
     def close(self, summary: dict) -> None:
         try:
             self.jsonl.close()
+            if self.tracks is not None:
+                self.tracks.close()
             if self.video is not None:
                 self.video.close()
         finally:
@@ -92,8 +72,9 @@ class RunFolder:
 
 
 def _draw_boxes(rgb: np.ndarray, result: FrameResult) -> np.ndarray:
-    if result.detections is None or not len(result.detections):
+    if result.detections is None or (not len(result.detections) and not result.trails):
         return rgb
     from ..io.draw import annotate
 
-    return np.asarray(annotate(rgb, result.detections))
+    return np.asarray(annotate(rgb, result.detections, track_ids=result.track_ids,
+                               trails=result.trails))

@@ -35,6 +35,7 @@ class FrameResult:
     detections: Detections | None
     processed: bool = True
     track_ids: list | None = None
+    trails: dict | None = None  # track id -> recent centres, as the tracker had them
 
     def to_dict(self) -> dict:
         """The ``detections.jsonl`` line: ``{"frame", "pts", "detections": [{"box", "score",
@@ -151,7 +152,7 @@ def run_frames(source: VideoSource, detector, *, start: float | None = None,
         return [detector.detect_array(rgb, **options) for rgb in rgbs]
 
     def detect() -> None:
-        last: Detections | None = None
+        last: FrameResult | None = None
         held: list[tuple[Frame, bool]] = []
 
         def flush() -> bool:
@@ -160,13 +161,16 @@ def run_frames(source: VideoSource, detector, *, start: float | None = None,
             dets = iter(detect_run(todo)) if todo else iter(())
             for frame, keep in held:
                 if keep:
-                    last = next(dets)
-                    result = FrameResult(frame.index, frame.pts, frame.rgb, last)
+                    result = FrameResult(frame.index, frame.pts, frame.rgb, next(dets))
                     counts.processed += 1
                     if track is not None:
                         track(result)
-                else:
-                    result = FrameResult(frame.index, frame.pts, frame.rgb, last, processed=False)
+                    last = result
+                else:  # drawn with the last processed frame's detections and ids
+                    result = FrameResult(frame.index, frame.pts, frame.rgb,
+                                         last.detections if last else None, processed=False,
+                                         track_ids=last.track_ids if last else None,
+                                         trails=last.trails if last else None)
                 if not _put(out_q, result, stop):
                     return False
             held.clear()

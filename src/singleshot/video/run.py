@@ -48,15 +48,19 @@ class VideoOptions:
 
 
 def process_video(source: str, detector, out: Path, opts: VideoOptions, *,
-                  progress: Progress = SILENT, track=None, draw=None) -> dict:
+                  progress: Progress = SILENT, tracking=None, draw=None) -> dict:
     """Run ``source`` into ``out`` (detections.jsonl, annotated.mp4, frames/, summary.json) and
     return the summary: ``{"source", "out", "fps", "width", "height", "frames": {"decoded",
     "processed", "skipped_stride", "dropped_live"}, "detections", "seconds", "error"}``.
-    VideoError when it cannot be opened; damage midway is the summary's ``error``."""
+    VideoError when it cannot be opened; damage midway is the summary's ``error``.
+    ``tracking(fps)`` -> a tracking stage for this source (see
+    :class:`~singleshot.video.track.TrackStage`), or None for none."""
     src = VideoSource(source, reconnect=opts.reconnect, low_delay=opts.live)
     counts = FrameCounts()
+    track = tracking(src.fps) if tracking is not None else None
     folder = RunFolder(out, fps_rate=src.rate or src.fps, width=src.width, height=src.height,
-                       annotate=opts.annotate, save_frames=opts.save_frames, draw=draw)
+                       annotate=opts.annotate, save_frames=opts.save_frames, draw=draw,
+                       tracking=track is not None)
     detections, t0 = 0, time.perf_counter()
     summary = {"source": str(source), "out": str(out), "fps": src.fps, "width": src.width,
                "height": src.height}
@@ -72,6 +76,8 @@ def process_video(source: str, detector, out: Path, opts: VideoOptions, *,
     finally:
         progress.done()
         seconds = time.perf_counter() - t0
+        if track is not None:
+            summary["tracks"] = track.tracker.next_id - 1
         summary.update(frames=counts.to_dict(), detections=detections, seconds=round(seconds, 3),
                        frames_per_s=round(counts.decoded / seconds, 3) if seconds else None,
                        error=src.problem)

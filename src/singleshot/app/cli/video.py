@@ -53,6 +53,7 @@ def video(
     batch: Annotated[int, typer.Option(help="Frames per backend call (the graph must take batches: export --batch dynamic).")] = 1,
     save_frames: Annotated[bool, typer.Option("--save-frames", help="Also write the decoded frames as PNG (lossless) into OUT/frames/.")] = False,
     no_video: Annotated[bool, typer.Option("--no-video", help="Do not write the annotated video.")] = False,
+    no_track: Annotated[bool, typer.Option("--no-track", help="No tracking: no track ids, no tracks.txt.")] = False,
     reconnect: Annotated[int, typer.Option(help="Streams: reopen a dropped stream this many times, with backoff.")] = 3,
     conf: Annotated[str, typer.Option(help="Score threshold for what is written and drawn; 'model' for the model's own.")] = str(CONF_FOR_PEOPLE),
     iou: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (model's own: 0.5).")] = None,
@@ -64,8 +65,9 @@ def video(
     precision: PrecisionOpt = "auto",
     preprocess: PreprocessOpt = "card",
 ) -> None:
-    """Detect objects in videos and streams: detections.jsonl (a line per processed frame), an
-    annotated H.264 video and a summary per source. Exit 0: all done; 1: a source failed or was
+    """Detect and track objects in videos and streams: detections.jsonl (a line per processed
+    frame, with track ids), tracks.txt (MOTChallenge), an annotated H.264 video and a summary
+    per source. Exit 0: all done; 1: a source failed or was
     damaged (its finished frames are kept); 2: usage error."""
     _require_extra("av", "video", "singleshot video")
     from ...core.nms import NmsParams
@@ -83,11 +85,19 @@ def video(
                         save_frames=save_frames, annotate=not no_video, reconnect=reconnect,
                         detect={"classes": classes} if classes else {})
     opts.check()
-    det = Detector(model, conf=conf_value, iou=iou, max_det=max_det, threads=threads,
-                   backend=backend, precision=precision, preprocess=preprocess)
+    # tracking sees everything down to the model's own threshold; --conf filters what is written
+    det = Detector(model, conf=conf_value if no_track else None, iou=iou, max_det=max_det,
+                   threads=threads, backend=backend, precision=precision, preprocess=preprocess)
+    tracking = None
+    if not no_track:
+        from ...video.track import ByteTracker, TrackStage
+
+        low = det.params.score_threshold
+        tracking = lambda fps: TrackStage(ByteTracker(low=low, fps=fps), conf_value)  # noqa: E731
     if classes:
         det.options(classes=classes)
     opts.check(det)
+    shown = conf_value if conf_value is not None else det.params.score_threshold
     paths = expand_videos(sources)
     out = Path(out or Path("runs") / "video" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     from ...io.files import ensure_dir
@@ -98,8 +108,8 @@ def video(
     for src in paths:
         folder = out if len(paths) == 1 else out / _stem(src, taken)
         try:
-            s = process_video(src, det, folder, opts,
-                              progress=ConsoleProgress())
+            s = process_video(src, det, folder, opts, progress=ConsoleProgress(),
+                              tracking=tracking)
         except SingleshotError as err:
             _err(str(err))
             summaries.append({"source": src, "out": None, "error": str(err)})
@@ -107,9 +117,10 @@ def video(
             continue
         summaries.append(s)
         f = s["frames"]
+        tracks = f", {s['tracks']} tracks" if "tracks" in s else ""
         print(f"{src}: {f['decoded']} frames decoded, {f['processed']} processed, "
               f"{f['skipped_stride']} skipped by --stride, {f['dropped_live']} dropped by --live; "
-              f"{s['detections']} detections (score >= {det.params.score_threshold:g}); "
+              f"{s['detections']} detections (score >= {shown:g}){tracks}; "
               f"{s['frames_per_s'] or 0:.1f} frames/s -> {folder}", file=sys.stderr)
         if s["error"]:
             _err(f"{src}: {s['error']}")
