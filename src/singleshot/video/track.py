@@ -81,6 +81,17 @@ class _Track:
     id: int | None = None  # None while tentative
     lost: bool = False
     centres: deque = field(default_factory=lambda: deque(maxlen=32))
+    seen: deque = field(default_factory=lambda: deque(maxlen=15))  # (frame, state) per update
+
+    def coast(self, frame: int) -> None:
+        """Just lost: an object going behind something shows a shrinking box whose centre slows,
+        so the filter's last estimate is wrong. Coast instead from the update where the box was
+        largest (before the occlusion began): its size, its velocity, its position moved on."""
+        f0, x = max(self.seen, key=lambda s: s[1][2] * s[1][3])
+        k = self.kalman
+        k.x = x.copy()
+        k.x[6:8] = 0.0
+        k.x[0:2] += k.x[4:6] * (frame - f0)
 
 
 def _assign(tracks: list[_Track], boxes: np.ndarray, labels: np.ndarray,
@@ -102,6 +113,27 @@ def _assign(tracks: list[_Track], boxes: np.ndarray, labels: np.ndarray,
             [c for c in range(len(boxes)) if c not in got_c])
 
 
+def _assign_near(tracks: list[_Track], boxes: np.ndarray, labels: np.ndarray,
+                 reach: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Hungarian matching by centre distance in units of the track's box size (its larger
+    side), same label, within ``reach``."""
+    from scipy.optimize import linear_sum_assignment
+
+    if not tracks or not len(boxes):
+        return [], list(range(len(tracks))), list(range(len(boxes)))
+    pred = np.stack([t.kalman.x[:4] for t in tracks])  # cx, cy, w, h
+    centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
+    dist = np.linalg.norm(pred[:, None, :2] - centres[None, :, :], axis=2)
+    dist = dist / np.maximum(pred[:, 2:4].max(1), 1.0)[:, None]
+    same = np.asarray([t.label for t in tracks])[:, None] == labels[None, :]
+    cost = np.where(same & (dist <= reach), dist, 1e6)
+    rows, cols = linear_sum_assignment(cost)
+    pairs = [(r, c) for r, c in zip(rows, cols) if cost[r, c] < 1e6]
+    got_r, got_c = {r for r, _ in pairs}, {c for _, c in pairs}
+    return (pairs, [r for r in range(len(tracks)) if r not in got_r],
+            [c for c in range(len(boxes)) if c not in got_c])
+
+
 class ByteTracker:
     """``update(boxes, scores, labels, frame)`` -> a track id (int) or None per detection.
 
@@ -110,8 +142,10 @@ class ByteTracker:
     ``fps`` turns ``buffer_s`` into frames."""
 
     def __init__(self, *, high: float = 0.5, low: float = 0.1, new_track: float = 0.6,
-                 match_iou: float = 0.2, buffer_s: float = 1.0, fps: float = 25.0) -> None:
+                 match_iou: float = 0.2, buffer_s: float = 3.0, fps: float = 25.0,
+                 reach: float = 1.0, duplicate_iou: float = 0.6) -> None:
         self.high, self.low, self.new_track = high, low, new_track
+        self.reach, self.duplicate_iou = reach, duplicate_iou
         self.match_iou, self.buffer = match_iou, max(1, round(buffer_s * fps))
         self.tracks: list[_Track] = []
         self.next_id = 1
@@ -134,6 +168,7 @@ class ByteTracker:
 
         def take(track: _Track, j: int) -> None:
             track.kalman.update(boxes[j])
+            track.seen.append((frame, track.kalman.x.copy()))
             track.last_frame, track.lost = frame, False
             if track.id is None:
                 track.id, self.next_id = self.next_id, self.next_id + 1
@@ -151,8 +186,16 @@ class ByteTracker:
         pairs, _, _ = _assign(active, boxes[low], labels[low], 0.5)
         for k, j in pairs:
             take(active[k], int(low[j]))
-        # 3. tentative tracks (one frame old) with the confident detections still free
+        # 2b. lost tracks (coasting through an occlusion) with the confident detections left,
+        # by how far the detection is from where the track should be, in box sizes: after an
+        # occlusion the predicted box rarely overlaps the reappearing one enough for IoU
         rest = high[left_high]
+        lost = [confirmed[k] for k in left_tracks if confirmed[k].lost]
+        pairs, _, _ = _assign_near(lost, boxes[rest], labels[rest], self.reach)
+        for k, j in pairs:
+            take(lost[k], int(rest[j]))
+        # 3. tentative tracks (one frame old) with the confident detections still free
+        rest = np.asarray([j for j in rest if ids[j] is None], dtype=np.int64)
         pairs, _, left_new = _assign(tentative, boxes[rest], labels[rest], self.match_iou)
         for k, j in pairs:
             take(tentative[k], int(rest[j]))
@@ -162,10 +205,16 @@ class ByteTracker:
             if id(t) in matched:
                 survivors.append(t)
             elif t.id is not None and frame - t.last_frame <= self.buffer:
+                if not t.lost and t.seen:
+                    t.coast(frame)
                 t.lost = True
                 survivors.append(t)
             # else: a tentative track not seen again, or lost too long: gone for good
+        taken = np.asarray([boxes[j] for j in range(len(boxes)) if ids[j] is not None]).reshape(-1, 4)
         for j in rest[left_new]:
+            # no new track for a second box on a tracked object (the model's other class guess)
+            if len(taken) and box_iou(boxes[j:j + 1], taken).max() > self.duplicate_iou:
+                continue
             if scores[j] >= self.new_track:
                 t = _Track(int(labels[j]), _Kalman(boxes[j]), frame)
                 t.centres.append(((boxes[j, 0] + boxes[j, 2]) / 2, (boxes[j, 1] + boxes[j, 3]) / 2))

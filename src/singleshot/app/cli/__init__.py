@@ -7,9 +7,9 @@ from .common import app
 
 # Importing a command's module registers it; this order is the order of ``singleshot --help``.
 COMMANDS = ("detect", "export", "eval", "demo", "quantize", "bench", "data", "train", "catalog",
-            "serve", "verify", "video")
+            "serve", "verify", "video", "eval-video")
 for _name in COMMANDS:
-    importlib.import_module(f"{__name__}.{_name}")
+    importlib.import_module(f"{__name__}.{_name.replace('-', '_')}")
 
 
 def main() -> None:
