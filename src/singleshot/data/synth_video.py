@@ -132,6 +132,7 @@ def _render(rng, n_frames: int, w: int, h: int, min_objects: int):
     hidden_runs: dict[int, list[int]] = {}  # id -> per-frame visible flags while in frame
     crossings = 0
     seen_min = min_visible = 10 ** 6
+    seen_movers: dict[int, _Mover] = {}
     target = min_objects + 2
     for f in range(n_frames):
         live = [m for m in movers if _inside(m.at(f), w, h)]
@@ -170,6 +171,7 @@ def _render(rng, n_frames: int, w: int, h: int, min_objects: int):
         visible_now = 0
         boxes_now = []
         for m in live:
+            seen_movers[m.id] = m
             ys, xs = np.nonzero(id_map == m.id)
             vis = min(1.0, len(xs) / full[m.id]) if full[m.id] >= 1 else 0.0
             flags = hidden_runs.setdefault(m.id, [])
@@ -190,7 +192,9 @@ def _render(rng, n_frames: int, w: int, h: int, min_objects: int):
         min_visible = min(min_visible, visible_now)
     occluded = sum(1 for flags in hidden_runs.values() if _hidden_between(flags, 8))
     tracks = sum(1 for flags in hidden_runs.values() if any(flags))
+    speeds = [math.hypot(m.vx, m.vy) for m in seen_movers.values()]
     stats = {"tracks": tracks, "occluded_tracks": occluded, "min_visible": min_visible,
+             "max_speed": round(max(speeds, default=0.0), 3),
              "occluded_fraction": occluded / max(1, tracks),
              "same_class_overlap_frames": crossings, "min_objects": seen_min}
     return frames, rows, stats
