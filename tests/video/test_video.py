@@ -112,7 +112,8 @@ def test_non_video_input_is_one_line_and_the_others_finish(clip, tmp_path):
 
 
 def test_usage_errors(clip, tmp_path):
-    for args, message in [(["--stride", "0"], "--stride"), (["--start", "2", "--end", "1"], "--end"),
+    for args, message in [(["--stride", "0"], "--stride"),
+                          (["--start", "2", "--end", "1"], "--end"),
                           (["--batch", "4"], "batch"), (["--live", "--batch", "2"], "--live")]:
         code, _, err = run("video", clip, "-o", tmp_path / "o", *args)
         assert code == 2 and message in err and "Traceback" not in err, (args, err)
@@ -173,3 +174,37 @@ def test_a_dropping_stream_is_reopened(tmp_path):
     assert "2 reconnect(s) tried" in summary["error"]
     frames_seen = [g["frame"] for g in lines(tmp_path / "run")]
     assert frames_seen == sorted(set(frames_seen))  # indices keep counting across reconnects
+
+
+def test_python_frames_with_tracking(clip):
+    from singleshot.video import FrameCounts, frames
+
+    counts = FrameCounts()
+    got = list(frames(str(clip), conf=0.25, track=True, stride=2, counts=counts))
+    assert [r.index for r in got] == list(range(0, 30, 2))
+    assert counts.to_dict() == {"decoded": 30, "processed": 15, "skipped_stride": 15,
+                                "dropped_live": 0}
+    assert all(len(r.track_ids) == len(r.detections) for r in got)
+    assert all(float(s) >= 0.25 for r in got for s in r.detections.scores)
+    ids = [i for r in got for i in r.track_ids if i is not None]
+    assert ids and len(set(ids)) < len(ids)  # ids persist across frames
+
+
+def test_batches_of_frames_give_the_frames_own_detections(clip, tiny_raw_onnx, tmp_path):
+    """--batch 4 on a graph that takes batches: one backend call per 4 frames, same results
+    (30 frames: the last call has 2), every frame accounted for."""
+    outs = {}
+    for b in (1, 4):
+        code, stdout, err = run("video", clip, "-m", tiny_raw_onnx, "-o", tmp_path / str(b),
+                                "--batch", b, "--no-track", "--no-video", "--conf", "0.05",
+                                "--stride", "2", "--json")
+        assert code == 0, err
+        assert json.loads(stdout)["videos"][0]["frames"]["processed"] == 15
+        outs[b] = lines(tmp_path / str(b))
+    assert [g["frame"] for g in outs[4]] == [g["frame"] for g in outs[1]]
+    for a, b in zip(outs[1], outs[4]):
+        assert len(a["detections"]) == len(b["detections"])
+        for x, y in zip(a["detections"], b["detections"]):
+            assert x["category_id"] == y["category_id"] and abs(x["score"] - y["score"]) < 1e-3
+            assert np.allclose(x["box"], y["box"], atol=0.05)
+    assert sum(len(g["detections"]) for g in outs[1]) > 0

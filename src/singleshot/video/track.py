@@ -210,7 +210,7 @@ class ByteTracker:
                 t.lost = True
                 survivors.append(t)
             # else: a tentative track not seen again, or lost too long: gone for good
-        taken = np.asarray([boxes[j] for j in range(len(boxes)) if ids[j] is not None]).reshape(-1, 4)
+        taken = boxes[[j for j in range(len(boxes)) if ids[j] is not None]]
         for j in rest[left_new]:
             # no new track for a second box on a tracked object (the model's other class guess)
             if len(taken) and box_iou(boxes[j:j + 1], taken).max() > self.duplicate_iou:
