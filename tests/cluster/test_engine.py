@@ -25,3 +25,17 @@ def test_plan_workers(workers, cpus, nodes, plan):
 def test_plan_workers_refuses_what_cannot_run(workers, cpus, nodes, message):
     with pytest.raises(UsageError, match=message):
         plan_workers(workers, cpus, nodes)
+
+
+def test_an_address_nothing_answers_at_fails_in_one_line(tmp_path):
+    """ray.init would wait minutes; the engine says so at once (a fresh process: no Ray yet)."""
+    import subprocess
+    import sys
+
+    for address, message in (("127.0.0.1:1", "cannot reach a Ray cluster at 127.0.0.1:1"),
+                             ("nonsense", "--address must be HOST:PORT")):
+        res = subprocess.run([sys.executable, "-m", "singleshot", "detect", str(tmp_path),
+                              "--engine", "ray", "--address", address],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2 and message in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1

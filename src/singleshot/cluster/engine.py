@@ -83,6 +83,8 @@ def connect(opts: RayOptions) -> str:
         address = opts.address
         if address is None:
             address = "auto" if _cluster_running() else None
+        if address and address != "auto":
+            _reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR, configure_logging=False)
@@ -97,6 +99,22 @@ def connect(opts: RayOptions) -> str:
     ctx.execution_options.preserve_order = False  # results stream back as they finish
     opts.timings["cluster_start_s"] = time.perf_counter() - t0
     return where
+
+
+def _reachable(address: str) -> None:
+    """Fail in seconds, in one line, where ray.init would wait minutes on an address nothing
+    answers at."""
+    import socket
+
+    hostport = address.split("://")[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"{{opt:address}} must be HOST:PORT (or auto), got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as err:
+        raise UsageError(f"cannot reach a Ray cluster at {address} ({err.strerror or err}); "
+                         "start one with `ray start --head`, or leave out {opt:address}") from None
 
 
 def _cluster_running() -> bool:
