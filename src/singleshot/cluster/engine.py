@@ -6,7 +6,7 @@ streamed back to the driver as they finish (in any order).
         -> actors (num_cpus=C, intra-op threads C) -> {"index", "entry" (JSON), "pid", ...}
 
 Where decoding runs: inside the actors, overlapped with inference by the same pipeline a local
-run uses (:func:`singleshot.runtime.report.detect_paths`), two calls in flight per actor so the
+run uses (:func:`singleshot.runtime.report.detect_paths`), three calls in flight per actor so the
 next call's decoding overlaps this one's inference. The read tasks only move bytes - they ask
 for no CPU, so they are scheduled even when the actors hold every core - and compressed bytes,
 not decoded 4 MB arrays, cross the object store. Local paths (one machine, or a file system
@@ -248,7 +248,7 @@ def actor_map(items: list[dict], worker: type, worker_kwargs: dict, detector,
                             compute=ray.data.TaskPoolStrategy(size=opts.workers))
     ds = ds.map_batches(
         worker, batch_size=per_call, num_cpus=cpus,
-        compute=ray.data.ActorPoolStrategy(size=opts.workers, max_concurrent_calls_per_actor=2),
+        compute=ray.data.ActorPoolStrategy(size=opts.workers, max_concurrent_calls_per_actor=3),
         fn_constructor_kwargs={"model_path": detector.name, "model_ref": model_ref,
                                "detector_kwargs": settings, "threads": threads,
                                "batch": opts.batch, **worker_kwargs},
