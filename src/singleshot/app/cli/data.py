@@ -51,7 +51,7 @@ def data_synth_video(
     """Write synthetic videos of moving shapes with ground-truth tracks: OUT/<seq>/<seq>.mp4,
     gt/gt.txt and seqinfo.ini (at least 6 objects a frame, occlusions behind pillars of 8+
     frames for 30%+ of the tracks, same-class crossings, objects entering and leaving, speeds
-    up to 8 px per frame)."""
+    up to 8 px per frame; each video's line says what it got - a short one may fall short)."""
     from ...data.synth_video import write_sequence
 
     if out is None:
