@@ -99,8 +99,8 @@ def main() -> None:
               f"IDSW {m['IDSW']}  FP {m['FP']}  FN {m['FN']}  ids {m['IDs']} (ground truth "
               f"{m['GT_IDs']})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": describe(), "sequences": [s.name for s in seqs],
-                                               **rows}, indent=2))
+        doc = {"cpu": describe(), "sequences": [s.name for s in seqs], **rows}
+        Path(args.json).write_text(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Where the time of `singleshot video` goes, one model at a time, all on the same clip:
 decode only, detect only (frames already in memory, same batch and threads), sequential
-(decode, detect, write one after another) and pipelined (`singleshot video`'s stages, with
-and without the annotated video).
+(decode, detect, write one after another) and pipelined (`singleshot video`'s stages: with
+tracking, its default - the detector then runs at the model's own threshold and --conf 0.25
+filters after the tracker, as the command does; without tracking; without the annotated video).
 
     python bench/video_throughput.py MODEL [MODEL...] [--frames 300] [--size 640x480]
         [--batch 1] [--json FILE]
@@ -18,26 +19,14 @@ from pathlib import Path
 import numpy as np
 
 
-def make_clip(path: Path, frames: int, size: tuple[int, int], fps: int = 25) -> Path:
-    """Generated scenes panned a pixel per frame, H.264."""
-    from singleshot.data.synth import make_scene
-    from singleshot.io.videofile import VideoEncoder
-
-    w, h = size
-    big, _ = make_scene(3, 0, size=(w + frames, h))
-    enc = VideoEncoder(path, w, h, fps)
-    for k in range(frames):
-        enc.write(np.ascontiguousarray(big[:, k:k + w]), k)
-    enc.close()
-    return path
-
-
 def main() -> None:
+    from singleshot.data.synth_video import write_panned
     from singleshot.runtime.cpu import describe
     from singleshot.runtime.detector import Detector
     from singleshot.video.outputs import RunFolder
     from singleshot.video.run import VideoOptions, process_video
     from singleshot.video.source import VideoSource
+    from singleshot.video.track import tracking
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+")
@@ -49,7 +38,7 @@ def main() -> None:
     size = tuple(int(v) for v in args.size.split("x"))
     print(describe())
     tmp = Path(tempfile.mkdtemp())
-    clip = make_clip(tmp / "clip.mp4", args.frames, size)
+    clip = write_panned(tmp / "clip.mp4", args.frames, size, 25, seed=3)
     rows = []
     for model in args.models:
         det = Detector(model, conf=0.25)
@@ -86,17 +75,23 @@ def main() -> None:
         pipelined_s = summary["seconds"]
         bare = process_video(str(clip), det, tmp / f"bare-{len(rows)}",
                              VideoOptions(batch=args.batch, annotate=False))
+        own = Detector(model)  # what `singleshot video` builds when it tracks
+        tracked = process_video(str(clip), own, tmp / f"track-{len(rows)}",
+                                VideoOptions(batch=args.batch), tracking=tracking(own, 0.25))
         n = len(decoded)
         row = {"model": model, "frames": n, "size": args.size, "batch": args.batch,
                "decode_fps": n / decode_s, "detect_fps": n / detect_s,
                "sequential_fps": n / sequential_s, "pipelined_fps": n / pipelined_s,
-               "pipelined_no_video_fps": n / bare["seconds"]}
+               "pipelined_no_video_fps": n / bare["seconds"],
+               "pipelined_tracking_fps": n / tracked["seconds"]}
         row["pipelined_vs_detect"] = row["pipelined_fps"] / row["detect_fps"]
         rows.append(row)
-        print(f"{Path(model).name}: decode {row['decode_fps']:.1f}, detect {row['detect_fps']:.2f}, "
-              f"sequential {row['sequential_fps']:.2f}, pipelined {row['pipelined_fps']:.2f} "
-              f"(--no-video {row['pipelined_no_video_fps']:.2f}) frames/s (pipelined = {row['pipelined_vs_detect']:.2f}x detect-only), "
-              f"{n} frames {args.size}, batch {args.batch}", flush=True)
+        print(f"{Path(model).name}: decode {row['decode_fps']:.1f}, detect "
+              f"{row['detect_fps']:.2f}, sequential {row['sequential_fps']:.2f}, pipelined "
+              f"{row['pipelined_fps']:.2f} (--no-video {row['pipelined_no_video_fps']:.2f}, "
+              f"tracking {row['pipelined_tracking_fps']:.2f}) frames/s (pipelined = "
+              f"{row['pipelined_vs_detect']:.2f}x detect-only), {n} frames {args.size}, "
+              f"batch {args.batch}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": describe(), "rows": rows}, indent=2))
 

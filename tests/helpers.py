@@ -136,15 +136,8 @@ def pycocotools_direct(gt_path, dets):
     return dict(zip(METRIC_KEYS, ev.stats.tolist())), per_class
 
 
-def write_video(path, n_frames=30, fps=10, size=(160, 128), seed=5, faststart=True):
+def write_video(path, n_frames=30, fps=10, size=(160, 128), seed=5):
     """A clip whose content moves: a scene panned one pixel per frame (so frames differ)."""
-    from singleshot.data.synth import make_scene
-    from singleshot.io.videofile import VideoEncoder
+    from singleshot.data.synth_video import write_panned
 
-    w, h = size
-    big, _ = make_scene(seed, 0, size=(w + n_frames, h))
-    enc = VideoEncoder(path, w, h, fps)
-    for k in range(n_frames):
-        enc.write(np.ascontiguousarray(big[:, k:k + w]), k)
-    enc.close()
-    return path
+    return write_panned(path, n_frames, size, fps, seed)

@@ -98,7 +98,7 @@ def test_worker_killed_mid_run_every_image_once(cluster, dataset, tmp_path):
     killed, after_kill = None, []
     with store.recorder() as record:
         for r in detect_on_ray(det, todo, opts, image_kwargs={}):
-            record(r)
+            record(r.to_dict())
             if killed is None:
                 killed = r.pid
                 os.kill(killed, signal.SIGKILL)

@@ -134,12 +134,10 @@ class SlowModel:
 
 
 def scene_stream(fps, seconds, **kwargs):
-    from singleshot.data.synth import make_scene
+    from singleshot.data.synth_video import panned
     from singleshot.video.stream_server import StreamServer
 
-    big, _ = make_scene(2, 0, size=(160 + 200, 128))
-    return StreamServer(lambda k: np.ascontiguousarray(big[:, k % 200:k % 200 + 160]), fps,
-                        (160, 128), seconds=seconds, **kwargs)
+    return StreamServer(panned(2, (160, 128), 200), fps, (160, 128), seconds=seconds, **kwargs)
 
 
 def test_live_stream_latency_stays_bounded_and_drops_are_counted():

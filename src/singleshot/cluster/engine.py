@@ -7,17 +7,18 @@ streamed back to the driver as they finish (in any order).
 
 Where decoding runs: inside the actors, overlapped with inference by the same pipeline a local
 run uses (:func:`singleshot.runtime.report.detect_paths`), with two calls in flight per actor
-(three for actors of 2+ CPUs) so the next call's decoding overlaps this one's inference. The read tasks only move bytes - they ask
-for no CPU, so they are scheduled even when the actors hold every core - and compressed bytes,
-not decoded 4 MB arrays, cross the object store. Local paths (one machine, or a file system
-every node mounts) are read by the actors themselves: a read task per path costs the demo model
-15-35% of its throughput on 2 cores (measured, bench/RESULTS.md) for nothing gained.
+(three for actors of 2+ CPUs) so the next call's decoding overlaps this one's inference. The
+read tasks only move bytes - they ask for no CPU, so they are scheduled even when the actors
+hold every core - and compressed bytes, not decoded 4 MB arrays, cross the object store. Local
+paths (one machine, or a file system every node mounts) are read by the actors themselves: a
+read task per path costs the demo model 15-35% of its throughput on 2 cores (measured,
+bench/RESULTS.md) for nothing gained.
 
 Why not Ray's defaults: workers get ``OMP_NUM_THREADS=1``; onnxruntime's intra-op threads are
-set from the actor's CPUs instead (explicitly, and the variable too). A dead actor is restarted
-and its batches retried (Ray Data's actor pools default to ``max_restarts=-1`` and
-``max_task_retries=-1``; tests kill one), and the driver writes each input once whatever a
-retry returns (:class:`~singleshot.io.journal.Journal`).
+set from the actor's CPUs instead (explicitly, and the variable in the actors' environment). A
+dead actor is restarted and its batches retried (Ray Data's actor pools default to
+``max_restarts=-1`` and ``max_task_retries=-1``; tests kill one), and the driver writes each
+input once whatever a retry returns (:class:`~singleshot.io.journal.Journal`).
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from pathlib import Path
 from ..errors import UsageError
 from ..io.fetch import is_url, read_source
 from ..io.images import load_image
-
-STARTED_HERE = "a local Ray instance started for this run"
 
 
 @dataclass
@@ -68,18 +67,16 @@ def require_ray():
     return ray
 
 
-def connect(opts: RayOptions) -> str:
-    """Join the cluster ``opts`` names (or start a local one); returns where it runs. The time
-    it took goes to ``opts.timings["cluster_start_s"]``."""
+def connect(opts: RayOptions) -> None:
+    """Join the cluster ``opts`` names (or start a local one, or use the one this process
+    runs); the time it took goes to ``opts.timings["cluster_start_s"]``."""
     ray = require_ray()
     t0 = time.perf_counter()
     for name in ("ray", "ray.data"):  # its notes would drown the run's own output
         logging.getLogger(name).setLevel(logging.ERROR)
     # the core worker's C++ log (e.g. a note on every actor pool) goes to this process's stderr
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    if ray.is_initialized():
-        where = "the Ray instance this process already runs"
-    else:
+    if not ray.is_initialized():
         address = opts.address
         if address is None:
             address = "auto" if _cluster_running() else None
@@ -91,14 +88,12 @@ def connect(opts: RayOptions) -> str:
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise UsageError(f"cannot join the Ray cluster at {address}: "
                              f"{str(err).splitlines()[0]}") from None
-        where = f"the Ray cluster at {address}" if address else STARTED_HERE
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
     ctx.execution_options.preserve_order = False  # results stream back as they finish
     opts.timings["cluster_start_s"] = time.perf_counter() - t0
-    return where
 
 
 def _reachable(address: str) -> None:
@@ -154,7 +149,6 @@ class _Worker:
         from ..runtime.detector import Detector
 
         t0 = time.perf_counter()
-        os.environ["OMP_NUM_THREADS"] = str(threads)
         path = Path(model_path)
         if not path.is_file():
             import ray
@@ -220,10 +214,10 @@ def actor_map(items: list[dict], worker: type, worker_kwargs: dict, detector,
               opts: RayOptions) -> Iterator[dict]:
     """Run ``items`` (``{"index", "source", ...}``) through read tasks and a pool of
     ``worker`` actors; yield ``{"index", "entry": dict, "pid", "load_s", "started"}`` per item
-    as it finishes (``started``: wall-clock time its actor call began). ``detector``: the driver's (its model file and settings are shipped)."""
+    as it finishes (``started``: wall-clock time its actor call began). ``detector``: the
+    driver's (its model file and settings are shipped)."""
     import ray
 
-    total_cpus = float(ray.cluster_resources().get("CPU", 1))
     workers, cpus = plan_workers(opts.workers, opts.cpus_per_worker, [
         float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")])
     opts.workers, opts.cpus_per_worker = workers, cpus

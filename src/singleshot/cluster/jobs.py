@@ -75,6 +75,10 @@ class ClusterEntry:
     def error(self) -> str | None:
         return self.entry.get("error")
 
+    @property
+    def detection_count(self) -> int:
+        return len(self.entry["detections"])
+
     def to_dict(self) -> dict:
         return self.entry
 
@@ -126,7 +130,8 @@ def detect_on_ray(detector, paths: list[str], opts: RayOptions, *, image_kwargs:
 def ray_runner(opts: RayOptions):
     """An evaluation engine (the signature of :func:`~singleshot.eval.runner.detect_images`)
     that detects over the cluster: entries go to the run's journal as they come, and each
-    batch's partial evaluator state is merged on the driver."""
+    image's results arrive as a partial evaluator state that is merged on the driver
+    (``CocoEvaluator.merge`` refuses an image given twice: a repeat can never be scored)."""
     opts.check()
 
     def run(detector, images, load, categories, *, clip=False, done=None,

@@ -240,3 +240,28 @@ def write_sequence(out: Path, name: str, seed: int, n_frames: int = 300,
         f"[Sequence]\nname={name}\nimDir=img1\nframeRate={fps}\nseqLength={n_frames}\n"
         f"imWidth={size[0]}\nimHeight={size[1]}\nimExt=.jpg\n")
     return {"name": name, "seed": seed, **stats}
+
+
+def panned(seed: int, size: tuple[int, int], travel: int):
+    """``k -> frame k`` (RGB uint8 [H, W, 3]) of a generated scene panned one pixel per frame,
+    wrapping after ``travel`` frames: a moving test clip or stream without ground truth."""
+    from .synth import make_scene
+
+    w, h = size
+    big, _ = make_scene(seed, 0, size=(w + travel, h))
+    return lambda k: np.ascontiguousarray(big[:, k % travel:k % travel + w])
+
+
+def write_panned(path: str | Path, n_frames: int, size: tuple[int, int], fps: float,
+                 seed: int) -> Path:
+    """An H.264 file of :func:`panned`'s first ``n_frames`` frames."""
+    from ..io.videofile import VideoEncoder
+
+    frame_at = panned(seed, size, max(1, n_frames))
+    enc = VideoEncoder(Path(path), size[0], size[1], fps)
+    try:
+        for k in range(n_frames):
+            enc.write(frame_at(k), k)
+    finally:
+        enc.close()
+    return Path(path)

@@ -26,7 +26,7 @@ convention): not counted, and a tracker box matching one is removed before scori
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -109,11 +109,8 @@ class Counts:
     tracker_ids: int = 0
 
     def add(self, o: Counts) -> None:
-        for k in ("gt", "dets", "tp", "fp", "fn", "idsw", "iou_sum", "idtp", "gt_ids",
-                  "tracker_ids"):
-            setattr(self, k, getattr(self, k) + getattr(o, k))
-        for k in ("hota_tp", "hota_fn", "hota_fp", "ass_sum"):
-            setattr(self, k, getattr(self, k) + getattr(o, k))
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(o, f.name))
 
     def metrics(self) -> dict:
         det_a = self.hota_tp / np.maximum(1, self.hota_tp + self.hota_fn + self.hota_fp)
@@ -155,14 +152,19 @@ def _drop_ignored(gt: Boxes, tr: Boxes) -> Boxes:
     return out
 
 
+def _id_index(b: Boxes) -> dict[int, int]:
+    """Each id of ``b`` -> a row of the per-id matrices."""
+    return {i: k for k, i in enumerate(sorted({int(i) for ids, _ in b.frames.values()
+                                               for i in ids}))}
+
+
 def evaluate_sequence(gt: Boxes, tr: Boxes) -> Counts:
     """The counts of one sequence and class."""
     tr = _drop_ignored(gt, tr)
     c = Counts()
     frames = sorted(set(gt.frames) | set(tr.frames))
     empty = (np.zeros(0, np.int64), np.zeros((0, 4)))
-    gt_index = {i: k for k, i in enumerate(sorted({int(i) for f in gt.frames.values() for i in f[0]}))}
-    tr_index = {i: k for k, i in enumerate(sorted({int(i) for f in tr.frames.values() for i in f[0]}))}
+    gt_index, tr_index = _id_index(gt), _id_index(tr)
     c.gt_ids, c.tracker_ids = len(gt_index), len(tr_index)
     pairs = np.zeros((len(gt_index), len(tr_index)))  # frames matched at IoU >= 0.5 (IDF1)
     sim_sum = np.zeros((len(gt_index), len(tr_index)))  # HOTA's soft alignment
@@ -253,7 +255,8 @@ def evaluate(gt: dict[str, dict[int, Boxes]], tracks: dict[str, dict[int, Boxes]
             "per_sequence": {k: v.metrics() for k, v in sorted(per_seq.items())}}
 
 
-def find_sequences(gt_dir: str | Path, tracks_dir: str | Path) -> list[tuple[str, Path, Path | None]]:
+def find_sequences(gt_dir: str | Path,
+                   tracks_dir: str | Path) -> list[tuple[str, Path, Path | None]]:
     """(name, gt file, tracks file or None) for every ``<seq>/gt/gt.txt`` under ``gt_dir``; the
     tracks are ``tracks_dir/<seq>/tracks.txt`` (``singleshot video``'s layout) or
     ``tracks_dir/<seq>.txt`` (MOTChallenge's results layout)."""

@@ -162,18 +162,13 @@ def detect_images(detector, images: list[dict], load: Callable[[dict], np.ndarra
 class FolderLoader:
     """``load`` for :func:`detect_images`: an image record's ``file_name`` in ``images_dir``,
     decoded without EXIF rotation (COCO annotations are in the stored pixel frame).
-    :meth:`source` names the file, for engines that read bytes elsewhere and :meth:`decode`."""
+    :meth:`source` names the file, for engines that read it elsewhere."""
 
     def __init__(self, images_dir: str | os.PathLike) -> None:
         self.root = Path(images_dir)
 
     def source(self, im: dict) -> str:
         return str(self.root / im["file_name"])
-
-    def decode(self, data: bytes, im: dict) -> np.ndarray:
-        from ..io.images import load_image
-
-        return load_image(data, exif=False, name=self.source(im))
 
     def __call__(self, im: dict) -> np.ndarray:
         from ..io.images import load_image
@@ -195,7 +190,7 @@ def run_detection(detector, gt: CocoAnnotations, images_dir: str | os.PathLike, 
     store.open(manifest)
     done = store.done()
     categories = category_map(detector.spec, gt)
-    with store.appender() as add:
+    with store.appender(done) as add:
         run = runner(detector, select_images(gt, mlperf=mlperf, limit=limit),
                      FolderLoader(images_dir), categories, clip=clip, done=done, add=add,
                      name=name, progress=progress, batch=batch)

@@ -62,8 +62,8 @@ class Journal:
         self.check(manifest)
         write_json_atomic(self.dir / "run.json", manifest)
 
-    def _lines(self):
-        """(key, entry, offset, length) of every valid line."""
+    def lines(self):
+        """(key, entry, offset, length) of every valid line, streamed."""
         if not self.path.exists():
             return
         offset = 0
@@ -80,17 +80,18 @@ class Journal:
 
     def entries(self) -> dict:
         """Entries by key (the last line of a key wins)."""
-        return {key: entry for key, entry, _, _ in self._lines()}
+        return {key: entry for key, entry, _, _ in self.lines()}
 
     def keys(self) -> set:
-        return {key for key, _, _, _ in self._lines()}
+        return {key for key, _, _, _ in self.lines()}
 
     @contextlib.contextmanager
-    def appender(self):
+    def appender(self, written: Iterable | None = None):
         """``with journal.appender() as add: add(entry)`` -> True, or False for an input that
         already has a line (a batch redone after a worker died: never written twice). Each
-        line is flushed as it is written."""
-        written = self.keys()
+        line is flushed as it is written. ``written``: the keys already in the journal, when
+        the caller has just read them (else they are read here)."""
+        written = set(written) if written is not None else self.keys()
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as sink:
             if sink.tell() and not self._ends_with_newline():
@@ -120,7 +121,7 @@ class Journal:
         Returns the number of entries written."""
         where: dict = {}
         dupes = []
-        for key, _, offset, length in self._lines():
+        for key, _, offset, length in self.lines():
             if key in where:
                 dupes.append(key)
             where[key] = (offset, length)

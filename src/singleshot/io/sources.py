@@ -10,9 +10,10 @@ from .images import IMAGE_EXTENSIONS
 
 
 def expand_sources(sources: list[str], recursive: bool = False) -> tuple[list[str], list[str]]:
-    """-> (paths to try, notes). A URL is taken as it is. A folder yields its files with image extensions (sorted); a
-    glob its matches; anything else is taken as a file path as is (a missing one then fails
-    per file). A glob or folder that yields nothing is returned as itself so that it is reported."""
+    """-> (paths to try, notes). A URL is taken as it is; a folder yields its files with image
+    extensions (sorted); a glob its matches; anything else is taken as a file path as is (a
+    missing one then fails per file). A glob or folder that yields nothing is returned as
+    itself so that it is reported."""
     paths: list[str] = []
     notes: list[str] = []
     for src in sources:
@@ -36,4 +37,3 @@ def expand_sources(sources: list[str], recursive: bool = False) -> tuple[list[st
         else:
             paths.append(src)
     return paths, notes
-

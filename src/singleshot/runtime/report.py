@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,10 @@ class ImageResult:
     detections: Detections | None = None
     error: str | None = None
     annotated: str | None = None
+
+    @property
+    def detection_count(self) -> int:
+        return len(self.detections) if self.detections is not None else 0
 
     def to_dict(self) -> dict:
         d = self.detections
@@ -64,7 +68,7 @@ class DetectionReport:
 
     @property
     def detections(self) -> int:
-        return sum(len(r.to_dict()["detections"]) for r in self.images)
+        return sum(r.detection_count for r in self.images)
 
     @property
     def images_per_s(self) -> float:
@@ -113,12 +117,19 @@ class ResultStore:
         self.journal = Journal(self.folder, key=_journal_key)
         self.manifest = detector_manifest(detector, **settings)
         self.versions: dict[str, dict] = {}
+        self.done: set = set()  # journal keys found by open()
+        self.names: dict = {}  # journal key -> annotated image name, found by open()
 
     def open(self, paths: list[str]) -> list[str]:
         """Check the folder's manifest (UsageError for another model or settings), note each
         input's version, and return the inputs that still need a result (each once)."""
         self.journal.open(self.manifest)
-        done = self.journal.keys()
+        done, self.names = set(), {}
+        for key, entry, _, _ in self.journal.lines():  # one pass over what earlier runs wrote
+            done.add(key)
+            if "annotated" in entry:
+                self.names[key] = entry["annotated"]
+        self.done = done
         unique = list(dict.fromkeys(str(p) for p in paths))
         # a URL's version is a request (HEAD): many at once, not a million in a row
         with ThreadPoolExecutor(16) as pool:
@@ -133,15 +144,15 @@ class ResultStore:
         """Annotated image names of the inputs already done (a resumed run does not reuse
         them; an input redone because it changed gets its name back)."""
         current = {self._key(p) for p in self.versions if self.versions[p]}
-        return {e["annotated"] for k, e in self.journal.entries().items()
-                if k in current and "annotated" in e}
+        return {name for key, name in self.names.items() if key in current}
 
     @contextlib.contextmanager
     def recorder(self):
-        """``with store.recorder() as record: record(result)`` -> False for an input that
-        already has a line (a batch redone after a worker died is written once)."""
-        with self.journal.appender() as add:
-            yield lambda r: add({**r.to_dict(), "source": self.versions[r.path]})
+        """``with store.recorder() as record: record(entry)`` (an entry of the detect document)
+        -> False for an input that already has a line (a batch redone after a worker died is
+        written once)."""
+        with self.journal.appender(self.done) as add:
+            yield lambda entry: add({**entry, "source": self.versions[entry["path"]]})
 
     def assemble(self, paths: list[str]) -> Totals:
         """Write ``detections.json`` (the detect document, inputs in order) from the journal;

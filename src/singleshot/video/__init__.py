@@ -38,9 +38,9 @@ def frames(source: str, model: str = "demo", *, detector=None, conf: float | Non
     src = VideoSource(source, reconnect=reconnect, low_delay=live)
     stage = None
     if track:
-        from .track import ByteTracker, TrackStage
+        from .track import tracking
 
-        stage = TrackStage(ByteTracker(low=det.params.score_threshold, fps=src.fps), conf)
+        stage = tracking(det, conf)(src.fps)
     try:
         for result in run_frames(src, det, start=start, end=end, stride=stride, live=live,
                                  batch=batch, counts=counts, options=options, track=stage):

@@ -19,11 +19,10 @@ from .pipeline import FrameResult
 class RunFolder:
     """Writes one source's outputs into ``folder``; ``write(result)`` per frame in order,
     ``close(summary)`` at the end (whatever happened). ``annotate=False`` writes no video;
-    ``tracking``: also ``tracks.txt`` (MOTChallenge format);
-    ``draw(rgb, result) -> rgb`` draws a frame (boxes; a tracking stage adds ids and trails)."""
+    ``tracking``: also ``tracks.txt`` (MOTChallenge format)."""
 
     def __init__(self, folder: Path, *, fps_rate, width: int, height: int,
-                 annotate: bool = True, save_frames: bool = False, draw=None,
+                 annotate: bool = True, save_frames: bool = False,
                  tracking: bool = False) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -34,7 +33,6 @@ class RunFolder:
         self.frames_dir = self.folder / "frames" if save_frames else None
         if self.frames_dir is not None:
             self.frames_dir.mkdir(exist_ok=True)
-        self.draw = draw or _draw_boxes
 
     def write(self, result: FrameResult) -> None:
         if result.processed:
@@ -47,7 +45,7 @@ class RunFolder:
             Image.fromarray(result.rgb).save(self.frames_dir / f"frame_{result.index:06d}.png",
                                              compress_level=1)
         if self.video is not None:
-            self.video.write(self.draw(result.rgb, result), result.index)
+            self.video.write(_draw(result), result.index)
 
     def _write_tracks(self, result: FrameResult) -> None:
         """MOTChallenge lines: frame (index + 1), id, left, top, width, height, score, class
@@ -71,10 +69,11 @@ class RunFolder:
             write_json_atomic(self.folder / "summary.json", summary)
 
 
-def _draw_boxes(rgb: np.ndarray, result: FrameResult) -> np.ndarray:
+def _draw(result: FrameResult) -> np.ndarray:
+    """The frame with its boxes (and track ids and trails) drawn."""
     if result.detections is None or (not len(result.detections) and not result.trails):
-        return rgb
+        return result.rgb
     from ..io.draw import annotate
 
-    return np.asarray(annotate(rgb, result.detections, track_ids=result.track_ids,
+    return np.asarray(annotate(result.rgb, result.detections, track_ids=result.track_ids,
                                trails=result.trails))

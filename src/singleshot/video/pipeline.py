@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,7 +55,6 @@ class FrameCounts:
     processed: int = 0
     skipped_stride: int = 0
     dropped_live: int = 0
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"decoded": self.decoded, "processed": self.processed,
@@ -105,7 +104,8 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
 
 def run_frames(source: VideoSource, detector, *, start: float | None = None,
                end: float | None = None, stride: int = 1, live: bool = False, batch: int = 1,
-               counts: FrameCounts | None = None, track: Callable[[FrameResult], None] | None = None,
+               counts: FrameCounts | None = None,
+               track: Callable[[FrameResult], None] | None = None,
                options: dict | None = None, queue_frames: int | None = None,
                ) -> Iterator[FrameResult]:
     """Yield a :class:`FrameResult` per frame that reaches the consumer, in source order:

@@ -48,7 +48,7 @@ class VideoOptions:
 
 
 def process_video(source: str, detector, out: Path, opts: VideoOptions, *,
-                  progress: Progress = SILENT, tracking=None, draw=None) -> dict:
+                  progress: Progress = SILENT, tracking=None) -> dict:
     """Run ``source`` into ``out`` (detections.jsonl, annotated.mp4, frames/, summary.json) and
     return the summary: ``{"source", "out", "fps", "width", "height", "frames": {"decoded",
     "processed", "skipped_stride", "dropped_live"}, "detections", "seconds", "error"}``.
@@ -59,7 +59,7 @@ def process_video(source: str, detector, out: Path, opts: VideoOptions, *,
     counts = FrameCounts()
     track = tracking(src.fps) if tracking is not None else None
     folder = RunFolder(out, fps_rate=src.rate or src.fps, width=src.width, height=src.height,
-                       annotate=opts.annotate, save_frames=opts.save_frames, draw=draw,
+                       annotate=opts.annotate, save_frames=opts.save_frames,
                        tracking=track is not None)
     detections, t0 = 0, time.perf_counter()
     summary = {"source": str(source), "out": str(out), "fps": src.fps, "width": src.width,

@@ -135,7 +135,7 @@ class VideoSource:
         count = 0
         while True:
             try:
-                for frame in self._decode():
+                for frame in self.container.decode(self.video):
                     pts = (float(frame.pts * self.time_base) - self.start_s
                            if frame.pts is not None else count / self.fps)
                     index = round(pts * self.fps) if seek else count
@@ -146,10 +146,12 @@ class VideoSource:
                         return
                     yield Frame(index, pts, frame.to_ndarray(format="rgb24"))
             except Exception as err:  # noqa: BLE001 - FFmpeg's errors: damage, a lost stream
-                self.problem = (f"the stream dropped after {count} frame(s) ({_reason(err)})"
-                                f"{f'; {self.reconnects} reconnect(s) tried' if self.reconnect else ''}"
-                                if self.stream else
-                                f"decoding stopped after {count} frame(s): {_reason(err)}")
+                if self.stream:
+                    tried = f"; {self.reconnects} reconnect(s) tried" if self.reconnect else ""
+                    self.problem = (f"the stream dropped after {count} frame(s) "
+                                    f"({_reason(err)}){tried}")
+                else:
+                    self.problem = f"decoding stopped after {count} frame(s): {_reason(err)}"
             else:
                 if self.frames_expected and count < self.frames_expected and not seek \
                         and end is None:
@@ -158,9 +160,6 @@ class VideoSource:
             if not self.stream or not self._reopen():
                 return
             self.problem = None
-
-    def _decode(self):
-        yield from self.container.decode(self.video)
 
     def _reopen(self) -> bool:
         """A stream that ended or dropped: try again with backoff (``reconnect`` times)."""

@@ -94,44 +94,45 @@ class _Track:
         k.x[0:2] += k.x[4:6] * (frame - f0)
 
 
-def _assign(tracks: list[_Track], boxes: np.ndarray, labels: np.ndarray,
-            min_iou: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
-    """Hungarian matching of tracks (their predicted boxes) to detections of the same label
-    with IoU >= ``min_iou`` -> (pairs (track k, detection j), unmatched tracks, unmatched
-    detections)."""
+Match = tuple[list[tuple[int, int]], list[int], list[int]]
+
+
+def _match(score: np.ndarray, ok: np.ndarray) -> Match:
+    """Hungarian assignment maximising ``score`` [tracks, detections], keeping the pairs where
+    ``ok`` -> (pairs (track k, detection j), unmatched tracks, unmatched detections)."""
     from scipy.optimize import linear_sum_assignment
 
+    rows, cols = linear_sum_assignment(-np.where(ok, score, -1e6))
+    pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
+    got_r, got_c = {r for r, _ in pairs}, {c for _, c in pairs}
+    return (pairs, [r for r in range(score.shape[0]) if r not in got_r],
+            [c for c in range(score.shape[1]) if c not in got_c])
+
+
+def _same_label(tracks: list[_Track], labels: np.ndarray) -> np.ndarray:
+    return np.asarray([t.label for t in tracks])[:, None] == labels[None, :]
+
+
+def _assign(tracks: list[_Track], boxes: np.ndarray, labels: np.ndarray,
+            min_iou: float) -> Match:
+    """Tracks (their predicted boxes) to detections of the same label with IoU >= ``min_iou``."""
     if not tracks or not len(boxes):
         return [], list(range(len(tracks))), list(range(len(boxes)))
     iou = box_iou(np.stack([t.kalman.box for t in tracks]), boxes.astype(np.float64))
-    same = np.asarray([t.label for t in tracks])[:, None] == labels[None, :]
-    iou = np.where(same, iou, 0.0)
-    rows, cols = linear_sum_assignment(-iou)
-    pairs = [(r, c) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
-    got_r, got_c = {r for r, _ in pairs}, {c for _, c in pairs}
-    return (pairs, [r for r in range(len(tracks)) if r not in got_r],
-            [c for c in range(len(boxes)) if c not in got_c])
+    return _match(iou, _same_label(tracks, labels) & (iou >= min_iou))
 
 
 def _assign_near(tracks: list[_Track], boxes: np.ndarray, labels: np.ndarray,
-                 reach: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
-    """Hungarian matching by centre distance in units of the track's box size (its larger
-    side), same label, within ``reach``."""
-    from scipy.optimize import linear_sum_assignment
-
+                 reach: float) -> Match:
+    """Tracks to detections of the same label by centre distance in units of the track's box
+    size (its larger side), within ``reach``, nearest first."""
     if not tracks or not len(boxes):
         return [], list(range(len(tracks))), list(range(len(boxes)))
     pred = np.stack([t.kalman.x[:4] for t in tracks])  # cx, cy, w, h
     centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
     dist = np.linalg.norm(pred[:, None, :2] - centres[None, :, :], axis=2)
     dist = dist / np.maximum(pred[:, 2:4].max(1), 1.0)[:, None]
-    same = np.asarray([t.label for t in tracks])[:, None] == labels[None, :]
-    cost = np.where(same & (dist <= reach), dist, 1e6)
-    rows, cols = linear_sum_assignment(cost)
-    pairs = [(r, c) for r, c in zip(rows, cols) if cost[r, c] < 1e6]
-    got_r, got_c = {r for r, _ in pairs}, {c for _, c in pairs}
-    return (pairs, [r for r in range(len(tracks)) if r not in got_r],
-            [c for c in range(len(boxes)) if c not in got_c])
+    return _match(-dist, _same_label(tracks, labels) & (dist <= reach))
 
 
 class ByteTracker:
@@ -247,3 +248,10 @@ class TrackStage:
         result.detections = d[keep]
         result.track_ids = [ids[i] for i in keep]
         result.trails = self.tracker.trails()
+
+
+def tracking(detector, conf: float | None):
+    """``fps -> TrackStage`` for ``detector``'s runs (a new tracker per source): the tracker's
+    low threshold is the model's own, ``conf`` filters what is written after it."""
+    low = detector.params.score_threshold
+    return lambda fps: TrackStage(ByteTracker(low=low, fps=fps), conf)

@@ -139,9 +139,11 @@ def cluster_summary(opts) -> str:
     """One line: where the time of a cluster run went (start and model load apart)."""
     t = opts.timings
     rate = t.get("images_per_s")
-    return (f"cluster: {opts.workers} worker(s) x {opts.cpus_per_worker:g} CPU(s), start {t.get('cluster_start_s', 0):.1f} s, model load "
-            f"{t.get('model_load_s', 0):.1f} s (per actor, in parallel), {t.get('images', 0)} "
-            f"image(s) at {rate:.2f} images/s from the first call to the last result" if rate else
-            f"cluster: {opts.workers} worker(s) x {opts.cpus_per_worker:g} CPU(s), start {t.get('cluster_start_s', 0):.1f} s, model load "
-            f"{t.get('model_load_s', 0):.1f} s, {t.get('images', 0)} image(s)") + \
-        (f", {t['repeats']} repeated result(s) of retried batches dropped" if t.get("repeats") else "")
+    line = (f"cluster: {opts.workers} worker(s) x {opts.cpus_per_worker:g} CPU(s), start "
+            f"{t.get('cluster_start_s', 0):.1f} s, model load {t.get('model_load_s', 0):.1f} s "
+            f"(per actor, in parallel), {t.get('images', 0)} image(s)")
+    if rate:
+        line += f" at {rate:.2f} images/s from the first call to the last result"
+    if t.get("repeats"):
+        line += f", {t['repeats']} repeated result(s) of retried batches dropped"
+    return line

@@ -122,11 +122,11 @@ def detect(
     with store.recorder() if store else contextlib.nullcontext() as record:
         for r in results:
             bar.update(1)
+            entry = r.to_dict()
             if record is not None:
-                record(r)
+                record(entry)
             else:
                 report.images.append(r)
-            entry = r.to_dict()
             if r.error is not None:
                 _err(r.error)
             elif not as_json:

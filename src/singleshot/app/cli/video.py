@@ -90,10 +90,9 @@ def video(
                    threads=threads, backend=backend, precision=precision, preprocess=preprocess)
     tracking = None
     if not no_track:
-        from ...video.track import ByteTracker, TrackStage
+        from ...video.track import tracking as make_tracking
 
-        low = det.params.score_threshold
-        tracking = lambda fps: TrackStage(ByteTracker(low=low, fps=fps), conf_value)  # noqa: E731
+        tracking = make_tracking(det, conf_value)
     if classes:
         det.options(classes=classes)
     opts.check(det)
