@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-_OPTION = re.compile(r"\{opt:([a-z_]+)\}")
+_OPTION = re.compile(r"\{opt:([a-z0-9_-]+)\}")
 
 
 class SingleshotError(Exception):

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.limits import check
 from ..errors import UsageError
-from ..io.files import ensure_dir, set_aside, write_json_atomic, write_text_atomic
+from ..io.files import write_json_atomic, write_text_atomic
+from ..io.guard import MARKER, claim_output_folder
 from ..progress import SILENT, Progress
 from .annotations import CocoAnnotations, load_annotations
 from .coco import METRIC_KEYS, check_results, coco_score
@@ -74,25 +77,25 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
     if models and images is None:
         raise UsageError("{opt:images} is required to run a model")
     if images is not None and not Path(images).is_dir():
-        raise UsageError(f"{images}: no such folder")
-    if limit is not None and limit < 1:
-        raise UsageError("{opt:limit} must be at least 1")
+        raise UsageError(f"{{opt:images}} {images}: " + (
+            "is a file; give the folder of the dataset's images" if Path(images).exists()
+            else "no such folder"))
+    check(name="limit", value=limit)
     gt = load_annotations(annotations)
     for fix in gt.fixes:
         progress.note(f"{annotations}: {fix}")
     out = Path(out or Path("runs") / "eval" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     existed = out.exists()
-    ensure_dir(out)
-    if overwrite and (moved := set_aside(out)):
-        progress.note(f"the earlier run in {out} moved to {moved}")
+    claim_output_folder(out, "eval", overwrite=overwrite, resumable=True, note=progress.note,
+                        inputs=[annotations, images, *models, *result_files])
     try:
         return _evaluate_into(out, gt, models, result_files, annotations, images, clip=clip,
                               mlperf=mlperf, fast=fast, limit=limit, threads=threads,
                               progress=progress, detector_options=detector_options, batch=batch,
                               runner=runner)
     except BaseException:
-        if not existed and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a run that failed before any work leaves no empty folder behind
+        if not existed and out.is_dir() and all(p.name == MARKER for p in out.iterdir()):
+            shutil.rmtree(out)  # a run that failed before any work leaves no empty folder
         raise
 
 

@@ -97,18 +97,20 @@ def verify(source: str | os.PathLike, *, backend: str = "onnxruntime", precision
     "max_score_diff", "problem"}], "passed"}``."""
     from ..graph.inspect import quantization_info
     from ..runtime.cpu import cpu_info
-    from ..runtime.detector import Detector, resolve_model_path
+    from ..runtime.detector import Detector
 
     with tempfile.TemporaryDirectory(prefix="singleshot-verify-") as work:
         src = source
         if not Path(source).exists() and not str(source).endswith((".onnx", *ARCHIVES)):
-            # a registry name: its extracted archive (download --with-test-data), else its file
-            from ..hub.download import cache_dir
+            # a registry name: its zoo archive (model + test sets), downloaded when missing
+            from ..hub.download import ensure_test_data
             from ..hub.registry import get_entry
 
             entry = get_entry(str(source))
-            folder = cache_dir() / "models" / Path(entry.filename).stem
-            src = folder if folder.is_dir() else resolve_model_path(str(source))
+            if entry.url is None:
+                raise UsageError(f"{source} is bundled and has no recorded test data; "
+                                 "singleshot export --test-data N writes test sets to verify")
+            src = ensure_test_data(entry)
         layout = find_layout(src, Path(work))
         proto = onnx.load(str(layout.model))
         int8 = quantization_info(proto) is not None

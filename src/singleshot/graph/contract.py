@@ -45,6 +45,8 @@ class GraphIO:
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     """Load an ONNX file with a one-line error for missing or damaged files."""
     p = Path(path)
+    if p.is_dir():
+        raise ModelError(f"{p}: is a folder, not a model file")
     if not p.is_file():
         raise ModelError(f"{p}: no such model file")
     if p.stat().st_size == 0:

@@ -87,6 +87,11 @@ def register(entry: RegistryEntry) -> None:
     _EXTRA[entry.name] = entry
 
 
+def is_registry_name(name: str) -> bool:
+    """Whether ``name`` is a registry entry's name (``demo``, ``ssd-12``...)."""
+    return any(e.name == str(name) for e in list_entries())
+
+
 def get_entry(name: str) -> RegistryEntry:
     for entry in list_entries():
         if entry.name == name:

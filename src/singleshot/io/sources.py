@@ -6,14 +6,17 @@ import glob
 from pathlib import Path
 
 from .fetch import is_url
+from .guard import walk_images
 from .images import IMAGE_EXTENSIONS
 
 
-def expand_sources(sources: list[str], recursive: bool = False) -> tuple[list[str], list[str]]:
+def expand_sources(sources: list[str], recursive: bool = False,
+                   exclude: list[Path] = ()) -> tuple[list[str], list[str]]:
     """-> (paths to try, notes). A URL is taken as it is; a folder yields its files with image
-    extensions (sorted); a glob its matches; anything else is taken as a file path as is (a
-    missing one then fails per file). A glob or folder that yields nothing is returned as
-    itself so that it is reported."""
+    extensions (sorted), never those inside a singleshot output folder or ``exclude`` (the
+    command's own outputs: see :mod:`singleshot.io.guard`); a glob its matches; anything else
+    is taken as a file path as is (a missing one then fails per file). A glob or folder that
+    yields nothing is returned as itself so that it is reported."""
     paths: list[str] = []
     notes: list[str] = []
     for src in sources:
@@ -22,12 +25,15 @@ def expand_sources(sources: list[str], recursive: bool = False) -> tuple[list[st
             continue
         p = Path(src)
         if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            files = sorted(f for f in p.glob(pattern) if f.is_file())
-            images = [str(f) for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
-            skipped = len(files) - len(images)
+            found, skipped, outputs = walk_images(p, "**/*" if recursive else "*",
+                                                  IMAGE_EXTENSIONS, exclude)
+            images = [str(f) for f in found]
             if skipped:
                 notes.append(f"{src}: skipped {skipped} file(s) without an image extension")
+            if outputs:
+                notes.append(f"{src}: skipped {len(outputs)} singleshot output folder(s) "
+                             f"({', '.join(str(o) for o in outputs[:3])}"
+                             f"{', ...' if len(outputs) > 3 else ''})")
             paths.extend(images if images else [src])
         elif any(ch in src for ch in "*?[") and not p.exists():
             matches = sorted(m for m in glob.glob(src, recursive=True) if Path(m).is_file())

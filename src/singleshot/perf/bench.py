@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageError, UsageError
+from ..errors import ImageError, ModelError, UsageError
+from ..io.fetch import read_source
 from ..io.files import atomic_path
 from ..io.images import IMAGE_EXTENSIONS, load_image
 from ..io.tables import markdown_table
@@ -49,24 +50,34 @@ def sample_image(width: int = 640, height: int = 480, seed: int = 7) -> bytes:
     return buf.getvalue()
 
 
-def load_inputs(folder: str | os.PathLike | None, limit: int | None = None) -> list[tuple[str, bytes]]:
-    """(name, encoded bytes) of the images in ``folder`` (sorted), or one generated JPEG."""
+def load_inputs(folder: str | os.PathLike | None, limit: int | None = None,
+                skipped: list[str] | None = None) -> list[tuple[str, bytes]]:
+    """(name, encoded bytes) of the images in ``folder`` (sorted), or one generated JPEG. A file
+    that cannot be read or decoded is left out, its one-line error appended to ``skipped``;
+    UsageError when none is left."""
     if folder is None:
         return [("generated-640x480.jpg", sample_image())]
     folder = Path(folder)
     if not folder.is_dir():
-        raise UsageError(f"{folder}: no such folder of images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)[:limit]
+        raise UsageError(f"{{opt:images}} {folder}: " + (
+            "is a file, not a folder of images" if folder.exists() else "no such folder"))
+    # dangling links and unreadable files are reported, not silently dropped
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS
+                   and not p.is_dir())[:limit]
     if not files:
         raise UsageError(f"{folder}: no image files")
     out = []
     for p in files:
-        data = p.read_bytes()
         try:  # refuse a broken file now, not in the middle of timing
-            load_image(data, exif=False)
+            data = read_source(p)
+            load_image(data, exif=False, name=str(p))
         except ImageError as err:
-            raise UsageError(f"{p}: {err}") from None
+            if skipped is not None:
+                skipped.append(str(err))
+            continue
         out.append((p.name, data))
+    if not out:
+        raise UsageError(f"{folder}: none of its {len(files)} image file(s) could be decoded")
     return out
 
 
@@ -129,7 +140,7 @@ def bench_pair(model: str, backend: str, inputs: list[tuple[str, bytes]], opts: 
            "images": len(inputs)}
     progress.log(f"{Path(model).name} on {row['backend']} ({row['precision']}): p50 "
         f"{row['latency_ms']['p50']:.1f} ms")
-    row["throughput_ips"] = row["singlestream_ips"]
+    row["throughput_ips"] = None  # measured only with opts.throughput
     row["streams"] = 1
     if opts.throughput:
         tdet = make_detector(model, backend, opts, throughput=True)
@@ -150,17 +161,20 @@ def int8_notes(rows: list[dict], cpu: dict) -> list[str]:
     from ..runtime.cpu import why_int8_is_slow
 
     notes = []
-    for backend in dict.fromkeys(r["backend"] for r in rows):
-        fp = [r for r in rows if r["backend"] == backend and r["precision"] != "int8"]
-        q = [r for r in rows if r["backend"] == backend and r["precision"] == "int8"]
+    # like with like: the same backend and preprocessing (fast folds normalisation into the
+    # graph, which moves the inference stage); int8 against the float rows' best of each
+    for backend, pre in dict.fromkeys((r["backend"], r.get("preprocess")) for r in rows):
+        same = [r for r in rows if r["backend"] == backend and r.get("preprocess") == pre]
+        fp = [r for r in same if r["precision"] != "int8"]
+        q = [r for r in same if r["precision"] == "int8"]
         if not fp or not q:
             continue
-        base = min(r["stages_ms"]["inference"] for r in fp)
-        slow = [r for r in q if r["stages_ms"]["inference"] >= base]
+        best = min(fp, key=lambda r: r["stages_ms"]["inference"])
+        slow = [r for r in q if r["stages_ms"]["inference"] >= best["stages_ms"]["inference"]]
         if slow:
-            names = ", ".join(Path(r["model"]).name for r in slow)
-            notes.append(f"int8 is no faster than fp32 on {backend} ({names}): "
-                         f"{why_int8_is_slow(cpu)}")
+            names = ", ".join(dict.fromkeys(Path(r["model"]).name for r in slow))
+            notes.append(f"int8 is no faster than {best['precision']} on {backend} "
+                         f"(--preprocess {pre}) for {names}: {why_int8_is_slow(cpu)}")
     return notes
 
 
@@ -193,6 +207,25 @@ def parse_batches(text: str) -> list[int]:
     if not sizes or min(sizes) < 1:
         raise UsageError(f"{{opt:batch}} must be batch sizes like 1,4,8, got {text!r}")
     return sorted(dict.fromkeys(sizes))
+
+
+def check_models(models: list[str], backends: list[str]) -> None:
+    """Before any timing: each model is a detector file (ModelError, exit 2, otherwise) and
+    each backend is known with its extra installed (UsageError)."""
+    from ..graph.contract import graph_io, load_model
+    from ..runtime.backends import is_checkpoint, resolve_backend
+    from ..runtime.detector import resolve_model_path
+
+    for b in backends:
+        resolve_backend(b)
+    for m in models:
+        if is_checkpoint(m):
+            if not Path(m).is_file():
+                raise ModelError(f"{m}: no such checkpoint file")
+            if "torch" not in backends:
+                raise UsageError(f"{m}: a checkpoint runs on {{opt:backend}} torch only")
+            continue
+        graph_io(load_model(resolve_model_path(m)), str(m))
 
 
 def check_batches(models: list[str], sizes: list[int]) -> None:
@@ -266,6 +299,7 @@ def markdown(rows: list[dict]) -> str:
     cells = [[Path(r["model"]).name, r["backend"], r["precision"], r["preprocess"],
               *(f"{r['latency_ms'][p]:.1f}" for p in ("p50", "p90", "p99")),
               *(f"{r['stages_ms'][k]:.1f}" for k in STAGES), f"{r['singlestream_ips']:.2f}",
+              "-" if r["throughput_ips"] is None else
               f"{r['throughput_ips']:.2f} ({r['streams']})"] for r in rows]
     return markdown_table(["model", "backend", "precision", "preprocess", "p50 ms", "p90 ms",
                            "p99 ms", *STAGES, "single-stream img/s", "throughput img/s (streams)"],

@@ -6,6 +6,7 @@ errors by status. ``/v2/health/ready`` is polled during the run where the server
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 import time
 from urllib.parse import urlsplit
@@ -18,14 +19,23 @@ from ..errors import UsageError
 def load_test(url: str, bodies: list[bytes], *, clients: int = 16, requests: int | None = None,
               duration: float | None = None, path: str = "/detect",
               content_type: str = "image/jpeg", api_key: str | None = None) -> dict:
-    """Run the load; returns ``{"url", "clients", "requests", "errors", "status", "seconds",
-    "throughput_rps", "latency_ms": {"p50", "p90", "p99"}, "ready": {"checks", "ok"}}``."""
+    """Run the load; returns ``{"url", "clients", "requests", "ok", "errors", "status",
+    "seconds", "throughput_rps", "latency_ms": {"p50", "p90", "p99"}, "ready": {"checks",
+    "ok"}}``. Throughput and latency count answered requests (200) only; ``status`` counts
+    every answer by its code, ``"connection error"`` for none. UsageError when nothing answers
+    at ``url`` before the load starts."""
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme != "http" or not parts.hostname:
         raise UsageError(f"{{opt:server}} must be an http://host:port address, got {url!r}")
     if clients < 1 or (requests is None and duration is None):
         raise UsageError("give a number of requests or a duration, and at least one client")
     host, port = parts.hostname, parts.port or 80
+    try:  # a dead address is the user's mistake, not a load test of 100% errors
+        with socket.create_connection((host, port), timeout=10):
+            pass
+    except OSError as err:
+        raise UsageError(f"{{opt:server}} {url}: nothing answers there "
+                         f"({err.strerror or err})") from None
     headers = {"Content-Type": content_type}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
@@ -57,7 +67,8 @@ def load_test(url: str, bodies: list[bytes], *, clients: int = 16, requests: int
                 code = 0  # connection error
                 conn.close()
                 conn = http.client.HTTPConnection(host, port, timeout=300)
-            lat[k].append((time.perf_counter() - t0) * 1e3)
+            if code == 200:
+                lat[k].append((time.perf_counter() - t0) * 1e3)
             with lock:
                 status[code] = status.get(code, 0) + 1
         conn.close()
@@ -92,10 +103,11 @@ def load_test(url: str, bodies: list[bytes], *, clients: int = 16, requests: int
     stop.set()
     poller.join(timeout=5)
     all_ms = np.asarray([v for c in lat for v in c], np.float64)
-    done = int(sum(status.values()))
-    return {"url": url, "path": path, "clients": clients, "requests": done,
-            "errors": done - status.get(200, 0), "status": {str(k): v for k, v in status.items()},
-            "seconds": seconds, "throughput_rps": done / seconds if seconds else 0.0,
+    done, ok = int(sum(status.values())), status.get(200, 0)
+    return {"url": url, "path": path, "clients": clients, "requests": done, "ok": ok,
+            "errors": done - ok,
+            "status": {("connection error" if k == 0 else str(k)): v for k, v in status.items()},
+            "seconds": seconds, "throughput_rps": ok / seconds if seconds else 0.0,
             "latency_ms": {f"p{q}": float(np.percentile(all_ms, q)) if all_ms.size else None
                            for q in (50, 90, 99)},
             "ready": ready}

@@ -207,7 +207,14 @@ def resolve_backend(name: str) -> str:
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}: choose auto, {', '.join(BACKENDS)}")
     if name == "openvino" and not openvino_available():
-        raise UsageError("the openvino backend needs OpenVINO: pip install 'singleshot[openvino]'")
+        raise UsageError("the openvino backend needs the 'openvino' extra (openvino is not "
+                         "installed): pip install 'singleshot[openvino]'")
+    if name == "torch":
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise UsageError("the torch backend needs the 'torch' extra (torch is not "
+                             "installed): pip install 'singleshot[torch]'")
     return name
 
 

@@ -315,11 +315,19 @@ def class_indices(spec: ModelSpec, classes) -> np.ndarray:
 
 
 def resolve_model_path(model: str | os.PathLike) -> Path:
-    """A file path as is; a registry name -> the cached file (downloaded when missing)."""
-    p = Path(model)
-    if p.suffix == ".onnx" or p.exists() or os.sep in str(model):
-        return p
-    from ..hub.download import ensure_model
-    from ..hub.registry import get_entry
+    """A file path as is; a registry name -> the cached file (downloaded when missing).
 
-    return ensure_model(get_entry(str(model)))
+    A registry name means the registry entry unless it names an existing ``.onnx`` file (a file
+    or folder called ``demo`` in the working directory never shadows the bundled model); a
+    folder is never taken for a model."""
+    from ..hub.download import ensure_model
+    from ..hub.registry import get_entry, is_registry_name
+
+    p = Path(model)
+    named = is_registry_name(str(model)) and not (p.is_file() and p.suffix == ".onnx")
+    if not named and p.is_dir():
+        raise ModelError(f"{model}: is a folder, not a model file (give the .onnx inside it)")
+    if not named and (p.suffix == ".onnx" or p.exists() or "/" in str(model) or
+                      os.sep in str(model)):
+        return p
+    return ensure_model(get_entry(str(model)))  # an unknown name: UsageError listing the known

@@ -10,38 +10,56 @@ from typing import Annotated, Optional
 
 import typer
 
-from ...errors import ModelError, UsageError
-from ...io.files import ensure_dir, write_json_atomic, write_text_atomic
-from .common import PrecisionOpt, StreamsOpt, _err, _require_extra, app, user_errors
+from ...errors import SingleshotError, UsageError
+from ...io.files import write_json_atomic, write_text_atomic
+from .common import (
+    JsonOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    StreamsOpt,
+    ThreadsOpt,
+    _backends,
+    _err,
+    _require_extra,
+    app,
+    claim_out,
+    flag,
+    ranged,
+    user_errors,
+)
 
 
 @app.command()
 @user_errors
 def bench(
-    models: Annotated[Optional[list[str]], typer.Argument(metavar="MODEL...", help="ONNX files or registry names (checkpoints with --backend torch); none with --server.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="Comma-separated: auto, onnxruntime, openvino, torch.")] = "auto",
-    images: Annotated[Optional[Path], typer.Option(help="Folder of images (default: one generated photo-like 640x480 JPEG).")] = None,
-    iterations: Annotated[int, typer.Option(help="Timed single-stream images per model and backend.")] = 20,
-    warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 3,
-    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: the runtime's).")] = None,
+    models: Annotated[Optional[list[str]], typer.Argument(metavar="MODEL...", help="ONNX files or registry names (checkpoints with --backend torch), or -m/--model (repeatable); none with --server.", show_default=False)] = None,
+    model_opts: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A model to time (repeatable; the same as MODEL...).")] = None,
+    backend: Annotated[str, typer.Option("--backend", callback=_backends, help="Comma-separated: auto, onnxruntime, openvino, torch.")] = "auto",
+    images: Annotated[Optional[Path], typer.Option(help="Folder of images (default: one generated photo-like 640x480 JPEG); files that do not decode are skipped and reported.")] = None,
+    iterations: Annotated[int, ranged("iterations", help="Timed single-stream images per model and backend.")] = 20,
+    warmup: Annotated[int, ranged("warmup", help="Untimed runs first.")] = 3,
+    threads: ThreadsOpt = None,
     streams: StreamsOpt = None,
     precision: PrecisionOpt = "auto",
     preprocess: Annotated[Optional[str], typer.Option(help="card or fast (default: fast with --backend auto, card otherwise).")] = None,
     throughput: Annotated[bool, typer.Option("--throughput/--no-throughput", help="Also measure pipelined throughput.")] = True,
     scenario: Annotated[Optional[str], typer.Option(help="Also run MLPerf LoadGen: singlestream, offline or server.")] = None,
-    duration: Annotated[float, typer.Option(help="LoadGen minimum duration, seconds.")] = 10.0,
-    target_qps: Annotated[Optional[float], typer.Option(help="LoadGen server scenario: queries per second.")] = None,
+    duration: Annotated[float, ranged("duration", help="LoadGen minimum duration, seconds.")] = 10.0,
+    target_qps: Annotated[Optional[float], ranged("target_qps", help="LoadGen server scenario: queries per second.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write results.json, results.md, plot.png (and LoadGen logs) here.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
     batch: Annotated[Optional[str], typer.Option(help="Also time these batch sizes, e.g. 1,4,8 (images/s side by side; needs a graph that takes batches).")] = None,
     server: Annotated[Optional[str], typer.Option(help="Load-test a running server instead: http://host:port (closed loop, POST /detect with the images).")] = None,
-    clients: Annotated[int, typer.Option(help="--server: concurrent clients.")] = 16,
-    requests: Annotated[Optional[int], typer.Option(help="--server: requests in all (default 1000 unless --seconds).")] = None,
-    seconds: Annotated[Optional[float], typer.Option(help="--server: run for this long instead of a request count.")] = None,
+    clients: Annotated[int, ranged("clients", help="--server: concurrent clients.")] = 16,
+    requests: Annotated[Optional[int], ranged("requests", help="--server: requests in all (default 1000 unless --seconds).")] = None,
+    seconds: Annotated[Optional[float], ranged("seconds", help="--server: run for this long instead of a request count.")] = None,
     api_key: Annotated[Optional[str], typer.Option(help="--server: bearer token to send.")] = None,
 ) -> None:
     """End-to-end speed (encoded image -> detections) of every model x backend, side by side:
-    per-stage times, latency p50/p90/p99, throughput; optionally an MLPerf LoadGen scenario."""
+    per-stage times, latency p50/p90/p99, throughput; optionally an MLPerf LoadGen scenario.
+    Every model, backend and extra is checked before anything is timed; a backend that fails
+    while running is reported in the output and the rest is written (exit 1)."""
     from ...perf.bench import (
         SCENARIOS,
         BenchOptions,
@@ -51,6 +69,7 @@ def bench(
         bench_pair,
         bench_report,
         check_batches,
+        check_models,
         int8_notes,
         load_inputs,
         loadgen_run,
@@ -81,23 +100,29 @@ def bench(
         if res["errors"]:
             raise typer.Exit(1)
         return
+    models = [*(models or []), *(model_opts or [])]
     if not models:
-        raise UsageError("give MODEL... to bench, or --server URL to load-test a server")
-    if iterations < 1 or warmup < 0:
-        raise UsageError("--iterations must be at least 1 and --warmup at least 0")
+        raise UsageError("give MODEL... (or -m/--model) to bench, or --server URL to load-test "
+                         "a server")
     if scenario is not None:
         if scenario not in SCENARIOS:
             raise UsageError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
         _require_extra("mlperf_loadgen", "loadgen", "--scenario")
+    backends = list(dict.fromkeys(b.strip().lower() for b in backend.split(",") if b.strip()))
+    if not backends:
+        raise UsageError("--backend needs at least one backend")
+    check_models(models, backends)  # every model loads, before anything is timed
     sizes = parse_batches(batch) if batch is not None else None
     if sizes:
         check_batches(models, sizes)
+    skipped: list[str] = []
+    inputs = load_inputs(images, skipped=skipped)
+    for err in skipped:
+        _err(f"skipped {err}")
     if out is not None:
-        ensure_dir(out)
+        claim_out(out, "bench", overwrite=overwrite, inputs=[images, *models])
     opts = BenchOptions(iterations=iterations, warmup=warmup, threads=threads, streams=streams,
                         precision=precision, preprocess=preprocess, throughput=throughput)
-    inputs = load_inputs(images)
-    backends = [b.strip() for b in backend.split(",") if b.strip()]
     rows, failed, batch_rows = [], [], []
     for m in models:
         for b in backends:
@@ -114,25 +139,27 @@ def bench(
                     row["loadgen"] = {"scenario": scenario, "log_dir": str(where),
                                       **{k: v for k, v in summary.items() if k != "text"}}
                     print(summary["text"], file=sys.stderr if as_json else sys.stdout)
-            except ModelError as err:  # e.g. QOperator ops on OpenVINO: report, go on
-                failed.append(f"{m} on {b}: {err}")
-                _err(failed[-1])
+            except SingleshotError as err:  # e.g. QOperator ops on OpenVINO: report, go on
+                failed.append({"model": m, "backend": b, "error": err.render(flag)})
+                _err(f"{m} on {b}: {failed[-1]['error']}")
                 continue
             rows.append(row)
-    if not rows:
-        raise typer.Exit(1)
     cpu = cpu_info()
-    notes = int8_notes(rows, cpu)
-    table = bench_report(rows, cpu, notes)
+    notes = int8_notes(rows, cpu) + [f"{f['model']} on {f['backend']} failed: {f['error']}"
+                                     for f in failed]
+    notes += [f"skipped {e}" for e in skipped]
+    table = bench_report(rows, cpu, notes) if rows else "".join(f"note: {n}\n" for n in notes)
     if sizes:
         table += "\nbatches (end to end, one backend call per batch):\n\n" + batch_markdown(batch_rows)
     doc = bench_document(rows, cpu, notes, batch_rows if sizes else None)
+    doc["failed"], doc["skipped_images"] = failed, skipped
     if out is not None:
         write_json_atomic(out / "results.json", doc)
         write_text_atomic(out / "results.md", table)
-        plot(rows, out / "plot.png", title=f"singleshot bench - {cpu['model']}")
+        if rows:
+            plot(rows, out / "plot.png", title=f"singleshot bench - {cpu['model']}")
     if as_json:
         print(json.dumps(doc))
     print(table, end="", file=sys.stderr if as_json else sys.stdout)
-    if failed:
+    if failed or skipped:
         raise typer.Exit(1)

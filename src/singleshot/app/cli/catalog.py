@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
-from ...errors import ModelError
-from .common import app, user_errors
+from ...errors import ModelError, UsageError
+from .common import JsonOpt, app, model_argument, user_errors
+
+
+def _describe_entry(entry, as_json: bool) -> None:
+    """A registry entry not downloaded: what the registry knows, and how to fetch it."""
+    doc = {"name": entry.name, "file": entry.filename, "url": entry.url, "sha256": entry.sha256,
+           "size_bytes": entry.size, "opset": entry.opset, "card_map": entry.card_map,
+           "card_metric": entry.card_metric, "description": entry.description,
+           "downloaded": False}
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return
+    print(f"{entry.name}: {entry.description} (registry entry, not downloaded)")
+    for key in ("file", "url", "sha256", "size_bytes", "opset", "card_map", "card_metric"):
+        print(f"{key + ':':12} {doc[key] if doc[key] is not None else '-'}")
+    print(f"download and describe the file: singleshot info {entry.name} --download")
 
 
 @app.command()
 @user_errors
-def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def models(as_json: JsonOpt = False) -> None:
     """List the known models (zoo files and the bundled one) and whether they are cached."""
     from rich.console import Console
     from rich.table import Table
@@ -51,6 +67,9 @@ def download(
     from ...hub.registry import get_entry
 
     entry = get_entry(name)
+    if with_test_data and entry.url is None:  # before anything is printed or fetched
+        raise UsageError(f"{name} is bundled and has no zoo archive of test data; "
+                         "singleshot export --test-data N writes test sets for your own models")
     path = ensure_model(entry, force=force)
     print(path)
     if with_test_data:
@@ -63,14 +82,24 @@ def download(
 @app.command()
 @user_errors
 def info(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="ONNX file or registry name.")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    model_arg: Annotated[Optional[str], typer.Argument(metavar="MODEL", help="ONNX file or registry name (or -m/--model).", show_default=False)] = None,
+    model_opt: Annotated[Optional[str], typer.Option("--model", "-m", help="The model, as an option (the same as MODEL).")] = None,
+    as_json: JsonOpt = False,
+    fetch: Annotated[bool, typer.Option("--download", help="A registry model not in the cache: download it and describe the file (otherwise the registry entry is described).")] = False,
 ) -> None:
-    """Describe an ONNX model: I/O, opset, ops, metadata, contract, quantization. Exit 2 when
-    the file is not a detector (after describing it)."""
+    """Describe an ONNX model: I/O, opset, ops, metadata, contract, quantization. A registry
+    name not downloaded yet is described from the registry (--download fetches it). Exit 2
+    when the file is not a detector (after describing it)."""
     from ...graph.inspect import describe
+    from ...hub.download import model_path
+    from ...hub.registry import get_entry, is_registry_name
     from ...runtime.detector import resolve_model_path
 
+    model = model_argument(model_arg, model_opt)
+    if is_registry_name(model) and not Path(model).is_file() and not fetch and \
+            not model_path(get_entry(model)).is_file():
+        _describe_entry(get_entry(model), as_json)
+        return
     d = describe(resolve_model_path(model))
     not_detector = ModelError(f"{d['path']}: not a detector ({d.get('contract_error')})") \
         if not d.get("contract") else None

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ...core.limits import RANGES
 from ...errors import SingleshotError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -48,6 +49,16 @@ def _alias(new, new_name: str, old, old_name: str):
     return old
 
 
+def model_argument(argument: str | None, option: str | None, required: bool = True) -> str | None:
+    """A model given as the MODEL argument or as -m/--model (either, not both differently)."""
+    if argument is not None and option is not None and argument != option:
+        raise UsageError(f"give the model once: MODEL ({argument}) or -m/--model ({option})")
+    model = argument if argument is not None else option
+    if model is None and required:
+        raise UsageError("give the model: MODEL or -m/--model")
+    return model
+
+
 def _require_extra(module: str, extra: str, what: str) -> None:
     """Fail at option parsing, not after the work, when an optional package is missing."""
     import importlib
@@ -68,6 +79,19 @@ def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
 
 
+def _note(msg: str) -> None:
+    print(f"note: {msg}", file=sys.stderr)
+
+
+def claim_out(out, command: str, *, overwrite: bool = False, resumable: bool = False,
+              inputs=()):
+    """The command's output folder, claimed by the one guard (:mod:`singleshot.io.guard`)."""
+    from ...io.guard import claim_output_folder
+
+    return claim_output_folder(out, command, overwrite=overwrite, resumable=resumable,
+                               inputs=inputs, note=_note)
+
+
 def user_errors(fn):
     """Turn SingleshotError into a one-line message and its exit code (no traceback)."""
 
@@ -85,7 +109,50 @@ def user_errors(fn):
     return wrapper
 
 
-BackendOpt = Annotated[str, typer.Option("--backend", help="onnxruntime, openvino, torch (checkpoints) or auto (OpenVINO where installed).")]
+class RangedNumber:
+    """The parser of a numeric option whose range is the library's (:mod:`singleshot.core.limits`):
+    the text is converted, the shared table decides (NaN, infinities and integers past int64
+    included), and a bad value is typer's usage error naming the option as typed (exit 2)."""
+
+    def __init__(self, key: str) -> None:
+        self.key, self.range = key, RANGES[key]
+        self.__name__ = "integer" if self.range.integer else "float"  # typer's metavar
+
+    def __call__(self, value):
+        if isinstance(value, str):
+            try:
+                value = int(value) if self.range.integer else float(value)
+            except (TypeError, ValueError, OverflowError):
+                raise typer.BadParameter(f"{value!r} is not {self.range.describe()}") from None
+        problem = self.range.problem(value)
+        if problem:
+            raise typer.BadParameter(problem)
+        return value
+
+
+def ranged(key: str, *decls: str, help: str = "", **kw):
+    """``typer.Option`` for a numeric option, its range read from the shared table under
+    ``key`` and shown in ``--help``; every numeric option of every command is declared so."""
+    r = RANGES[key]
+    return typer.Option(*decls, parser=RangedNumber(key),
+                        metavar="INTEGER" if r.integer else "FLOAT",
+                        help=f"{help} [{r.describe()}]".strip(), **kw)
+
+
+def _backends(value: str) -> str:
+    """``--backend``: each name known and its extra installed, at option parsing."""
+    from ...runtime.backends import resolve_backend
+
+    if value is not None:
+        for name in str(value).split(","):
+            try:
+                resolve_backend(name.strip())
+            except UsageError as err:
+                raise typer.BadParameter(str(err)) from None
+    return value
+
+
+BackendOpt = Annotated[str, typer.Option("--backend", callback=_backends, help="onnxruntime, openvino, torch (checkpoints) or auto (OpenVINO where installed).")]
 
 
 PrecisionOpt = Annotated[str, typer.Option(help="auto (the runtime's default; OpenVINO: bf16 where the CPU has it), fp32 (or f32), or bf16 (OpenVINO only).")]
@@ -94,7 +161,39 @@ PrecisionOpt = Annotated[str, typer.Option(help="auto (the runtime's default; Op
 PreprocessOpt = Annotated[str, typer.Option(help="card (PIL + numpy, the reference) or fast (OpenCV resize, normalisation inside the graph).")]
 
 
-StreamsOpt = Annotated[Optional[int], typer.Option(help="Inferences in flight at once (default: 1; the runtime's choice for throughput runs).")]
+StreamsOpt = Annotated[Optional[int], ranged("streams", help="Inferences in flight at once (default: 1; the runtime's choice for throughput runs).")]
+
+ThreadsOpt = Annotated[Optional[int], ranged("threads", help="Intra-op threads of the runtime (default: the runtime's).")]
+
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Start over in --out: what is there moves to OUT/previous-N/.")]
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as one JSON document on stdout (messages go to stderr).")]
+
+
+IouOpt = Annotated[Optional[float], ranged("iou", help="NMS IoU threshold (model's own: 0.5).")]
+
+MaxDetOpt = Annotated[Optional[int], ranged("max_det", help="Detections per image at most (model's own: 200).")]
+
+BatchOpt = Annotated[int, ranged("batch", help="Images per backend call (the graph must take batches: export --batch dynamic).")]
+
+MaxPixelsOpt = Annotated[Optional[int], ranged("max_pixels", help="Refuse images with more pixels (default: 16384 x 16384).")]
+
+ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="Keep only these classes: comma-separated category ids or names (as if the others scored zero before the per-image cap).")]
+
+
+def parse_classes(classes: str | None) -> list[str] | None:
+    """``--classes a,b,3`` -> ["a", "b", "3"] (checked against the model by the detector)."""
+    if classes is None:
+        return None
+    items = [c.strip() for c in classes.split(",") if c.strip()]
+    if not items:
+        raise UsageError("--classes needs at least one category id or name")
+    return items
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 detection``, ``2 detections``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 CONF_FOR_PEOPLE = 0.25  # what detect draws and returns by default; `--conf model`: the model's own
@@ -112,8 +211,8 @@ def _parse_conf(conf: str | None) -> float | None:
 
 EngineOpt = Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster: --address, --workers, --cpus-per-worker).")]
 AddressOpt = Annotated[Optional[str], typer.Option("--address", help="--engine ray: the cluster's address (default: auto if a cluster runs here, else a local one for this run).")]
-WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="--engine ray: detector actors (default: as many as fit).")]
-CpusPerWorkerOpt = Annotated[Optional[float], typer.Option("--cpus-per-worker", help="--engine ray: CPUs (and onnxruntime threads) per actor (default: a node's CPUs, or the cluster's split among --workers).")]
+WorkersOpt = Annotated[Optional[int], ranged("workers", "--workers", help="--engine ray: detector actors (default: as many as fit).")]
+CpusPerWorkerOpt = Annotated[Optional[float], ranged("cpus_per_worker", "--cpus-per-worker", help="--engine ray: CPUs (and onnxruntime threads) per actor (default: a node's CPUs, or the cluster's split among --workers).")]
 
 
 def ray_options(engine: str, address, workers: int, cpus_per_worker, batch: int):

@@ -12,7 +12,6 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import UsageError
-from ...io.files import ensure_dir
 from .common import (
     CONF_FOR_PEOPLE,
     AddressOpt,
@@ -21,9 +20,22 @@ from .common import (
     EngineOpt,
     PrecisionOpt,
     PreprocessOpt,
+    BatchOpt,
+    ClassesOpt,
+    IouOpt,
+    JsonOpt,
+    MaxDetOpt,
+    MaxPixelsOpt,
+    OverwriteOpt,
     StreamsOpt,
+    ThreadsOpt,
     WorkersOpt,
+    _alias,
     _err,
+    _note,
+    claim_out,
+    parse_classes,
+    plural,
     _parse_conf,
     app,
     cluster_summary,
@@ -38,16 +50,18 @@ def detect(
     sources: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Image files, folders or glob patterns.")],
     model: Annotated[str, typer.Option("--model", "-m", help="ONNX file or registry name.")] = "demo",
     conf: Annotated[str, typer.Option(help="Score threshold for what is returned and drawn; 'model' for the model's own (zoo: 0.05).")] = str(CONF_FOR_PEOPLE),
-    iou: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (model's own: 0.5).")] = None,
-    max_det: Annotated[Optional[int], typer.Option(help="Detections per image (model's: 200).")] = None,
-    batch: Annotated[int, typer.Option(help="Images per backend call (the graph must take batches: export --batch dynamic).")] = 1,
-    only_classes: Annotated[Optional[str], typer.Option("--only-classes", help="Keep only these classes: comma-separated category ids or names (as if the others scored zero before the per-image cap).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write annotated images and detections.json here.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    iou: IouOpt = None,
+    max_det: MaxDetOpt = None,
+    batch: BatchOpt = 1,
+    classes: ClassesOpt = None,
+    only_classes: Annotated[Optional[str], typer.Option("--only-classes", hidden=True)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write annotated images and detections.json here (a rerun with the same --out resumes).")] = None,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
     no_exif: Annotated[bool, typer.Option("--no-exif", help="Do not apply EXIF orientation.")] = False,
-    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders.")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option(help="Refuse images with more pixels.")] = None,
+    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders (never into singleshot output folders).")] = False,
+    threads: ThreadsOpt = None,
+    max_pixels: MaxPixelsOpt = None,
     backend: BackendOpt = "onnxruntime",
     precision: PrecisionOpt = "auto",
     preprocess: PreprocessOpt = "card",
@@ -74,23 +88,22 @@ def detect(
     cluster = ray_options(engine, address, workers, cpus_per_worker, batch)
     conf_value = _parse_conf(conf)
     merge_options(NmsParams(), conf_value, iou, max_det)  # bad values fail before the model loads
-    if batch < 1:
-        raise UsageError("--batch must be at least 1")
+    classes = parse_classes(_alias(classes, "--classes", only_classes, "--only-classes"))
+    if overwrite and out is None:
+        raise UsageError("--overwrite applies to --out")
+    # the guard sees every input before any work: never read our own output, never write on it
+    paths, notes = expand_sources(sources, recursive, exclude=[out] if out is not None else [])
+    for note in notes:
+        _note(note)
     if out is not None:
-        ensure_dir(out)
+        claim_out(out, "detect", overwrite=overwrite, resumable=True,
+                  inputs=[*paths, model])
     det = Detector(model, conf=conf_value, iou=iou, max_det=max_det, exif=not no_exif,
                    threads=threads, backend=backend, precision=precision,
                    preprocess=preprocess, streams=streams or 1)
-    classes = None
-    if only_classes is not None:
-        classes = [c.strip() for c in only_classes.split(",") if c.strip()]
-        if not classes:
-            raise UsageError("--only-classes needs at least one category id or name")
+    if classes is not None:
         det.options(classes=classes)  # unknown names fail here, before any work
     det.check_batch(batch)
-    paths, notes = expand_sources(sources, recursive)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
     limit = max_pixels or MAX_PIXELS
     store = None
     todo = paths
@@ -132,7 +145,7 @@ def detect(
             elif not as_json:
                 d = entry["detections"]
                 top = ", ".join(f"{x['category']} {x['score']:.2f}" for x in d[:5])
-                bar.write(f"{r.path}: {len(d)} detections" + (
+                bar.write(f"{r.path}: {plural(len(d), 'detection')}" + (
                     f" ({top}{', ...' if len(d) > 5 else ''})" if d else ""), file=sys.stdout)
     bar.close()
     seconds = time.perf_counter() - t0
@@ -153,7 +166,7 @@ def detect(
             print(json.dumps(doc))
     if len(paths) > 1:
         rate = f", {len(todo) / max(seconds, 1e-9):.2f} images/s" if todo else ""
-        print(f"{len(paths)} images, {n_dets} detections (score >= "
+        print(f"{len(paths)} images, {plural(n_dets, 'detection')} (score >= "
               f"{det.params.score_threshold:g}), {n_failed} failed{rate}", file=sys.stderr)
     if cluster is not None and todo:
         print(cluster_summary(cluster), file=sys.stderr)

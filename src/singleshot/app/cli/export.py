@@ -9,7 +9,7 @@ import typer
 
 from ...errors import UsageError
 from ...io.files import ensure_parent
-from .common import _alias, _require_extra, app, user_errors
+from .common import _alias, _require_extra, app, ranged, user_errors
 
 
 @app.command()
@@ -18,21 +18,33 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="MLPerf .pth/.pytorch, torchvision or singleshot checkpoint; or, with --batch dynamic, a singleshot zoo .onnx (or registry name such as demo) to re-batch.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the .onnx file.  [required]")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", hidden=True)] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset (10, 12, 13, 17...).")] = 13,
+    opset: Annotated[int, ranged("opset", help="ONNX opset (10, 12, 13, 17...).")] = 13,
     raw: Annotated[bool, typer.Option("--raw", help="Output head logits loc/conf with a dynamic batch (no NMS).")] = False,
     input_size: Annotated[Optional[str], typer.Option(help="Model config when the checkpoint does not say: 1200 or 300.")] = None,
-    classes: Annotated[Optional[Path], typer.Option(help="Text file with one class name per line.")] = None,
+    class_names: Annotated[Optional[Path], typer.Option("--class-names", help="Text file with one class name per line.")] = None,
+    classes: Annotated[Optional[Path], typer.Option("--classes", hidden=True)] = None,
     check: Annotated[bool, typer.Option(help="Run the parity check against torch.")] = True,
-    test_data: Annotated[int, typer.Option(help="Also write N test sets beside the model (test_data_set_K/input_0.pb, output_J.pb) for singleshot verify.")] = 0,
+    test_data: Annotated[int, ranged("test_data", help="Also write N test sets beside the model (test_data_set_K/input_0.pb, output_J.pb) for singleshot verify.")] = 0,
     batch: Annotated[Optional[str], typer.Option(help="The batched zoo contract: 'dynamic' or a fixed N (opset >= 12): outputs padded to the detection cap, with num_detections.")] = None,
 ) -> None:
     """Export a checkpoint to ONNX in the zoo contract (or raw heads with --raw)."""
-    output = _alias(out, "--out", output, "--output")
-    if output is None:
-        raise UsageError("--out/-o is required: where to write the .onnx file")
-    ensure_parent(output)
+    from ...io.guard import check_output_file
     from ...runtime.backends import is_checkpoint
 
+    output = _alias(out, "--out", output, "--output")
+    classes = _alias(class_names, "--class-names", classes, "--classes")
+    if output is None:
+        raise UsageError("--out/-o is required: where to write the .onnx file")
+    check_output_file(output, [checkpoint, classes])
+    if checkpoint.is_dir():
+        raise UsageError(f"{checkpoint}: is a folder; give a checkpoint file (or an .onnx to "
+                         "re-batch)")
+    from ...hub.registry import is_registry_name
+
+    if not checkpoint.exists() and checkpoint.suffix != ".onnx" and \
+            not is_registry_name(str(checkpoint)):
+        raise UsageError(f"{checkpoint}: no such file")
+    ensure_parent(output)
     if not is_checkpoint(checkpoint) and (checkpoint.suffix == ".onnx" or not checkpoint.exists()):
         if batch != "dynamic":
             raise UsageError(f"{checkpoint}: an ONNX graph can only be re-batched (--batch "
@@ -53,7 +65,7 @@ def export(
     names = ckpt.class_names
     if classes is not None:
         if not classes.is_file():
-            raise UsageError(f"{classes}: no such file")
+            raise UsageError(f"--class-names {classes}: no such file")
         names = tuple(n.strip() for n in classes.read_text().splitlines() if n.strip())
     if batch is not None and raw:
         raise UsageError("--raw graphs always take a dynamic batch; --batch is for the zoo contract")
