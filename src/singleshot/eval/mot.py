@@ -205,7 +205,8 @@ def evaluate_sequence(gt: Boxes, tr: Boxes) -> Counts:
         c.tp += len(matched)
         c.fn += len(gi) - len(matched)
         c.fp += len(ti) - len(matched)
-        previous = {g: t for g, (t, _) in matched.items()}
+        if len(gi) and len(ti):  # as TrackEval: a frame missing either side keeps the pairs
+            previous = {g: t for g, (t, _) in matched.items()}
     # IDF1: the id assignment with the most overlapping frames
     if pairs.size:
         rows, cols = _hungarian(pairs)
@@ -265,9 +266,12 @@ def find_sequences(gt_dir: str | Path,
         if not d.is_dir():
             raise UsageError(f"{d}: no such folder ({{opt:{opt}}})")
     found = []
-    for gt_file in sorted(gt_dir.glob("*/gt/gt.txt")):
+    gt_files = sorted(gt_dir.glob("*/gt/gt.txt"))
+    for gt_file in gt_files:
         name = gt_file.parent.parent.name
         candidates = [tracks_dir / name / "tracks.txt", tracks_dir / f"{name}.txt"]
+        if len(gt_files) == 1:  # one sequence: singleshot video's single-source OUT/tracks.txt
+            candidates.append(tracks_dir / "tracks.txt")
         found.append((name, gt_file, next((p for p in candidates if p.is_file()), None)))
     if not found:
         raise UsageError(f"{gt_dir}: no <sequence>/gt/gt.txt in it ({{opt:gt}})")

@@ -86,7 +86,7 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
         progress.note(f"{annotations}: {fix}")
     out = Path(out or Path("runs") / "eval" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     existed = out.exists()
-    claim_output_folder(out, "eval", overwrite=overwrite, resumable=True, note=progress.note,
+    claim_output_folder(out, "eval", overwrite=overwrite, again="resume", note=progress.note,
                         inputs=[annotations, images, *models, *result_files])
     try:
         return _evaluate_into(out, gt, models, result_files, annotations, images, clip=clip,

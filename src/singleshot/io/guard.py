@@ -5,9 +5,10 @@
 - Output folders are claimed: each command that writes a folder marks it with ``.singleshot``
   (which command wrote it). A non-empty folder that no singleshot command wrote is refused
   unless ``overwrite``, which moves what is there into ``OUT/previous-N/``; a folder the same
-  command wrote is resumed by the commands that resume (detect, eval, video, train), and set
-  aside the same way, with a note, by those that write a fresh set each time (data synth, demo,
-  bench), so a folder always holds exactly what its last run says.
+  command wrote is resumed by the commands that resume (detect, eval, train), set aside the
+  same way, with a note, by those that write a fresh set each time (data synth, demo, bench),
+  and refused without ``overwrite`` by video (a tracker's state cannot resume), so a folder
+  always holds exactly what its last run says.
 - Sources never include a singleshot output folder (``.singleshot``, ``run.json`` or
   ``detections.jsonl`` inside it) found while walking a folder, nor the command's own output.
 """
@@ -23,7 +24,7 @@ from ..errors import UsageError
 from .files import set_aside, write_json_atomic
 
 MARKER = ".singleshot"
-_RUN_FILES = (MARKER, "run.json", "detections.jsonl")
+_RUN_FILES = (MARKER, "run.json", "detections.jsonl", "train_config.json")
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -90,17 +91,20 @@ def is_output_folder(folder: str | os.PathLike) -> bool:
     return Path(folder).is_dir() and written_by(folder) is not None
 
 
+AGAIN = ("resume", "set aside", "refuse")
+
+
 def claim_output_folder(out: str | os.PathLike, command: str, *, overwrite: bool = False,
-                        resumable: bool = False, inputs: Iterable = (),
+                        again: str = "set aside", inputs: Iterable = (),
                         note: Callable[[str], None] = lambda s: None,
                         option: str = "out") -> Path:
     """Make ``out`` the output folder of ``command`` and return it (created as needed).
 
     Refused (UsageError, exit 2) when it holds an input, is a file, or is non-empty and not
-    written by ``command`` (unless ``overwrite``). With ``overwrite``, or for a command that is
-    not ``resumable`` finding its own earlier output, what is there moves into
-    ``out/previous-N/`` and ``note`` says so; a ``resumable`` command keeps its own earlier
-    output (its journal decides what is redone)."""
+    written by ``command`` (unless ``overwrite``). With ``overwrite`` what is there moves into
+    ``out/previous-N/`` and ``note`` says so. ``again`` says what a command does with its own
+    earlier output: ``resume`` keeps it (its journal decides what is redone), ``set aside``
+    moves it into ``previous-N/`` (said), ``refuse`` asks for ``--overwrite``."""
     from .files import ensure_dir
 
     out = Path(out)
@@ -117,8 +121,11 @@ def claim_output_folder(out: str | os.PathLike, command: str, *, overwrite: bool
         if owner not in (command, "singleshot"):
             raise UsageError(f"{{opt:{option}}} {out} holds the output of singleshot {owner}; "
                              f"give another folder, or --overwrite to move it into previous-N/")
+        if again == "refuse":
+            raise UsageError(f"{{opt:{option}}} {out} holds an earlier singleshot {command} run; "
+                             "give another folder, or --overwrite to move it into previous-N/")
     ensure_dir(out, option)
-    if items and (overwrite or not resumable):
+    if items and (overwrite or again == "set aside"):
         moved = set_aside(out)
         if moved is not None:
             note(f"the earlier contents of {out} moved to {moved}")

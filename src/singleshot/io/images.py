@@ -63,6 +63,25 @@ def as_rgb(image) -> np.ndarray:
     return arr[:, :, :3] if arr.shape[2] == 4 else arr
 
 
+_EXIF_WARNED = []
+
+
+def exif_upright(img: Image.Image, name: str) -> Image.Image:
+    """EXIF orientation applied; EXIF that PIL cannot parse (a tag of an unexpected type, e.g.
+    ImageWidth stored as UNDEFINED, makes ``exif_transpose`` raise) counts as none - said once
+    per process, naming the first such file."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception as err:  # noqa: BLE001 - struct.error, ValueError, ... from PIL's parser
+        if not _EXIF_WARNED:
+            _EXIF_WARNED.append(name)
+            from ..progress import resolve
+
+            resolve(None).note(f"{name}: its EXIF cannot be read ({type(err).__name__}); "
+                               "taken as no orientation (said once, for the first such file)")
+        return img
+
+
 def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
                max_pixels: int = MAX_PIXELS, name: str | None = None) -> np.ndarray:
     """Decode ``source`` (a path, an fsspec URL, or encoded bytes) -> RGB uint8 [H, W, 3].
@@ -92,13 +111,13 @@ def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
             if w * h > max_pixels:
                 raise ImageError(
                     f"{name}: image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}"
-                    " (raise the pixel limit if the file is trusted)"
+                    " (raise it with --max-pixels, max_pixels= in Python, if the file is trusted)"
                 )
             if w < 1 or h < 1:
                 raise ImageError(f"{name}: image has no pixels ({w}x{h})")
             img.load()
             if exif:
-                img = ImageOps.exif_transpose(img)
+                img = exif_upright(img, name)
             rgb = _to_rgb(img)
             return np.asarray(rgb, dtype=np.uint8)
     except ImageError:

@@ -55,7 +55,12 @@ class Checkpoint:
         if self.config is not None and input_size is None:
             return self.config
         sd = self.state_dict
-        width = sd["model.layer1.0.weight"].shape[0] / 64
+        trunk = sd.get("model.layer1.0.weight")
+        if not hasattr(trunk, "shape") or len(trunk.shape) < 1:
+            keys = ", ".join(list(sd)[:3]) or "none"
+            raise CheckpointError(f"not an SSD-ResNet34 state_dict: no model.layer1.0.weight "
+                                  f"(its keys start {keys}{', ...' if len(sd) > 3 else ''})")
+        width = trunk.shape[0] / 64
         kw: dict[str, Any] = {"width": width}
         if "conf.0.weight" in sd:
             kw["num_classes"] = sd["conf.0.weight"].shape[0] // 4 - 1
@@ -220,6 +225,9 @@ def detector_from_checkpoint(path: str | os.PathLike, input_size: str | None = N
     if ckpt.backbone_only:
         raise CheckpointError(f"{path}: holds only an ImageNet backbone, not a detector; train "
                               "a detector first")
-    model = build_model(ckpt.infer_config(input_size))
-    load_weights(model, ckpt)
+    try:
+        model = build_model(ckpt.infer_config(input_size))
+        load_weights(model, ckpt)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     return model.eval(), ckpt

@@ -19,13 +19,14 @@ import numpy as np
 import onnx
 
 from ..core.detections import Detections
+from ..core.limits import check_all
 from ..core.nms import NmsParams
 from ..core.spec import ModelSpec
 from ..errors import ModelError, UsageError
 from ..graph.contract import GraphIO, graph_io, load_model, read_spec
 from ..graph.nms_constants import expose_nms_inputs, read_nms_params, rewrite_nms_params
 from ..graph.normalize import fold_normalization
-from ..io.images import as_rgb, load_image
+from ..io.images import as_rgb, exif_upright, load_image
 from .autoselect import auto_backend
 from .backends import (
     OpenVinoBackend,
@@ -73,6 +74,7 @@ class Detector:
                  threads: int | None = None, providers: list[str] | None = None,
                  backend: str = "onnxruntime", precision: str = "auto", streams: int = 1,
                  preprocess: str = "card") -> None:
+        check_all(threads=threads, streams=streams)
         if preprocess not in ("card", "fast"):
             raise UsageError(f"{{opt:preprocess}} must be card or fast, got {preprocess!r}")
         if str(backend).lower() == "auto" and (isinstance(model, onnx.ModelProto)
@@ -271,10 +273,10 @@ class Detector:
 
     def decode(self, image) -> np.ndarray:
         """Any accepted image -> RGB uint8 [H, W, 3] (EXIF orientation applied when ``exif``)."""
-        from PIL import Image, ImageOps
+        from PIL import Image
 
         if isinstance(image, Image.Image):
-            return as_rgb(ImageOps.exif_transpose(image) if self.exif else image)
+            return as_rgb(exif_upright(image, "<image>") if self.exif else image)
         if isinstance(image, np.ndarray):
             return as_rgb(image)
         return load_image(image, exif=self.exif)
@@ -283,11 +285,7 @@ class Detector:
 def merge_options(base: NmsParams, conf: float | None = None, iou: float | None = None,
                   max_det: int | None = None) -> NmsParams:
     """``base`` with the given thresholds instead (a cap above the per-class cap raises it)."""
-    for name, value in (("conf", conf), ("iou", iou)):
-        if value is not None and not 0.0 <= float(value) <= 1.0:
-            raise UsageError(f"{{opt:{name}}} must be between 0.0 and 1.0, got {value}")
-    if max_det is not None and int(max_det) < 1:
-        raise UsageError(f"{{opt:max_det}} must be at least 1, got {max_det}")
+    check_all(conf=conf, iou=iou, max_det=max_det)
     return NmsParams(base.score_threshold if conf is None else float(conf),
                      base.iou_threshold if iou is None else float(iou),
                      max(base.max_per_class, int(max_det or 0)),

@@ -38,6 +38,8 @@ def _options(values: dict, conf_default: float | None = None) -> dict:
     checked by :meth:`Detector.options` before the request is queued); HTTPError 400."""
     out = {"conf": conf_default, "iou": None, "max_det": None, "classes": None}
     try:
+        if str(values.get("conf")).lower() == "model":  # as the CLI's --conf model
+            out["conf"], values = None, {k: v for k, v in values.items() if k != "conf"}
         for key, kind in (("conf", float), ("iou", float), ("max_det", int)):
             if values.get(key) is not None:
                 if isinstance(values[key], bool):
@@ -229,6 +231,21 @@ def create_app(detectors, name: str, *, api_key: str | None = None,
     return app
 
 
+def check_listen(host: str, port: int) -> None:
+    """UsageError (one line, exit 2) when nothing can listen on ``host:port`` (a taken port),
+    rather than uvicorn's own message and exit 3 after the model has loaded."""
+    import socket
+
+    from ..errors import UsageError
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except OSError as err:
+        raise UsageError(f"cannot listen on {host}:{port}: {err.strerror or err} "
+                         "(another server there? choose another {opt:port})") from None
+
+
 def serve_forever(app: FastAPI, host: str, port: int, *, graceful_s: float = 30.0) -> None:
     """Run ``app`` with uvicorn until SIGINT/SIGTERM. SIGTERM drains the requests in flight (up
     to ``graceful_s``) and the process exits 0, as process managers expect (uvicorn itself would
@@ -243,5 +260,6 @@ def serve_forever(app: FastAPI, host: str, port: int, *, graceful_s: float = 30.
             if sig == signal.SIGTERM and sig in self._captured_signals:
                 self._captured_signals.remove(sig)
 
+    check_listen(host, port)
     Draining(uvicorn.Config(app, host=host, port=port, log_level="info",
                             timeout_graceful_shutdown=graceful_s)).run()

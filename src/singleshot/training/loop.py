@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ..core.anchors import default_boxes
-from ..errors import UsageError
+from ..core.limits import check, check_all
+from ..errors import ImageError, UsageError
 from ..io.files import write_text_atomic
 from ..model import SSDConfig, build_model
 from ..model.checkpoint import load_checkpoint, load_weights, save_checkpoint
@@ -55,6 +56,22 @@ class TrainConfig:
     optimizer: str = "sgd"  # sgd (the recipe) | adamw (faster from scratch on small models)
     threads: int | None = None
     history: list = field(default_factory=list)
+
+    def check(self) -> None:
+        """UsageError naming the first parameter out of its range (:mod:`singleshot.core.limits`)
+        or not one of its choices."""
+        check_all(width=self.width, epochs=self.epochs, batch=self.batch, lr=self.lr,
+                  warmup=self.warmup, seed=self.seed, eval_every=self.eval_every,
+                  max_steps=self.max_steps, weight_decay=self.weight_decay, threads=self.threads)
+        check("loader_workers", self.workers)
+        check("eval_limit", self.eval_images)
+        if str(self.config) not in ("300", "1200"):
+            raise UsageError(f"{{opt:config}} must be 300 or 1200, got {self.config!r}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise UsageError(f"{{opt:optimizer}} must be sgd or adamw, got {self.optimizer!r}")
+        if any(m < 1 for m in self.milestones):
+            raise UsageError(f"{{opt:milestones}} must be epochs of at least 1, got "
+                             f"{list(self.milestones)}")
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -129,6 +146,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
     """Run (or resume) training; returns the path of the last checkpoint (``out/last.pt``;
     ``out/best.pt`` holds the best validation mAP)."""
     progress = resolve(progress)
+    cfg.check()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -147,6 +165,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
     torch.manual_seed(cfg.seed)
     probe_cfg = SSDConfig.named(cfg.config)
     dataset = CocoDetection(images_dir, ann, probe_cfg.input_size, train=True, seed=cfg.seed)
+    for why in dataset.skipped:
+        progress.note(f"skipped {why}")
+    if not len(dataset):
+        raise UsageError(f"{cfg.data}: none of its {len(dataset.skipped)} image(s) can be read")
     model_cfg = SSDConfig.named(cfg.config, width=cfg.width, num_classes=len(dataset.class_names))
     model = build_model(model_cfg)
     if cfg.backbone:
@@ -235,6 +257,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
             if epoch_done:
                 save(last)
                 last_save = time.monotonic()
+    except ImageError as err:  # from a loader worker: its message carries the worker's traceback
+        save(last)
+        raise ImageError(str(err).strip().splitlines()[-1].removeprefix(
+            "singleshot.errors.ImageError: ") + f" (training stopped; {last} holds step {step})"
+        ) from None
     except KeyboardInterrupt:
         save(last)  # the run resumes from here
         progress.note(f"interrupted at step {step}; {last} holds it")

@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..progress import SILENT, Progress
 from .outputs import RunFolder
 from .pipeline import FrameCounts, run_frames
-from .source import VideoSource
+from .source import VideoError, VideoSource
 
 
 @dataclass
@@ -64,7 +64,16 @@ def process_video(source: str, detector, out: Path, opts: VideoOptions, *,
     detections, t0 = 0, time.perf_counter()
     summary = {"source": str(source), "out": str(out), "fps": src.fps, "width": src.width,
                "height": src.height}
-    progress.start(Path(str(source)).name, src.frames_expected, unit="frame")
+    total = src.frames_expected
+    if total and not src.stream:
+        length = total / src.fps
+        if opts.start is not None and opts.start >= length:
+            src.close()
+            raise VideoError(f"{source}: {{opt:start}} {opts.start:g} s is past the end of the "
+                             f"source ({length:.2f} s)")
+        first = opts.start or 0.0  # the bar counts the frames of the range asked for
+        total = max(1, round((min(opts.end or length, length) - first) * src.fps))
+    progress.start(Path(str(source)).name, total, unit="frame")
     try:
         for result in run_frames(src, detector, start=opts.start, end=opts.end,
                                  stride=opts.stride, live=opts.live, batch=opts.batch,
@@ -73,6 +82,9 @@ def process_video(source: str, detector, out: Path, opts: VideoOptions, *,
             if result.processed:
                 detections += len(result.detections)
             progress.advance()
+    except KeyboardInterrupt:  # finished frames are kept; the summary says the run was cut
+        summary["interrupted"] = True
+        raise
     finally:
         progress.done()
         seconds = time.perf_counter() - t0
@@ -80,7 +92,7 @@ def process_video(source: str, detector, out: Path, opts: VideoOptions, *,
             summary["tracks"] = track.tracker.next_id - 1
         summary.update(frames=counts.to_dict(), detections=detections, seconds=round(seconds, 3),
                        frames_per_s=round(counts.decoded / seconds, 3) if seconds else None,
-                       error=src.problem)
+                       error="interrupted" if summary.get("interrupted") else src.problem)
         folder.close(summary)
         src.close()
     return summary

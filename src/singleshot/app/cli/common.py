@@ -83,13 +83,13 @@ def _note(msg: str) -> None:
     print(f"note: {msg}", file=sys.stderr)
 
 
-def claim_out(out, command: str, *, overwrite: bool = False, resumable: bool = False,
+def claim_out(out, command: str, *, overwrite: bool = False, again: str = "set aside",
               inputs=()):
     """The command's output folder, claimed by the one guard (:mod:`singleshot.io.guard`)."""
     from ...io.guard import claim_output_folder
 
-    return claim_output_folder(out, command, overwrite=overwrite, resumable=resumable,
-                               inputs=inputs, note=_note)
+    return claim_output_folder(out, command, overwrite=overwrite, again=again, inputs=inputs,
+                               note=_note)
 
 
 def user_errors(fn):

@@ -8,8 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import UsageError
-from ...io.files import ensure_dir
-from .common import _alias, app, user_errors
+from .common import OverwriteOpt, _alias, _require_extra, app, claim_out, ranged, user_errors
 
 data_app = typer.Typer(help="Datasets: synthetic scenes and videos with ground truth.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -19,20 +18,20 @@ app.add_typer(data_app, name="data")
 @user_errors
 def data_synth(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write images/ and annotations.json into.  [required]")] = None,
-    num_images: Annotated[Optional[int], typer.Option("--num-images", help="Number of scenes.  [default: 1000]")] = None,
-    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same dataset.")] = 0,
-    images: Annotated[Optional[int], typer.Option("--images", hidden=True)] = None,
+    num_images: Annotated[Optional[int], ranged("num_images", "--num-images", help="Number of scenes.  [default: 1000]")] = None,
+    seed: Annotated[int, ranged("seed", help="Seed; the same seed gives the same dataset.")] = 0,
+    images: Annotated[Optional[int], ranged("num_images", "--images", hidden=True)] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
-    """Write a COCO-format dataset of synthetic scenes (6 shape classes on textured backgrounds)."""
+    """Write a COCO-format dataset of synthetic scenes (6 shape classes on textured backgrounds).
+    Over an earlier data synth folder, the old set moves into OUT/previous-N/ first (said)."""
     from ...data.synth import write_dataset
 
     images = _alias(num_images, "--num-images", images, "--images")
     images = 1000 if images is None else images
     if out is None:
         raise UsageError("--out/-o is required: the folder to write the dataset into")
-    if images < 1:
-        raise UsageError("--num-images must be at least 1")
-    ensure_dir(out)
+    claim_out(out, "data synth", overwrite=overwrite)
     path = write_dataset(out, images, seed)
     print(f"wrote {images} scenes to {out / 'images'} and {path}")
 
@@ -41,28 +40,27 @@ def data_synth(
 @user_errors
 def data_synth_video(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write the sequences into (MOTChallenge layout).  [required]")] = None,
-    num_videos: Annotated[int, typer.Option("--num-videos", help="Number of videos; video k uses seed SEED + k.")] = 5,
-    num_frames: Annotated[int, typer.Option("--num-frames", help="Frames per video (25 fps).")] = 300,
-    seed: Annotated[int, typer.Option(help="Seed of the first video.")] = 1,
-    width: Annotated[int, typer.Option(help="Frame width.")] = 640,
-    height: Annotated[int, typer.Option(help="Frame height.")] = 480,
-    fps: Annotated[int, typer.Option(help="Frame rate.")] = 25,
+    num_videos: Annotated[int, ranged("num_videos", "--num-videos", help="Number of videos; video k uses seed SEED + k.")] = 5,
+    num_frames: Annotated[int, ranged("num_frames", "--num-frames", help="Frames per video (25 fps).")] = 300,
+    seed: Annotated[int, ranged("seed", help="Seed of the first video.")] = 1,
+    width: Annotated[int, ranged("frame_width", "--width", help="Frame width.")] = 640,
+    height: Annotated[int, ranged("frame_height", "--height", help="Frame height.")] = 480,
+    fps: Annotated[int, ranged("fps", help="Frame rate.")] = 25,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Write synthetic videos of moving shapes with ground-truth tracks: OUT/<seq>/<seq>.mp4,
     gt/gt.txt and seqinfo.ini (at least 6 objects a frame, occlusions behind pillars of 8+
     frames for 30%+ of the tracks, same-class crossings, objects entering and leaving, speeds
     up to 8 px per frame; each video's line says what it got - a short one may fall short)."""
+    _require_extra("av", "video", "data synth-video")
+    from ...core.limits import check
+
+    check("seed", seed + num_videos - 1)  # the last video's seed too
     from ...data.synth_video import write_sequence
 
     if out is None:
         raise UsageError("--out/-o is required: the folder to write the sequences into")
-    for name, value in (("--num-videos", num_videos), ("--num-frames", num_frames),
-                        ("--fps", fps)):
-        if value < 1:
-            raise UsageError(f"{name} must be at least 1")
-    if width < 64 or height < 64:
-        raise UsageError("--width and --height must be at least 64")
-    ensure_dir(out)
+    claim_out(out, "data synth-video", overwrite=overwrite)
     for k in range(num_videos):
         s = seed + k
         stats = write_sequence(out, f"synth-s{s}", s, num_frames, (width, height), fps)

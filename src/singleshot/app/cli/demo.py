@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ...errors import UsageError
-from ...io.files import ensure_dir
-from .common import _alias, app, user_errors
+from .common import JsonOpt, OverwriteOpt, _alias, app, claim_out, ranged, user_errors
 
 
 @app.command()
@@ -17,23 +16,29 @@ from .common import _alias, app, user_errors
 def demo(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default runs/demo/<timestamp>).")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model to show (default: the bundled one).")] = "demo",
-    num_images: Annotated[Optional[int], typer.Option("--num-images", help="Number of held-out scenes.  [default: 12]")] = None,
-    images: Annotated[Optional[int], typer.Option("--images", hidden=True)] = None,
+    num_images: Annotated[Optional[int], ranged("num_images", "--num-images", help="Number of held-out scenes.  [default: 12]")] = None,
+    images: Annotated[Optional[int], ranged("num_images", "--images", hidden=True)] = None,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
     compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Also run the bundled int8 variants and print the fp32/int8 table.")] = True,
 ) -> None:
     """Run the bundled model on held-out synthetic scenes: annotated images, detections.json and
-    a report with mAP and per-stage timings. Offline."""
+    a report with mAP and per-stage timings. Offline. Over an earlier demo folder, the old
+    run moves into OUT/previous-N/ first (said)."""
     import datetime
 
     from ..demo import run_demo
 
     images = _alias(num_images, "--num-images", images, "--images")
     images = 12 if images is None else images
-    if images < 1:
-        raise UsageError("--num-images must be at least 1")
-    out = ensure_dir(out or Path("runs") / "demo" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    out = claim_out(out or Path("runs") / "demo" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"),
+                    "demo", overwrite=overwrite, inputs=[model])
     res = run_demo(out, model=model, n_images=images, compare=compare)
     t = res.timings_ms
+    if as_json:
+        print(json.dumps({"out": str(out), "images": res.n_images, "metrics": res.metrics,
+                          "timings_ms": t, "detections": res.n_detections, "card": res.card}))
+        return
     print(f"mAP (COCO AP@[.5:.95]) on {res.n_images} held-out scenes: {res.metrics['AP']:.3f} "
           f"(AP50 {res.metrics['AP50']:.3f})")
     print("per image: " + ", ".join(f"{k} {t[k]:.1f} ms" for k in
@@ -46,8 +51,10 @@ def demo(
         from ...runtime.cpu import cpu_info, describe, why_int8_is_slow
 
         print(describe())
-        if any(r["speedup"] < 1 for r in res.card):
-            print(f"note: int8 is slower here: {why_int8_is_slow(cpu_info())} "
-                  "(bench/RESULTS.md times the full-width 1200x1200 model)")
+        slow = [r["model"] for r in res.card if r["format"] != "fp32" and r["speedup"] < 1]
+        if slow:
+            print(f"note: {', '.join(slow)} slower than fp32 here: "
+                  f"{why_int8_is_slow(cpu_info())} (bench/RESULTS.md times the full-width "
+                  "1200x1200 model)")
     print(f"report: {out / 'report.html'} (and report.md); annotated images: {out / 'annotated'}; "
           f"detections: {out / 'detections.json'}")

@@ -96,7 +96,7 @@ def detect(
     for note in notes:
         _note(note)
     if out is not None:
-        claim_out(out, "detect", overwrite=overwrite, resumable=True,
+        claim_out(out, "detect", overwrite=overwrite, again="resume",
                   inputs=[*paths, model])
     det = Detector(model, conf=conf_value, iou=iou, max_det=max_det, exif=not no_exif,
                    threads=threads, backend=backend, precision=precision,

@@ -8,8 +8,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from ...errors import UsageError
-from .common import BackendOpt, PrecisionOpt, PreprocessOpt, _require_extra, app, user_errors
+from .common import (
+    BackendOpt,
+    PrecisionOpt,
+    PreprocessOpt,
+    ThreadsOpt,
+    _require_extra,
+    app,
+    ranged,
+    user_errors,
+)
 
 
 @app.command()
@@ -17,15 +25,15 @@ from .common import BackendOpt, PrecisionOpt, PreprocessOpt, _require_extra, app
 def serve(
     model: Annotated[str, typer.Option("--model", "-m", help="ONNX file or registry name.")] = "demo",
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    port: Annotated[int, ranged("port", help="Port.")] = 8000,
     name: Annotated[Optional[str], typer.Option(help="Model name in the protocol (default: the registry name or file stem).")] = None,
-    max_body_mb: Annotated[float, typer.Option(help="Largest request body, MB (413 above).")] = 32.0,
+    max_body_mb: Annotated[float, ranged("max_body_mb", help="Largest request body, MB (413 above).")] = 32.0,
     api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' (health endpoints excepted).")] = None,
-    instances: Annotated[int, typer.Option(help="Detector copies in this process (one queue, the cores shared out).")] = 1,
-    max_batch: Annotated[int, typer.Option(help="Images per batch at most (dynamic batching).")] = 8,
-    max_delay_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests.")] = 5.0,
-    max_queue: Annotated[int, typer.Option(help="Images waiting at most; beyond it requests get 503 with Retry-After.")] = 64,
-    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads.")] = None,
+    instances: Annotated[int, ranged("instances", help="Detector copies in this process (one queue, the cores shared out).")] = 1,
+    max_batch: Annotated[int, ranged("max_batch", help="Images per batch at most (dynamic batching).")] = 8,
+    max_delay_ms: Annotated[float, ranged("max_delay_ms", help="How long a batch waits for more requests.")] = 5.0,
+    max_queue: Annotated[int, ranged("max_queue", help="Images waiting at most; beyond it requests get 503 with Retry-After.")] = 64,
+    threads: ThreadsOpt = None,
     backend: BackendOpt = "onnxruntime",
     precision: PrecisionOpt = "auto",
     preprocess: PreprocessOpt = "card",
@@ -35,18 +43,10 @@ def serve(
     _require_extra("fastapi", "serve", "serve")
     _require_extra("uvicorn", "serve", "serve")
     from ...runtime.detector import Detector
-    from ...serve.server import create_app, serve_forever
+    from ...serve.server import check_listen, create_app, serve_forever
 
-    if not 0 < port < 65536:
-        raise UsageError(f"--port must be 1..65535, got {port}")
-    if max_body_mb <= 0:
-        raise UsageError("--max-body-mb must be positive")
-    for flag, value in (("--instances", instances), ("--max-batch", max_batch),
-                        ("--max-queue", max_queue)):
-        if value < 1:
-            raise UsageError(f"{flag} must be at least 1, got {value}")
-    if max_delay_ms < 0:
-        raise UsageError("--max-delay-ms must be at least 0")
+    check_listen(host, port)  # before the model loads
+
     # the instances share the cores: each runtime gets its part, so their pools do not fight
     per = threads or max(1, (os.cpu_count() or 1) // instances)
     dets = [Detector(model, threads=per, backend=backend, precision=precision,

@@ -9,8 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import UsageError
-from ...io.files import ensure_dir
-from .common import _alias, _err, _require_extra, app, user_errors
+from .common import OverwriteOpt, _alias, _err, _require_extra, app, claim_out, ranged, user_errors
 
 
 @app.command()
@@ -20,24 +19,26 @@ def train(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder: last.pt, best.pt, train_config.json.  [required]")] = None,
     val: Annotated[Optional[Path], typer.Option(help="Validation set folder for periodic COCO mAP.")] = None,
     config: Annotated[str, typer.Option(help="Model config: 300 (training size) or 1200.")] = "300",
-    width: Annotated[float, typer.Option(help="Channel multiplier (1.0 = the MLPerf model).")] = 1.0,
-    epochs: Annotated[int, typer.Option()] = 70,
-    batch: Annotated[int, typer.Option()] = 32,
-    lr: Annotated[float, typer.Option(help="Learning rate for --batch images (MLPerf: 2.5e-3 per 32).")] = 2.5e-3,
-    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 300,
+    width: Annotated[float, ranged("width", help="Channel multiplier (1.0 = the MLPerf model).")] = 1.0,
+    epochs: Annotated[int, ranged("epochs", help="Passes over the training set.")] = 70,
+    batch: Annotated[int, ranged("batch", help="Images per optimizer step.")] = 32,
+    lr: Annotated[float, ranged("lr", help="Learning rate for --batch images (MLPerf: 2.5e-3 per 32).")] = 2.5e-3,
+    warmup: Annotated[int, ranged("warmup", help="Linear warm-up steps.")] = 300,
     milestones: Annotated[str, typer.Option(help="Epochs after which lr x0.1, comma-separated.")] = "40,50",
     backbone: Annotated[Optional[Path], typer.Option(help="torchvision ImageNet ResNet-34 weights for the trunk.")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from a checkpoint (MLPerf or ours); class heads are new when the classes differ.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Start a new run in an --out that holds one (its checkpoints are overwritten).")] = False,
-    eval_every: Annotated[int, typer.Option(help="Evaluate on --val every N epochs.")] = 5,
-    eval_limit: Annotated[Optional[int], typer.Option("--eval-limit", help="Evaluate on the first N validation images.")] = None,
-    eval_images: Annotated[Optional[int], typer.Option("--eval-images", hidden=True)] = None,
-    workers: Annotated[int, typer.Option(help="Data-loading processes.")] = 1,
-    seed: Annotated[int, typer.Option()] = 0,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
+    overwrite: OverwriteOpt = False,
+    eval_every: Annotated[int, ranged("eval_every", help="Evaluate on --val every N epochs.")] = 5,
+    eval_limit: Annotated[Optional[int], ranged("eval_limit", "--eval-limit", help="Evaluate on the first N validation images.")] = None,
+    eval_images: Annotated[Optional[int], ranged("eval_limit", "--eval-images", hidden=True)] = None,
+    loader_workers: Annotated[Optional[int], ranged("loader_workers", "--loader-workers", help="Data-loading processes.  [default: 1]")] = None,
+    workers: Annotated[Optional[int], ranged("loader_workers", "--workers", hidden=True)] = None,
+    seed: Annotated[int, ranged("seed", help="Seed of the initial weights, sample order and augmentations.")] = 0,
+    max_steps: Annotated[Optional[int], ranged("max_steps", help="Stop after this many steps.")] = None,
     optimizer: Annotated[str, typer.Option(help="sgd (the MLPerf recipe) or adamw (converges faster from scratch).")] = "sgd",
-    weight_decay: Annotated[float, typer.Option(help="Weight decay (MLPerf: 5e-4).")] = 5e-4,
+    weight_decay: Annotated[float, ranged("weight_decay", help="Weight decay (MLPerf: 5e-4).")] = 5e-4,
 ) -> None:
     """Train or fine-tune an SSD-ResNet34 with the MLPerf recipe."""
     _require_extra("torch", "torch", "train")
@@ -45,22 +46,34 @@ def train(
     from ...training.loop import train as run_training
 
     eval_images = _alias(eval_limit, "--eval-limit", eval_images, "--eval-images")
+    workers = _alias(loader_workers, "--loader-workers", workers, "--workers")
     if data is None or out is None:
         raise UsageError("--data and --out/-o are required")
-    if resume and exist_ok:
-        raise UsageError("--resume continues the run in --out, --exist-ok starts a new one: give one")
-    ensure_dir(out)
+    if sum((resume, exist_ok, overwrite)) > 1:
+        raise UsageError("--resume continues the run in --out, --exist-ok starts a new one over "
+                         "it, --overwrite moves it into previous-N/ first: give one")
     try:
         stones = tuple(int(m) for m in milestones.split(",") if m.strip())
     except ValueError:
         raise UsageError(f"--milestones must be comma-separated epochs, got {milestones!r}") from None
     cfg = TrainConfig(data=str(data), out=str(out), val=str(val) if val else None, config=config,
                       width=width, epochs=epochs, batch=batch, lr=lr, warmup=warmup,
-                      milestones=stones, seed=seed, workers=workers,
+                      milestones=stones, seed=seed, workers=1 if workers is None else workers,
                       backbone=str(backbone) if backbone else None,
                       init=str(init) if init else None, eval_every=eval_every,
                       eval_images=eval_images, max_steps=max_steps, optimizer=optimizer,
                       weight_decay=weight_decay)
+    cfg.check()  # every range before any folder is made
+    for name, path in (("--data", data), ("--val", val)):
+        if path is not None and not (path / "annotations.json").is_file():
+            raise UsageError(f"{name} {path}: " + (
+                "no annotations.json (a dataset folder holds images/ and annotations.json; "
+                "make one with singleshot data synth)" if path.is_dir() else "no such folder"))
+    for name, path in (("--init", init), ("--backbone", backbone)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{name} {path}: no such checkpoint file")
+    claim_out(out, "train", overwrite=overwrite, again="resume",
+              inputs=[data, val, init, backbone])
     t0 = time.monotonic()
     try:
         last = run_training(cfg, resume=resume, exist_ok=exist_ok)

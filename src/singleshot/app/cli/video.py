@@ -16,12 +16,22 @@ from ...errors import SingleshotError, UsageError
 from .common import (
     CONF_FOR_PEOPLE,
     BackendOpt,
+    ClassesOpt,
+    IouOpt,
+    MaxDetOpt,
+    OverwriteOpt,
     PrecisionOpt,
     PreprocessOpt,
+    ThreadsOpt,
+    _alias,
     _err,
     _parse_conf,
     _require_extra,
     app,
+    claim_out,
+    parse_classes,
+    plural,
+    ranged,
     user_errors,
 )
 
@@ -45,22 +55,24 @@ def _stem(source: str, taken: set[str]) -> str:
 def video(
     sources: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Video files, folders of them, stream URLs (http(s)://, rtsp://...) or webcam indices.")],
     model: Annotated[str, typer.Option("--model", "-m", help="ONNX file or registry name.")] = "demo",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/video/<timestamp>); several sources write OUT/<stem>/ each.")] = None,
-    stride: Annotated[int, typer.Option(help="Detect every K-th frame (the others are counted as skipped and drawn with the last detections).")] = 1,
-    start: Annotated[Optional[float], typer.Option(help="Start at this many seconds into the source.")] = None,
-    end: Annotated[Optional[float], typer.Option(help="Stop at this many seconds into the source.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/video/<timestamp>); several sources write OUT/<stem>/ each. An earlier video run there is refused without --overwrite.")] = None,
+    overwrite: OverwriteOpt = False,
+    stride: Annotated[int, ranged("stride", help="Detect every K-th frame (the others are counted as skipped and drawn with the last detections).")] = 1,
+    start: Annotated[Optional[float], ranged("start", help="Start at this many seconds into the source.")] = None,
+    end: Annotated[Optional[float], ranged("end", help="Stop at this many seconds into the source.")] = None,
     live: Annotated[bool, typer.Option("--live", help="Latest-frame policy for streams: always detect the newest frame, drop (and count) older ones.")] = False,
-    batch: Annotated[int, typer.Option(help="Frames per backend call (the graph must take batches: export --batch dynamic).")] = 1,
+    batch: Annotated[int, ranged("batch", help="Frames per backend call (the graph must take batches: export --batch dynamic).")] = 1,
     save_frames: Annotated[bool, typer.Option("--save-frames", help="Also write the decoded frames as PNG (lossless) into OUT/frames/.")] = False,
     no_video: Annotated[bool, typer.Option("--no-video", help="Do not write the annotated video.")] = False,
     no_track: Annotated[bool, typer.Option("--no-track", help="No tracking: no track ids, no tracks.txt.")] = False,
-    reconnect: Annotated[int, typer.Option(help="Streams: reopen a dropped stream this many times, with backoff.")] = 3,
+    reconnect: Annotated[int, ranged("reconnect", help="Streams: reopen a dropped stream this many times, with backoff.")] = 3,
     conf: Annotated[str, typer.Option(help="Score threshold for what is written and drawn; 'model' for the model's own.")] = str(CONF_FOR_PEOPLE),
-    iou: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (model's own: 0.5).")] = None,
-    max_det: Annotated[Optional[int], typer.Option(help="Detections per frame (model's: 200).")] = None,
-    only_classes: Annotated[Optional[str], typer.Option("--only-classes", help="Keep only these classes: comma-separated category ids or names.")] = None,
+    iou: IouOpt = None,
+    max_det: MaxDetOpt = None,
+    classes: ClassesOpt = None,
+    only_classes: Annotated[Optional[str], typer.Option("--only-classes", hidden=True)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (each source's summary) on stdout.")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
+    threads: ThreadsOpt = None,
     backend: BackendOpt = "onnxruntime",
     precision: PrecisionOpt = "auto",
     preprocess: PreprocessOpt = "card",
@@ -78,9 +90,7 @@ def video(
 
     conf_value = _parse_conf(conf)
     merge_options(NmsParams(), conf_value, iou, max_det)
-    classes = [c.strip() for c in only_classes.split(",") if c.strip()] if only_classes else None
-    if only_classes is not None and not classes:
-        raise UsageError("--only-classes needs at least one category id or name")
+    classes = parse_classes(_alias(classes, "--classes", only_classes, "--only-classes"))
     opts = VideoOptions(stride=stride, start=start, end=end, live=live, batch=batch,
                         save_frames=save_frames, annotate=not no_video, reconnect=reconnect,
                         detect={"classes": classes} if classes else {})
@@ -99,9 +109,7 @@ def video(
     shown = conf_value if conf_value is not None else det.params.score_threshold
     paths = expand_videos(sources)
     out = Path(out or Path("runs") / "video" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    from ...io.files import ensure_dir
-
-    ensure_dir(out)
+    claim_out(out, "video", overwrite=overwrite, again="refuse", inputs=[*paths, model])
     taken: set[str] = set()
     summaries, failed = [], 0
     for src in paths:
@@ -119,7 +127,7 @@ def video(
         tracks = f", {s['tracks']} tracks" if "tracks" in s else ""
         print(f"{src}: {f['decoded']} frames decoded, {f['processed']} processed, "
               f"{f['skipped_stride']} skipped by --stride, {f['dropped_live']} dropped by --live; "
-              f"{s['detections']} detections (score >= {shown:g}){tracks}; "
+              f"{plural(s['detections'], 'detection')} (score >= {shown:g}){tracks}; "
               f"{s['frames_per_s'] or 0:.1f} frames/s -> {folder}", file=sys.stderr)
         if s["error"]:
             _err(f"{src}: {s['error']}")
