@@ -61,11 +61,25 @@ def test_bench_on_a_folder_and_bad_input(tmp_path):
     doc = _bench("demo", "--backend", "onnxruntime", "--images", str(tmp_path / "imgs"),
                  "--iterations", "2", "--warmup", "0", "--no-throughput", "--json")
     assert doc["results"][0]["images"] == 2
+    # a broken file and a dangling link are skipped and reported; the rest is timed and written
     (tmp_path / "imgs" / "2.jpg").write_bytes(b"broken")
-    res = CliRunner().invoke(app, ["bench", "demo", "--images", str(tmp_path / "imgs")])
-    assert res.exit_code == 2 and "2.jpg" in res.stderr
-    res = CliRunner().invoke(app, ["bench", "demo", "--backend", "tpu"])
-    assert res.exit_code == 2 and "unknown backend" in res.stderr
+    (tmp_path / "imgs" / "3.jpg").symlink_to(tmp_path / "gone.jpg")
+    res = CliRunner().invoke(app, ["bench", "demo", "--backend", "onnxruntime", "--images",
+                                   str(tmp_path / "imgs"), "--iterations", "1", "--warmup", "0",
+                                   "--no-throughput", "-o", str(tmp_path / "b")])
+    assert res.exit_code == 1 and "2.jpg" in res.stderr and "3.jpg" in res.stderr
+    assert "Traceback" not in res.stderr
+    doc = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert doc["results"][0]["images"] == 2 and len(doc["skipped_images"]) == 2
+    assert doc["results"][0]["throughput_ips"] is None  # --no-throughput: not measured
+    for args in (["--backend", "tpu"], ["--backend", "onnxruntime,foo"]):
+        res = CliRunner().invoke(app, ["bench", "demo", *args])
+        assert res.exit_code == 2 and "unknown backend" in res.stderr
+    # a missing model or a non-detector: exit 2 before anything is timed, as detect and info
+    (tmp_path / "notes.onnx").write_text("not a model")
+    for model in ("missing.onnx", str(tmp_path / "notes.onnx")):
+        res = CliRunner().invoke(app, ["bench", "demo", model, "--backend", "onnxruntime"])
+        assert res.exit_code == 2 and "p50" not in res.stdout + res.stderr
 
 
 @pytest.mark.parametrize("scenario", ["singlestream", "offline", "server"])

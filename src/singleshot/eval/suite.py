@@ -38,6 +38,8 @@ class EvalResult:
     table: str
     out: Path
     failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # a run whose numbers mislead, said
+    nothing_evaluated: bool = False  # no image, or no object: every metric is -1
 
     def to_dict(self) -> dict:
         """The ``eval --json`` document: one model's ``{"AP", ..., "ARl", "per_class": {name:
@@ -105,6 +107,10 @@ def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotat
     from ..runtime.detector import Detector
 
     result = EvalResult([], "", out)
+    if not gt.data["annotations"]:
+        result.nothing_evaluated = True
+        result.warnings.append(f"{annotations}: holds no objects (0 annotations): there is "
+                               "nothing to score, every metric is -1")
     taken: set[str] = set()
     detectors = {}
     for m in models:  # every model loads and every earlier run matches before any work
@@ -119,6 +125,11 @@ def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotat
                             limit=limit, progress=progress, batch=batch,
                             runner=runner or detect_images)
         result.failures[name] = run.failures
+        asked = len(run.done_ids) + len(run.failures)
+        if asked and not run.done_ids:
+            result.nothing_evaluated = True
+            result.warnings.append(f"{name}: none of the {asked} image(s) could be read: "
+                                   "nothing was evaluated, every metric is -1")
         if run.resumed:
             progress.note(f"{name}: resumed, {run.resumed} image(s) already done in {out / name}")
         write_json_atomic(out / name / "results.json", run.results)
@@ -127,7 +138,8 @@ def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotat
         result.rows.append({"model": name, "backend": detector.backend.name,
                             "precision": detector.backend.precision, **score.flat(),
                             "images": len(run.done_ids), "failed": len(run.failures),
-                            "images_per_s": run.images_per_s, "inference_ms": run.inference_ms,
+                            "images_per_s": run.images_per_s if run.done_ids else None,
+                            "inference_ms": run.inference_ms if run.done_ids else None,
                             "evaluator": score.backend})
     for rf in result_files:
         rf = Path(rf)
@@ -138,7 +150,14 @@ def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotat
             res = json.loads(rf.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UsageError(f"{rf}: not valid JSON ({err})") from None
-        score = coco_score(gt, check_results(res, gt, str(rf)), fast=fast)
+        checked = check_results(res, gt, str(rf))
+        covered = {r["image_id"] for r in checked}
+        if len(covered) < len(gt.images):
+            result.warnings.append(
+                f"{rf}: detections for {len(covered)} of {len(gt.images)} image(s); the other "
+                f"{len(gt.images) - len(covered)} count as images where nothing was found "
+                "(score a results file against annotations of the images it covers)")
+        score = coco_score(gt, checked, fast=fast)
         (out / name).mkdir(parents=True, exist_ok=True)
         plot_pr(score, name, out / name / "pr.png")
         result.rows.append({"model": name, **score.flat(), "images": len(gt.images), "failed": 0,

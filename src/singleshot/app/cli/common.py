@@ -8,12 +8,43 @@ from functools import wraps
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from ...core.limits import RANGES
 from ...errors import SingleshotError, UsageError
 
+try:  # typer 0.26 vendors click; earlier releases use click itself
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - typer < 0.26
+    from click import exceptions as _click_errors
+
+
+class OneLineErrors(TyperGroup):
+    """The command group whose usage errors (bad option values, unknown options, missing
+    arguments) are one line on stderr, ``error: ...``, exit 2 - like every other error here -
+    instead of click's usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _click_errors.NoArgsIsHelpError as err:
+            err.show()  # a bare group or command: its help, as before
+            sys.exit(err.exit_code)
+        except _click_errors.ClickException as err:
+            ctx = getattr(err, "ctx", None)
+            where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            print(f"error: {err.format_message()}{where}", file=sys.stderr)
+            sys.exit(err.exit_code)
+        except _click_errors.Abort:
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  rich_markup_mode=None,
+                  rich_markup_mode=None, cls=OneLineErrors,
                   help="SSD-ResNet34 (ONNX Model Zoo) detection, export, evaluation and more. "
                        "Exit codes: 0 done; 1 some inputs failed; 2 usage or model error.")
 

@@ -93,5 +93,7 @@ def eval_(
     print(f"evaluator: {rows[0]['evaluator']}; report in {out}", file=stream)
     if cluster is not None and cluster.timings.get("images"):
         print(cluster_summary(cluster), file=sys.stderr)
-    if any(r["failed"] for r in rows):
+    for warning in res.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if any(r["failed"] for r in rows) or res.nothing_evaluated:
         raise typer.Exit(1)
