@@ -92,3 +92,15 @@ def test_bad_files_are_one_line_errors(tmp_path, text, message):
     p.write_text(text)
     with pytest.raises(UsageError, match=message):
         read_mot(p)
+
+
+def test_a_frame_with_one_side_empty_keeps_last_pairs():
+    """TrackEval keeps the previous frame's pairs across a frame where a class has ground truth
+    but no tracker box: frame 1 gt 7 matches A (IoU 0.9, B 0.7 also overlaps), frame 2 has no
+    tracker box, frame 3 both again with B the better IoU. The kept pair A wins (its bonus), so
+    no id switch; resetting the pairs on frame 2 made B win and counted one."""
+    gt = [(f, 7, 0, 0, 10, 10) for f in (1, 2, 3)]
+    tr = [(1, 1, 0, 0, 10, 9), (1, 2, 0, 0, 10, 7), (3, 1, 0, 0, 10, 7), (3, 2, 0, 0, 10, 9)]
+    m = score(gt, tr)
+    # frame 1: A matched, B a FP; frame 2: a miss; frame 3: A matched again (prev pair), B FP
+    assert (m["IDSW"], m["FP"], m["FN"]) == (0, 2, 1)

@@ -29,6 +29,7 @@ from .common import (
     _require_extra,
     app,
     claim_out,
+    flag,
     parse_classes,
     plural,
     ranged,
@@ -118,8 +119,8 @@ def video(
             s = process_video(src, det, folder, opts, progress=ConsoleProgress(),
                               tracking=tracking)
         except SingleshotError as err:
-            _err(str(err))
-            summaries.append({"source": src, "out": None, "error": str(err)})
+            _err(err.render(flag))
+            summaries.append({"source": src, "out": None, "error": err.render(flag)})
             failed += 1
             continue
         summaries.append(s)
