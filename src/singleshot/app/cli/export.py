@@ -35,14 +35,16 @@ def export(
     classes = _alias(class_names, "--class-names", classes, "--classes")
     if output is None:
         raise UsageError("--out/-o is required: where to write the .onnx file")
+    from ...hub.registry import is_registry_name
+
+    onnx_input = checkpoint.suffix == ".onnx" or is_registry_name(str(checkpoint))
+    if not onnx_input:  # a checkpoint: torch is needed, said before anything else
+        _require_extra("torch", "torch", "export")
     check_output_file(output, [checkpoint, classes])
     if checkpoint.is_dir():
         raise UsageError(f"{checkpoint}: is a folder; give a checkpoint file (or an .onnx to "
                          "re-batch)")
-    from ...hub.registry import is_registry_name
-
-    if not checkpoint.exists() and checkpoint.suffix != ".onnx" and \
-            not is_registry_name(str(checkpoint)):
+    if not checkpoint.exists() and not onnx_input:
         raise UsageError(f"{checkpoint}: no such file")
     ensure_parent(output)
     if not is_checkpoint(checkpoint) and (checkpoint.suffix == ".onnx" or not checkpoint.exists()):
@@ -55,7 +57,6 @@ def export(
         print(f"{checkpoint} -> {output}: batched zoo contract (batch dynamic)")
         print(report)
         return
-    _require_extra("torch", "torch", "export")
     from ...export.exporter import export_onnx
     from ...model.checkpoint import detector_from_checkpoint
     if input_size is not None and input_size not in ("1200", "300"):
