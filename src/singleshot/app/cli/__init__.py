@@ -12,5 +12,19 @@ for _name in COMMANDS:
     importlib.import_module(f"{__name__}.{_name.replace('-', '_')}")
 
 
+def _summaries(typer_app) -> None:
+    """``singleshot --help`` lists each command with its docstring's first sentence, whole
+    (click would cut it at the terminal's width, mid-sentence)."""
+    for info in typer_app.registered_commands:
+        doc = " ".join((info.callback.__doc__ or "").split())
+        if info.short_help is None and doc:
+            info.short_help = doc.split(". ")[0].rstrip(".") + "."
+    for group in typer_app.registered_groups:
+        _summaries(group.typer_instance)
+
+
+_summaries(app)
+
+
 def main() -> None:
     app()

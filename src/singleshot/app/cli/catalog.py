@@ -61,6 +61,7 @@ def download(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Registry name, e.g. ssd-12.")],
     force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False,
     with_test_data: Annotated[bool, typer.Option("--with-test-data", help="Also fetch the zoo's archive with sample test data and extract it safely (then: singleshot verify).")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Download a zoo model into the cache ($SINGLESHOT_HOME, default ~/.cache/singleshot)."""
     from ...hub.download import ensure_model
@@ -71,12 +72,18 @@ def download(
         raise UsageError(f"{name} is bundled and has no zoo archive of test data; "
                          "singleshot export --test-data N writes test sets for your own models")
     path = ensure_model(entry, force=force)
-    print(path)
+    folder = None
+    if not as_json:
+        print(path)
     if with_test_data:
         from ...hub.download import ensure_test_data
 
         folder = ensure_test_data(entry, force=force)
-        print(f"{folder}  (check it here: singleshot verify {folder})")
+        if not as_json:
+            print(f"{folder}  (check it here: singleshot verify {folder})")
+    if as_json:
+        print(json.dumps({"name": entry.name, "path": str(path),
+                          "test_data": str(folder) if folder else None}))
 
 
 @app.command()

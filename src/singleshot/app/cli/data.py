@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ...errors import UsageError
-from .common import OverwriteOpt, _alias, _require_extra, app, claim_out, ranged, user_errors
+from .common import JsonOpt, OverwriteOpt, _alias, _require_extra, app, claim_out, ranged, user_errors
 
 data_app = typer.Typer(help="Datasets: synthetic scenes and videos with ground truth.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -22,6 +23,7 @@ def data_synth(
     seed: Annotated[int, ranged("seed", help="Seed; the same seed gives the same dataset.")] = 0,
     images: Annotated[Optional[int], ranged("num_images", "--images", hidden=True)] = None,
     overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write a COCO-format dataset of synthetic scenes (6 shape classes on textured backgrounds).
     Over an earlier data synth folder, the old set moves into OUT/previous-N/ first (said)."""
@@ -33,6 +35,9 @@ def data_synth(
         raise UsageError("--out/-o is required: the folder to write the dataset into")
     claim_out(out, "data synth", overwrite=overwrite)
     path = write_dataset(out, images, seed)
+    if as_json:
+        print(json.dumps({"out": str(out), "images": images, "annotations": str(path)}))
+        return
     print(f"wrote {images} scenes to {out / 'images'} and {path}")
 
 
@@ -47,6 +52,7 @@ def data_synth_video(
     height: Annotated[int, ranged("frame_height", "--height", help="Frame height.")] = 480,
     fps: Annotated[int, ranged("fps", help="Frame rate.")] = 25,
     overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write synthetic videos of moving shapes with ground-truth tracks: OUT/<seq>/<seq>.mp4,
     gt/gt.txt and seqinfo.ini (at least 6 objects a frame, occlusions behind pillars of 8+
@@ -61,9 +67,15 @@ def data_synth_video(
     if out is None:
         raise UsageError("--out/-o is required: the folder to write the sequences into")
     claim_out(out, "data synth-video", overwrite=overwrite)
+    videos = []
     for k in range(num_videos):
         s = seed + k
         stats = write_sequence(out, f"synth-s{s}", s, num_frames, (width, height), fps)
+        videos.append({"path": str(out / stats["name"]), "frames": num_frames, **stats})
+        if as_json:
+            continue
         print(f"{out / stats['name']}: {num_frames} frames, {stats['tracks']} tracks, "
               f"{stats['occluded_fraction']:.0%} of them hidden 8+ frames, at least "
               f"{stats['min_objects']} objects a frame")
+    if as_json:
+        print(json.dumps({"out": str(out), "videos": videos}))

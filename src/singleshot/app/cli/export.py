@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,7 +10,7 @@ import typer
 
 from ...errors import UsageError
 from ...io.files import ensure_parent
-from .common import _alias, _require_extra, app, ranged, user_errors
+from .common import JsonOpt, _alias, _require_extra, app, ranged, user_errors
 
 
 @app.command()
@@ -26,6 +27,7 @@ def export(
     check: Annotated[bool, typer.Option(help="Run the parity check against torch.")] = True,
     test_data: Annotated[int, ranged("test_data", help="Also write N test sets beside the model (test_data_set_K/input_0.pb, output_J.pb) for singleshot verify.")] = 0,
     batch: Annotated[Optional[str], typer.Option(help="The batched zoo contract: 'dynamic' or a fixed N (opset >= 12): outputs padded to the detection cap, with num_detections.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Export a checkpoint to ONNX in the zoo contract (or raw heads with --raw)."""
     from ...io.guard import check_output_file
@@ -54,6 +56,11 @@ def export(
         from ...export.parity import rebatch_checked
 
         report = rebatch_checked(str(checkpoint), output)
+        if as_json:
+            print(json.dumps({"checkpoint": str(checkpoint), "out": str(output),
+                              "kind": "batched zoo contract (batch dynamic)",
+                              "parity": str(report)}))
+            return
         print(f"{checkpoint} -> {output}: batched zoo contract (batch dynamic)")
         print(report)
         return
@@ -75,14 +82,24 @@ def export(
                          category_ids=ckpt.category_ids)
     kind = "raw heads" if raw else ("zoo contract" if batch is None else
                                     f"batched zoo contract (batch {batch})")
+    sets = []
+    if test_data:
+        from ...eval.verify import write_test_data
+
+        sets = write_test_data(output, test_data)
+    if as_json:
+        print(json.dumps({"checkpoint": str(checkpoint), "checkpoint_kind": ckpt.kind,
+                          "out": str(output), "kind": kind, "opset": opset,
+                          "input_size": cfg.input_size, "classes": cfg.num_classes,
+                          "default_boxes": cfg.default_boxes().num_anchors,
+                          "parity": None if report is None else str(report),
+                          "test_sets": [str(p) for p in sets]}))
+        return
     print(f"{checkpoint} ({ckpt.kind}) -> {output}: {kind}, "
           f"opset {opset}, input {cfg.input_size}x{cfg.input_size}, {cfg.num_classes} classes, "
           f"{cfg.default_boxes().num_anchors} default boxes")
     if report is not None:
         print(report)
-    if test_data:
-        from ...eval.verify import write_test_data
-
-        sets = write_test_data(output, test_data)
+    if sets:
         print(f"wrote {len(sets)} test set(s) beside {output}: "
               + ", ".join(p.name for p in sets))
