@@ -180,3 +180,14 @@ def test_library_checks_the_same_ranges():
     # a message names options as the user types them
     assert UsageError("{opt:cpus-per-worker} must be above 0").render(
         lambda n: "--" + n.replace("_", "-")) == "--cpus-per-worker must be above 0"
+
+
+def test_serve_on_a_taken_port_is_one_line_exit_2():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, _, stderr = run("serve", "--port", taken.getsockname()[1])
+    assert code == 2 and "cannot listen" in stderr and "--port" in stderr
+    assert len(stderr.strip().splitlines()) == 1

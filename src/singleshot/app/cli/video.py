@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ...errors import SingleshotError, UsageError
+from ...errors import SingleshotError
 from .common import (
     CONF_FOR_PEOPLE,
     BackendOpt,
