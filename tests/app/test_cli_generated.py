@@ -261,6 +261,21 @@ def _fixed_cases(pool):
           "demo", "-o", root / "o9"], {2}, "is a file"),
         (["quantize", "demo", "-o", root / "q.onnx", "--calib", root / "imgs", "--max-drop",
           "1%"], {2}, "--max-drop"),
+        (["detect", root / "imgs" / "a.jpg", "--max-pixels", "0"], {2}, "--max-pixels"),
+        (["detect", root / "imgs" / "a.jpg", "--max-pixels", "100"], {1}, "--max-pixels"),
+        (["detect", root / "imgs" / "a.jpg", "--max-det", "1", "--conf", "0"], {0},
+         ": 1 detection ("),
+        (["detect", root / "imgs" / "a.jpg", "--only-classes", "nosuch"], {2}, "unknown class"),
+        (["train", "--data", root / "badset", "-o", root / "o10", "--max-steps", "1", "--width",
+          "0.125", "--batch", "1"], {0}, "skipped"),
+        (["info", "-m", "demo"], {0}, "contract: zoo"),
+        (["info", "demo", "-m", "ssd-12"], {2}, "give the model once"),
+        (["verify", "-m", "demo"], {2}, "bundled"),
+        (["verify", "ssd-12"], {1}, "ssd-12.tar.gz"),
+        (["bench", "-m", "demo", "--iterations", "1", "--warmup", "0", "--no-throughput",
+          "--backend", "onnxruntime", "--json"], {0}, '"results"'),
+        (["data", "synth", "-o", root / "o11", "--num-images", "1", "--json"], {0}, '"images": 1'),
+        (["eval-video", "--tracks", root, "--gt", root, "--classes", "a,b"], {2}, "sequence"),
     ]
 
 
@@ -274,6 +289,11 @@ def test_the_listed_examples(runner, pool, tmp_path):
     (root / "withlink" / "a.jpg").write_bytes((root / "imgs" / "a.jpg").read_bytes())
     if not (root / "withlink" / "dangling.jpg").is_symlink():
         (root / "withlink" / "dangling.jpg").symlink_to(root / "nowhere.jpg")
+    import shutil  # a dataset with a text file named .jpg among its images
+
+    shutil.copytree(root / "set", root / "badset")
+    victim = sorted((root / "badset" / "images").iterdir())[0]
+    victim.write_text("not an image\n")
     # EXIF with an orientation tag beside ImageWidth stored as UNDEFINED (PIL's
     # exif_transpose raises struct.error on it)
     Image.new("RGB", (64, 48), (200, 30, 30)).save(root / "exif.jpg", exif=_broken_exif())
@@ -286,6 +306,21 @@ def test_the_listed_examples(runner, pool, tmp_path):
             failures.append(f"singleshot {' '.join(map(str, args))}: exit {res['code']}, "
                             f"stderr {res['stderr'][-600:]!r}")
     assert not failures, "\n".join(failures)
+
+
+def test_every_option_says_what_it_does_and_summaries_are_whole():
+    for name, cmd in COMMANDS.items():
+        for p in cmd.params:
+            if getattr(p, "hidden", False) or p.name == "help":
+                continue
+            text = getattr(p, "help", None) if p.param_type_name == "option" else \
+                getattr(p, "help", None) or "argument"
+            assert text and text.strip(), f"{name} {p.opts[0]} has no help"
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(app, ["--help"], terminal_width=100)
+    listing = res.stdout.split("Commands:")[1]
+    assert res.exit_code == 0 and "..." not in listing, listing
 
 
 def _broken_exif() -> bytes:

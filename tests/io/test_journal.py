@@ -59,3 +59,17 @@ def test_other_manifest_is_refused(tmp_path):
     j.open({"model_sha256": "1" * 64, "conf": 0.25, "model_path": "/moved"})  # same model
     with pytest.raises(UsageError, match=r"conf 0.25 -> 0.5"):
         j.open({"model_sha256": "1" * 64, "conf": 0.5, "model_path": "/x"})
+
+
+def test_an_interrupted_run_keeps_its_lines_and_is_marked(tmp_path):
+    j = journal(tmp_path)
+    j.open({"model": "m"})
+    with pytest.raises(KeyboardInterrupt):
+        with j.appender() as add:
+            add({"path": "a"})
+            raise KeyboardInterrupt
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["interrupted"] is True and run["results"] == 1 and run["model"] == "m"
+    assert j.keys() == {"a"}
+    j.open({"model": "m"})  # resumed: the same manifest, the mark gone until it is cut again
+    assert "interrupted" not in json.loads((tmp_path / "run" / "run.json").read_text())

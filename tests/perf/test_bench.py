@@ -124,3 +124,52 @@ def test_bench_batch_sizes(tiny_model, tmp_path):
     assert res.exit_code == 2 and "--batch" in res.stderr
     assert "batches" not in _bench("demo", "--backend", "onnxruntime", "--iterations", "1",
                                    "--no-throughput", "--json")
+
+
+def test_int8_note_compares_like_with_like():
+    from singleshot.perf.bench import int8_notes
+
+    cpu = {"int8": "avx2", "bf16": False, "model": "x", "cores": 2}
+
+    def row(model, precision, preprocess, ms):
+        return {"model": model, "backend": "openvino", "precision": precision,
+                "preprocess": preprocess, "stages_ms": {"inference": ms}}
+
+    # int8 16.2 ms vs bf16 19.2 ms with the same preprocessing: faster, no note - although a
+    # float row with other preprocessing is faster still
+    rows = [row("m.onnx", "bf16", "card", 19.2), row("m.onnx", "bf16", "fast", 15.0),
+            row("q.onnx", "int8", "card", 16.2)]
+    assert int8_notes(rows, cpu) == []
+    rows.append(row("q.onnx", "int8", "fast", 15.5))
+    (note,) = int8_notes(rows, cpu)
+    assert "--preprocess fast" in note and note.count("q.onnx") == 1 and "bf16" in note
+
+
+def test_server_load_counts_only_answered_requests():
+    import http.server
+    import threading
+
+    from singleshot.perf.loadtest import load_test
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        res = load_test(f"http://127.0.0.1:{server.server_address[1]}", [b"x"], clients=2,
+                        requests=20)
+    finally:
+        server.shutdown()
+    assert res["requests"] == 20 and res["ok"] == 0 and res["errors"] == 20
+    assert res["throughput_rps"] == 0 and res["latency_ms"]["p50"] is None
+    assert res["status"] == {"500": 20}

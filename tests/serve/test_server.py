@@ -131,6 +131,11 @@ def test_plain_detect_endpoint(server, scenes):
     status, body, _ = _http("POST", server.url + f"/detect?classes={cat}", data,
                             {"Content-Type": "application/octet-stream"})
     assert status == 200 and {d["category"] for d in json.loads(body)["images"][0]["detections"]} == {cat}
+    # conf=model: the model's own threshold, as the CLI's --conf model (0.05 < the default 0.25)
+    status, body, _ = _http("POST", server.url + "/detect?conf=model", data,
+                            {"Content-Type": "image/jpeg"})
+    scores = [d["score"] for d in json.loads(body)["images"][0]["detections"]]
+    assert status == 200 and len(scores) > len(ref["detections"]) and min(scores) < 0.25
 
 
 def _infer_json(elements, datatype="BYTES", shape=None, parameters=None):

@@ -42,3 +42,47 @@ def test_eval_video_reads_a_single_source_run_and_checks_class_names(clip, tmp_p
     assert json.loads(stdout)["overall"]["GT_IDs"] > 0
     code, _, stderr = run("eval-video", "--tracks", out, "--gt", gt, "--class-names", "a,b")
     assert code == 2 and "--class-names" in stderr
+
+
+class _Stop:
+    """A progress that records the total and stops the run with Ctrl-C after ``after`` frames."""
+
+    def __init__(self, after=None):
+        self.after, self.seen, self.total = after, 0, None
+
+    def start(self, label, total=None, unit=""):
+        self.total = total
+
+    def advance(self, n=1, text=None):
+        self.seen += n
+        if self.after is not None and self.seen >= self.after:
+            raise KeyboardInterrupt
+
+    def done(self):
+        pass
+
+    def note(self, message):
+        pass
+
+    def log(self, message):
+        pass
+
+
+def test_the_bar_counts_the_range_and_ctrl_c_marks_the_summary(clip, tmp_path):
+    import pytest
+
+    from singleshot.runtime.detector import Detector
+    from singleshot.video.run import VideoOptions, process_video
+
+    det = Detector("demo")
+    bar = _Stop()
+    process_video(str(clip), det, tmp_path / "a", VideoOptions(start=1.0, end=1.5, annotate=False),
+                  progress=bar)
+    assert bar.total == 5  # 0.5 s at 10 fps, not the clip's 30 frames
+    with pytest.raises(KeyboardInterrupt):
+        process_video(str(clip), det, tmp_path / "b", VideoOptions(annotate=False),
+                      progress=_Stop(after=4))
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["error"] == "interrupted"
+    lines = (tmp_path / "b" / "detections.jsonl").read_text().splitlines()
+    assert len(lines) >= 4  # every finished frame kept

@@ -106,7 +106,21 @@ class Journal:
                 written.add(key)
                 return True
 
-            yield add
+            try:
+                yield add
+            except KeyboardInterrupt:  # finished lines are kept; run.json says the run was cut
+                self.mark(interrupted=True, results=len(written))
+                raise
+
+    def mark(self, **state) -> None:
+        """Add ``state`` to run.json (e.g. ``interrupted``); the next :meth:`open` writes the
+        manifest afresh, so a resumed run that finishes carries no mark."""
+        run = self.dir / "run.json"
+        try:
+            doc = json.loads(run.read_text())
+        except (OSError, ValueError):
+            doc = {}
+        write_json_atomic(run, {**(doc if isinstance(doc, dict) else {}), **state})
 
     def _ends_with_newline(self) -> bool:
         with open(self.path, "rb") as f:

@@ -46,7 +46,8 @@ class OneLineErrors(TyperGroup):
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, cls=OneLineErrors,
                   help="SSD-ResNet34 (ONNX Model Zoo) detection, export, evaluation and more. "
-                       "Exit codes: 0 done; 1 some inputs failed; 2 usage or model error.")
+                       "Exit codes: 0 done; 1 some inputs failed; 2 usage or model error; "
+                       "130 interrupted.")
 
 
 def _version(value: bool) -> None:
@@ -62,7 +63,7 @@ def _main(ctx: typer.Context,
           version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Print the version and exit.")] = False) -> None:
     """SSD-ResNet34 (ONNX Model Zoo) detection, export, evaluation and more. Exit codes: 0 done;
-    1 some inputs failed; 2 usage or model error."""
+    1 some inputs failed; 2 usage or model error; 130 interrupted."""
     from ...progress import set_default
     from ..progress import ConsoleProgress
 
