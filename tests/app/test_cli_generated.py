@@ -333,3 +333,17 @@ def _broken_exif() -> bytes:
         body += struct.pack("<HHI", tag, typ, count) + value
     body += struct.pack("<I", 0)
     return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + body
+
+
+def test_every_option_a_message_names_exists():
+    """``{opt:name}`` in a library message is shown as ``--name`` on the command line: each such
+    name must be an option of some command (no message names an option nobody can type)."""
+    import re
+
+    from singleshot.app.cli.common import flag
+
+    typed = {o for cmd in COMMANDS.values() for p in cmd.params for o in getattr(p, "opts", [])}
+    src = Path(__file__).resolve().parents[2] / "src" / "singleshot"
+    named = {m for f in src.rglob("*.py") for m in re.findall(r"\{opt:([a-z0-9_-]+)\}",
+                                                                f.read_text())}
+    assert named and {flag(n) for n in named} <= typed, sorted({flag(n) for n in named} - typed)

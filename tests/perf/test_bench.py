@@ -173,3 +173,18 @@ def test_server_load_counts_only_answered_requests():
     assert res["requests"] == 20 and res["ok"] == 0 and res["errors"] == 20
     assert res["throughput_rps"] == 0 and res["latency_ms"]["p50"] is None
     assert res["status"] == {"500": 20}
+
+
+def test_a_backend_failing_at_run_time_gets_its_row_and_the_rest_is_written(tmp_path):
+    # QOperator graphs do not compile on OpenVINO: reported in the table, onnxruntime's row kept
+    res = CliRunner().invoke(app, ["bench", "demo-int8-qoperator", "--backend",
+                                   "onnxruntime,openvino", "--iterations", "1", "--warmup", "0",
+                                   "--no-throughput", "-o", str(tmp_path / "b")])
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    doc = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert [r["backend"] for r in doc["results"]] == ["onnxruntime"]
+    assert [f["backend"] for f in doc["failed"]] == ["openvino"]
+    table = (tmp_path / "b" / "results.md").read_text()
+    row = next(line for line in table.splitlines() if "failed:" in line)
+    header = next(line for line in table.splitlines() if line.startswith("| model"))
+    assert "openvino" in row and row.count("|") == header.count("|")

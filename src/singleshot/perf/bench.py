@@ -190,12 +190,13 @@ def bench_document(rows: list[dict], cpu: dict, notes: list[str],
     return doc
 
 
-def bench_report(rows: list[dict], cpu: dict, notes: list[str]) -> str:
-    """The Markdown report: the CPU line, the table, a ``note:`` line per note."""
+def bench_report(rows: list[dict], cpu: dict, notes: list[str], failed: list[dict] = ()) -> str:
+    """The Markdown report: the CPU line, the table (a row per failed pair too), a ``note:``
+    line per note."""
     from ..runtime.cpu import describe
 
-    return f"{describe(cpu)}\n\n{markdown(rows)}" + "".join(f"\nnote: {n}" for n in notes) \
-        + ("\n" if notes else "")
+    return f"{describe(cpu)}\n\n{markdown(rows, failed)}" + \
+        "".join(f"\nnote: {n}" for n in notes) + ("\n" if notes else "")
 
 
 def parse_batches(text: str) -> list[int]:
@@ -295,12 +296,17 @@ def detect_all(det, items: list[bytes]):
         yield d
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], failed: list[dict] = ()) -> str:
+    """The side-by-side table; ``failed`` (``{"model", "backend", "error"}``: a pair that broke
+    while running) get a row of their own saying so."""
     cells = [[Path(r["model"]).name, r["backend"], r["precision"], r["preprocess"],
               *(f"{r['latency_ms'][p]:.1f}" for p in ("p50", "p90", "p99")),
               *(f"{r['stages_ms'][k]:.1f}" for k in STAGES), f"{r['singlestream_ips']:.2f}",
               "-" if r["throughput_ips"] is None else
               f"{r['throughput_ips']:.2f} ({r['streams']})"] for r in rows]
+    cells += [[Path(f["model"]).name, f["backend"], "-", "-",
+               "failed: " + f["error"][:80].replace("|", "/"), *["-"] * (4 + len(STAGES))]
+              for f in failed]
     return markdown_table(["model", "backend", "precision", "preprocess", "p50 ms", "p90 ms",
                            "p99 ms", *STAGES, "single-stream img/s", "throughput img/s (streams)"],
                           cells)

@@ -145,10 +145,8 @@ def bench(
                 continue
             rows.append(row)
     cpu = cpu_info()
-    notes = int8_notes(rows, cpu) + [f"{f['model']} on {f['backend']} failed: {f['error']}"
-                                     for f in failed]
-    notes += [f"skipped {e}" for e in skipped]
-    table = bench_report(rows, cpu, notes) if rows else "".join(f"note: {n}\n" for n in notes)
+    notes = int8_notes(rows, cpu) + [f"skipped {e}" for e in skipped]
+    table = bench_report(rows, cpu, notes, failed)
     if sizes:
         table += "\nbatches (end to end, one backend call per batch):\n\n" + batch_markdown(batch_rows)
     doc = bench_document(rows, cpu, notes, batch_rows if sizes else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -9,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import UsageError
-from .common import OverwriteOpt, _alias, _err, _require_extra, app, claim_out, ranged, user_errors
+from .common import JsonOpt, OverwriteOpt, _alias, _err, _require_extra, app, claim_out, ranged, user_errors
 
 
 @app.command()
@@ -39,6 +40,7 @@ def train(
     max_steps: Annotated[Optional[int], ranged("max_steps", help="Stop after this many steps.")] = None,
     optimizer: Annotated[str, typer.Option(help="sgd (the MLPerf recipe) or adamw (converges faster from scratch).")] = "sgd",
     weight_decay: Annotated[float, ranged("weight_decay", help="Weight decay (MLPerf: 5e-4).")] = 5e-4,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train or fine-tune an SSD-ResNet34 with the MLPerf recipe."""
     _require_extra("torch", "torch", "train")
@@ -80,5 +82,11 @@ def train(
     except KeyboardInterrupt:
         _err(f"interrupted; continue with: singleshot train ... -o {out} --resume")
         raise typer.Exit(130) from None
+    best = out / "best.pt"
+    if as_json:
+        print(json.dumps({"out": str(out), "last": str(last),
+                          "best": str(best) if best.exists() else None,
+                          "minutes": round((time.monotonic() - t0) / 60, 3)}))
+        return
     print(f"done in {(time.monotonic() - t0) / 60:.1f} min: {last}"
-          + (f" (best validation mAP in {out / 'best.pt'})" if (out / 'best.pt').exists() else ""))
+          + (f" (best validation mAP in {best})" if best.exists() else ""))
