@@ -111,6 +111,11 @@ def test_detect_never_reads_its_own_output(tmp_path, scenes):
 
 
 def test_a_folder_named_like_a_registry_model_never_shadows_it(tmp_path, scenes):
+    # `demo -o demo` (the README's kind of command) and then every command in that folder
+    assert run("demo", "-o", "demo", "--num-images", "1", "--no-compare", cwd=tmp_path)[0] == 0
+    assert run("demo", "-o", "demo", "--num-images", "1", "--no-compare", cwd=tmp_path)[0] == 0
+    assert run("detect", scenes[0], "-o", "demo2", cwd=tmp_path)[0] == 0
+    shutil.rmtree(tmp_path / "demo")
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo" / "report.md").write_text("an earlier singleshot demo -o demo\n")
     code, stdout, stderr = run("detect", scenes[0], cwd=tmp_path)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..core.limits import check
 from ..errors import UsageError
+from ..hub.registry import model_files
 from ..io.files import write_json_atomic, write_text_atomic
 from ..io.guard import MARKER, claim_output_folder
 from ..progress import SILENT, Progress
@@ -89,7 +90,7 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
     out = Path(out or Path("runs") / "eval" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     existed = out.exists()
     claim_output_folder(out, "eval", overwrite=overwrite, again="resume", note=progress.note,
-                        inputs=[annotations, images, *models, *result_files])
+                        inputs=[annotations, images, *model_files(models), *result_files])
     try:
         return _evaluate_into(out, gt, models, result_files, annotations, images, clip=clip,
                               mlperf=mlperf, fast=fast, limit=limit, threads=threads,

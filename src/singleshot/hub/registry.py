@@ -92,6 +92,18 @@ def is_registry_name(name: str) -> bool:
     return any(e.name == str(name) for e in list_entries())
 
 
+def model_files(models) -> list[Path]:
+    """The local files among ``models`` (paths and registry names) that a command reads: a
+    registry name lives in the cache or the package, never among the user's files, so it is
+    left out (unless it names an existing ``.onnx`` file, which is what it then means)."""
+    out = []
+    for m in models:
+        p = Path(str(m))
+        if not is_registry_name(str(m)) or (p.is_file() and p.suffix == ".onnx"):
+            out.append(p)
+    return out
+
+
 def get_entry(name: str) -> RegistryEntry:
     for entry in list_entries():
         if entry.name == name:

@@ -161,4 +161,5 @@ def walk_images(folder: Path, pattern: str, extensions: tuple[str, ...],
             images.append(f)
         else:
             others += 1
-    return images, others, skipped
+    top = [d for d in skipped if not any(o in d.parents for o in skipped)]  # outermost only
+    return images, others, sorted(top)

@@ -12,6 +12,7 @@ import typer
 
 from ...errors import SingleshotError, UsageError
 from ...io.files import write_json_atomic, write_text_atomic
+from ...hub.registry import model_files
 from .common import (
     JsonOpt,
     OverwriteOpt,
@@ -120,7 +121,7 @@ def bench(
     for err in skipped:
         _err(f"skipped {err}")
     if out is not None:
-        claim_out(out, "bench", overwrite=overwrite, inputs=[images, *models])
+        claim_out(out, "bench", overwrite=overwrite, inputs=[images, *model_files(models)])
     opts = BenchOptions(iterations=iterations, warmup=warmup, threads=threads, streams=streams,
                         precision=precision, preprocess=preprocess, throughput=throughput)
     rows, failed, batch_rows = [], [], []

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ...hub.registry import model_files
 from .common import JsonOpt, OverwriteOpt, _alias, app, claim_out, ranged, user_errors
 
 
@@ -32,7 +33,7 @@ def demo(
     images = _alias(num_images, "--num-images", images, "--images")
     images = 12 if images is None else images
     out = claim_out(out or Path("runs") / "demo" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"),
-                    "demo", overwrite=overwrite, inputs=[model])
+                    "demo", overwrite=overwrite, inputs=model_files([model]))
     res = run_demo(out, model=model, n_images=images, compare=compare)
     t = res.timings_ms
     if as_json:

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import UsageError
+from ...hub.registry import model_files
 from .common import (
     CONF_FOR_PEOPLE,
     AddressOpt,
@@ -97,7 +98,7 @@ def detect(
         _note(note)
     if out is not None:
         claim_out(out, "detect", overwrite=overwrite, again="resume",
-                  inputs=[*paths, model])
+                  inputs=[*paths, *model_files([model])])
     det = Detector(model, conf=conf_value, iou=iou, max_det=max_det, exif=not no_exif,
                    threads=threads, backend=backend, precision=precision,
                    preprocess=preprocess, streams=streams or 1)

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import SingleshotError
+from ...hub.registry import model_files
 from .common import (
     CONF_FOR_PEOPLE,
     BackendOpt,
@@ -110,7 +111,7 @@ def video(
     shown = conf_value if conf_value is not None else det.params.score_threshold
     paths = expand_videos(sources)
     out = Path(out or Path("runs") / "video" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    claim_out(out, "video", overwrite=overwrite, again="refuse", inputs=[*paths, model])
+    claim_out(out, "video", overwrite=overwrite, again="refuse", inputs=[*paths, *model_files([model])])
     taken: set[str] = set()
     summaries, failed = [], 0
     for src in paths:
