@@ -47,3 +47,13 @@ def test_bundled_model_describes_itself():
         q = describe(bundled_path(name))
         assert q["quantization"]["format"] == fmt and q["quantization"]["per_channel"]
         assert q["spec"] == info["spec"]
+
+
+def test_the_int8_note_names_only_variants_slower_than_fp32():
+    from singleshot.app.demo import slower_than_fp32
+
+    rows = [{"model": "demo", "format": "fp32", "speedup": 1.0},
+            {"model": "demo-int8-qdq", "format": "int8 QDQ", "speedup": 0.93},
+            {"model": "demo-int8-qoperator", "format": "int8 QOperator", "speedup": 1.41}]
+    assert slower_than_fp32(rows) == ["demo-int8-qdq"]
+    assert slower_than_fp32([rows[0], rows[2]]) == []  # 1.41x: no "slower" note under it

@@ -112,6 +112,11 @@ def card_table(images: list[dict], rgbs: list[np.ndarray], gt, fp32_ap: float,
     return rows
 
 
+def slower_than_fp32(rows: list[dict]) -> list[str]:
+    """The int8 variants of the card whose inference is slower than fp32's (none: no note)."""
+    return [r["model"] for r in rows if r["format"] != "fp32" and r["speedup"] < 1]
+
+
 def card_markdown(rows: list[dict]) -> str:
     cells = [[r["model"], r["format"], f"{r['AP']:.4f}",
               "-" if r["format"] == "fp32" or r["AP_change"] is None else f"{r['AP_change'] * 100:+.2f}%",

@@ -52,7 +52,9 @@ def demo(
         from ...runtime.cpu import cpu_info, describe, why_int8_is_slow
 
         print(describe())
-        slow = [r["model"] for r in res.card if r["format"] != "fp32" and r["speedup"] < 1]
+        from ..demo import slower_than_fp32
+
+        slow = slower_than_fp32(res.card)
         if slow:
             print(f"note: {', '.join(slow)} slower than fp32 here: "
                   f"{why_int8_is_slow(cpu_info())} (bench/RESULTS.md times the full-width "
