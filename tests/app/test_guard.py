@@ -196,3 +196,18 @@ def test_serve_on_a_taken_port_is_one_line_exit_2():
         code, _, stderr = run("serve", "--port", taken.getsockname()[1])
     assert code == 2 and "cannot listen" in stderr and "--port" in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+def test_folders_of_earlier_versions_are_known_by_their_files(tmp_path):
+    from singleshot.io.guard import is_output_folder, written_by
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "train_config.json").write_text("{}")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "detections.jsonl").write_text("")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "summary.json").write_text("{}")
+    assert written_by(tmp_path / "t") == "train" and written_by(tmp_path / "d") == "singleshot"
+    assert not is_output_folder(tmp_path / "mine")
+    code, _, stderr = run("data", "synth", "-o", tmp_path / "t", "--num-images", "1")
+    assert code == 2 and "singleshot train" in stderr

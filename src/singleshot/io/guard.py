@@ -83,6 +83,11 @@ def written_by(folder: str | os.PathLike) -> str | None:
                 else "singleshot"
         except (OSError, ValueError):
             return "singleshot"
+    # folders of versions before the marker: known by the files each command writes
+    if (folder / "train_config.json").is_file():
+        return "train"
+    if (folder / "summary.md").is_file() and (folder / "summary.json").is_file():
+        return "eval"
     return "singleshot" if any((folder / n).is_file() for n in _RUN_FILES[1:]) else None
 
 
