@@ -252,6 +252,7 @@ def _fixed_cases(pool):
         (["detect", root / "imgs" / "a.jpg", "--engine", "ray", "--cpus-per-worker", "0"], {2},
          "--cpus-per-worker"),
         (["detect", "http://127.0.0.1:9/x.jpg"], {1}, "x.jpg"),
+        (["detect", "s3://bucket/x.jpg", "-o", root / "o12"], {2}, "s3fs"),
         (["serve", "--threads", "-1"], {2}, "--threads"),
         (["serve", "--max-body-mb", "0"], {2}, "--max-body-mb"),
         (["info", root], {2}, "is a folder"),

@@ -14,6 +14,23 @@ def is_url(source: str) -> bool:
     return "://" in str(source) and not str(source).startswith("file://")
 
 
+def check_url_schemes(sources) -> None:
+    """UsageError, before any work, naming the package a URL scheme needs (``s3://`` without
+    s3fs, ``gs://`` without gcsfs...) or a scheme fsspec does not know."""
+    import fsspec
+
+    from ..errors import UsageError
+
+    for scheme in dict.fromkeys(str(s).split("://", 1)[0] for s in sources if is_url(s)):
+        try:
+            fsspec.get_filesystem_class(scheme)
+        except ImportError as err:
+            raise UsageError(f"{scheme}:// sources need a package fsspec names: "
+                             f"{str(err).splitlines()[0]}") from None
+        except ValueError:
+            raise UsageError(f"{scheme}:// is not a protocol fsspec knows") from None
+
+
 def _local(source: str | os.PathLike) -> Path:
     s = str(source)
     return Path(s.removeprefix("file://"))

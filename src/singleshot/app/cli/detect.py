@@ -82,6 +82,7 @@ def detect(
 
     from ...core.nms import NmsParams
     from ...io.images import MAX_PIXELS, load_image
+    from ...io.fetch import check_url_schemes
     from ...io.sources import expand_sources
     from ...runtime.detector import Detector, merge_options
     from ...runtime.report import DetectionReport, ResultStore, detect_paths
@@ -93,6 +94,7 @@ def detect(
     if overwrite and out is None:
         raise UsageError("--overwrite applies to --out")
     # the guard sees every input before any work: never read our own output, never write on it
+    check_url_schemes(sources)
     paths, notes = expand_sources(sources, recursive, exclude=[out] if out is not None else [])
     for note in notes:
         _note(note)
