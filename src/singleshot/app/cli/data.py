@@ -9,7 +9,16 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import UsageError
-from .common import JsonOpt, OverwriteOpt, _alias, _require_extra, app, claim_out, ranged, user_errors
+from .common import (
+    JsonOpt,
+    OverwriteOpt,
+    _alias,
+    _require_extra,
+    app,
+    claim_out,
+    ranged,
+    user_errors,
+)
 
 data_app = typer.Typer(help="Datasets: synthetic scenes and videos with ground truth.", no_args_is_help=True)
 app.add_typer(data_app, name="data")

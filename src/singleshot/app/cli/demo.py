@@ -32,8 +32,8 @@ def demo(
 
     images = _alias(num_images, "--num-images", images, "--images")
     images = 12 if images is None else images
-    out = claim_out(out or Path("runs") / "demo" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"),
-                    "demo", overwrite=overwrite, inputs=model_files([model]))
+    out = out or Path("runs") / "demo" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = claim_out(out, "demo", overwrite=overwrite, inputs=model_files([model]))
     res = run_demo(out, model=model, n_images=images, compare=compare)
     t = res.timings_ms
     if as_json:

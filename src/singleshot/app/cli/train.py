@@ -10,7 +10,17 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import UsageError
-from .common import JsonOpt, OverwriteOpt, _alias, _err, _require_extra, app, claim_out, ranged, user_errors
+from .common import (
+    JsonOpt,
+    OverwriteOpt,
+    _alias,
+    _err,
+    _require_extra,
+    app,
+    claim_out,
+    ranged,
+    user_errors,
+)
 
 
 @app.command()

@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import BackendOpt, JsonOpt, PrecisionOpt, app, model_argument, ranged, user_errors
+from .common import (
+    BackendOpt,
+    JsonOpt,
+    PrecisionOpt,
+    app,
+    model_argument,
+    ranged,
+    user_errors,
+)
 
 
 @app.command()
@@ -27,7 +35,8 @@ def verify(
     1: a mismatch; 2: nothing to verify."""
     from ...eval.verify import verify as run_verify
 
-    report = run_verify(model_argument(model_arg, model_opt), backend=backend, precision=precision, box_tol=box_tol,
+    report = run_verify(model_argument(model_arg, model_opt), backend=backend,
+                        precision=precision, box_tol=box_tol,
                         score_tol=score_tol, rtol=rtol, atol=atol)
     if as_json:
         print(json.dumps(report))

@@ -111,7 +111,8 @@ def video(
     shown = conf_value if conf_value is not None else det.params.score_threshold
     paths = expand_videos(sources)
     out = Path(out or Path("runs") / "video" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    claim_out(out, "video", overwrite=overwrite, again="refuse", inputs=[*paths, *model_files([model])])
+    claim_out(out, "video", overwrite=overwrite, again="refuse",
+              inputs=[*paths, *model_files([model])])
     taken: set[str] = set()
     summaries, failed = [], 0
     for src in paths:
