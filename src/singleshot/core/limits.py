@@ -118,6 +118,11 @@ RANGES: dict[str, Range] = {
     "start": Range(0.0, 1e9),
     "end": Range(0.0, 1e9, lo_open=True),
     "reconnect": Range(0, 1000, **_INT),
+    # mlperf
+    "performance_sample_count": Range(1, _MANY, **_INT),
+    "target_latency_ms": Range(0.0, 1e7, lo_open=True),
+    "min_duration_s": Range(0.0, 7 * 86400.0, lo_open=True),
+    "min_query_count": Range(1, _MANY, **_INT),
 }
 
 

@@ -7,7 +7,7 @@ from .common import app
 
 # Importing a command's module registers it; this order is the order of ``singleshot --help``.
 COMMANDS = ("detect", "export", "eval", "demo", "quantize", "bench", "data", "train", "catalog",
-            "serve", "verify", "video", "eval-video")
+            "serve", "verify", "video", "eval-video", "mlperf")
 for _name in COMMANDS:
     importlib.import_module(f"{__name__}.{_name.replace('-', '_')}")
 

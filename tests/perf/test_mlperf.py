@@ -1,0 +1,200 @@
+"""`singleshot mlperf` with LoadGen's real mlperf_loadgen: every scenario in both modes, the
+accuracy log scored as MLPerf's scorer does (checked by an independent scorer against eval),
+the settings LoadGen used, INVALID runs said with LoadGen's reasons, compliance TEST01/04/05."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from singleshot.app.cli import app
+
+
+def run(*args):
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.stdout, res.stderr
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Eight synthetic scenes (the demo model's domain) in COCO format."""
+    from singleshot.data.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("mlperf-set")
+    write_dataset(root, 8, seed=11, workers=1)
+    return root / "images", root / "annotations.json"
+
+
+def _independent_map(log: Path, annotations: Path) -> float:
+    """MLPerf's scoring as the reference file describes it, written apart from the harness:
+    hex -> float32 x 7, each qsl_idx once, boxes x image size (unclipped) -> xywh, label l ->
+    ([0] + getCatIds())[l], COCOeval over the images seen."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(annotations))
+    info = json.loads(annotations.read_text())["images"]
+    inv = [0, *gt.getCatIds()]
+    seen, dets = set(), []
+    for e in json.loads(log.read_text()):
+        if e["qsl_idx"] in seen:
+            continue
+        seen.add(e["qsl_idx"])
+        im = info[e["qsl_idx"]]
+        vals = np.frombuffer(bytes.fromhex(e["data"]), np.float32)
+        for i in range(0, len(vals) - 6, 7):
+            _, ymin, xmin, ymax, xmax, score, label = (float(v) for v in vals[i:i + 7])
+            dets.append({"image_id": im["id"], "category_id": inv[int(label)], "score": score,
+                         "bbox": [xmin * im["width"], ymin * im["height"],
+                                  (xmax - xmin) * im["width"], (ymax - ymin) * im["height"]]})
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = COCOeval(gt, gt.loadRes(dets), "bbox")
+        ev.params.imgIds = sorted(info[q]["id"] for q in seen)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[0])
+
+
+@pytest.mark.parametrize("conf", ["model", "0.9"])
+def test_the_accuracy_log_scores_as_eval(dataset, tmp_path, conf):
+    images, ann = dataset
+    code, stdout, stderr = run("mlperf", "--images", images, "--annotations", ann, "--mode",
+                               "accuracy", "--scenario", "Offline", "--quick", "--conf", conf,
+                               "-o", tmp_path / "m", "--json")
+    assert code == 0, stderr
+    (row,) = json.loads(stdout)["rows"]
+    log = tmp_path / "m" / "Offline" / "accuracy" / "mlperf_log_accuracy.json"
+    entries = json.loads(log.read_text())
+    if conf == "0.9":  # an image with no detection still counts
+        assert any(len(e["data"]) < 2 * 4 * 7 for e in entries)
+    code, stdout, stderr = run("eval", "-m", "demo", "--images", images, "--annotations", ann,
+                               "--json", "-o", tmp_path / "e",
+                               *([] if conf == "model" else []))
+    assert code == 0, stderr
+    if conf == "model":
+        ap = json.loads(stdout)["AP"]
+        assert abs(row["mAP"] - ap) < 1e-4
+    assert abs(_independent_map(log, ann) - row["mAP"]) < 1e-9
+    # a repeated qsl_idx is scored once, by both
+    doubled = tmp_path / "doubled.json"
+    doubled.write_text(json.dumps(entries + entries[:2]))
+    from singleshot.eval.annotations import load_annotations
+    from singleshot.perf.mlperf.accuracy import score_log
+
+    assert abs(score_log(doubled, load_annotations(ann))["mAP"] - row["mAP"]) < 1e-12
+    assert abs(_independent_map(doubled, ann) - row["mAP"]) < 1e-9
+
+
+def test_every_scenario_runs_in_both_modes_and_is_valid(dataset, tmp_path):
+    images, ann = dataset
+    code, stdout, stderr = run("mlperf", "--images", images, "--annotations", ann, "--scenario",
+                               "all", "--mode", "performance", "--quick", "-o", tmp_path / "p",
+                               "--json")
+    assert code == 0, stderr
+    rows = json.loads(stdout)["rows"]
+    assert [r["scenario"] for r in rows] == ["SingleStream", "MultiStream", "Server", "Offline"]
+    assert all(r["result"] == "VALID" and r["metric"] > 0 for r in rows), rows
+    assert "not submission-grade" in stderr
+    code, stdout, stderr = run("mlperf", "--images", images, "--annotations", ann, "--scenario",
+                               "all", "--mode", "accuracy", "--quick", "-o", tmp_path / "a",
+                               "--json")
+    assert code == 0, stderr
+    maps = {r["mAP"] for r in json.loads(stdout)["rows"]}
+    assert len(maps) == 1 and maps.pop() > 0.3  # the same responses in every scenario
+
+
+def test_settings_reach_loadgen(dataset, tmp_path):
+    from singleshot.perf.mlperf.harness import parse_detail
+
+    images, ann = dataset
+    user = tmp_path / "user.conf"
+    user.write_text("ssd-resnet34.SingleStream.target_latency = 7\n"
+                    "*.SingleStream.min_query_count = 70\nresnet50.*.min_query_count = 5\n")
+    code, _, stderr = run("mlperf", "--images", images, "--annotations", ann, "--user-conf", user,
+                          "--min-duration-s", "0.3", "-o", tmp_path / "s")
+    assert code == 0, stderr
+    d = parse_detail(tmp_path / "s" / "SingleStream" / "performance" / "mlperf_log_detail.txt")
+    assert d["effective_qsl_rng_seed"] == 6655344265603136530  # the v2.0 seeds, exactly
+    assert d["effective_sample_index_rng_seed"] == 15863379492028895792
+    assert d["effective_schedule_rng_seed"] == 12662793979680847247
+    assert d["requested_performance_sample_count_override"] == 64
+    assert d["effective_target_latency_percentile"] == 0.9
+    assert d["effective_min_query_count"] == 70 and d["effective_min_duration_ms"] == 300
+    assert d["requested_single_stream_expected_latency_ns"] == 7_000_000
+
+
+def test_an_impossible_server_target_is_invalid_with_loadgens_reason(dataset, tmp_path):
+    images, ann = dataset
+    code, stdout, stderr = run("mlperf", "--images", images, "--annotations", ann, "--scenario",
+                               "Server", "--quick", "--target-qps", "1000", "--target-latency-ms",
+                               "1", "-o", tmp_path / "x")
+    assert code == 0, stderr
+    assert "INVALID" in stdout and "Server INVALID (LoadGen):" in stdout
+    assert "Performance constraints satisfied: NO" in stdout
+
+
+def test_compliance_tests_and_the_submission_tree(dataset, tmp_path):
+    from singleshot.eval.annotations import load_annotations
+    from singleshot.perf.mlperf import conf as mconf
+    from singleshot.perf.mlperf.suite import run_suite
+    from singleshot.runtime.detector import Detector
+
+    images, ann = dataset
+    out = tmp_path / "sub"
+    code, stdout, stderr = run("mlperf", "--images", images, "--annotations", ann, "--scenario",
+                               "SingleStream", "--mode", "submission", "--compliance",
+                               "TEST01,TEST04,TEST05", "--quick", "--system-name", "box",
+                               "-o", out, "--json")
+    assert code == 0, stderr
+    (row,) = json.loads(stdout)["rows"]
+    assert row["compliance"] == {"TEST01": "PASS", "TEST04": "PASS", "TEST05": "PASS"}, row
+    base = out / "results" / "box" / "ssd-resnet34" / "SingleStream"
+    for f in ("performance/run_1/mlperf_log_summary.txt", "performance/run_1/mlperf_log_detail.txt",
+              "accuracy/mlperf_log_accuracy.json", "accuracy/accuracy.txt"):
+        assert (base / f).is_file(), f
+    assert (base / "accuracy" / "accuracy.txt").read_text().startswith("mAP=")
+    t01 = out / "compliance" / "box" / "ssd-resnet34" / "SingleStream" / "TEST01"
+    assert json.loads((t01 / "verify.json").read_text())["sampled"] > 0
+    system = json.loads((out / "systems" / "box.json").read_text())
+    assert system["model_sha256"] and system["host_processor_core_count"]
+    # a SUT that answers wrongly in performance mode fails TEST01
+    gt = load_annotations(ann)
+    paths = [images / im["file_name"] for im in gt.images]
+    rows = run_suite(Detector("demo", exif=False), paths, gt, tmp_path / "bad",
+                     scenarios=["SingleStream"], mode="submission", compliance=["TEST01"],
+                     values_of=lambda s: mconf.effective(s, quick=True), corrupt=True)
+    assert rows[0]["compliance"] == {"TEST01": "FAIL"}
+    shutil.rmtree(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--scenario", "Bogus"], "--scenario"),
+    (["--mode", "fast"], "--mode"),
+    (["--compliance", "TEST09", "--mode", "submission"], "--compliance"),
+    (["--user-conf", "missing.conf"], "--user-conf"),
+    (["--mlperf-conf", "BAD"], "expected 'model.scenario.key = value'"),
+])
+def test_bad_input_is_one_line(dataset, tmp_path, args, fragment):
+    images, ann = dataset
+    (tmp_path / "BAD").write_text("this is not a conf line\n")
+    args = [a if a != "BAD" else tmp_path / "BAD" for a in args]
+    code, _, stderr = run("mlperf", "--images", images, "--annotations", ann, *args,
+                          "-o", tmp_path / "o")
+    assert code == 2 and fragment in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_a_model_of_other_classes_is_refused(dataset, tmp_path, tiny_zoo_onnx):
+    images, ann = dataset
+    code, _, stderr = run("mlperf", "-m", tiny_zoo_onnx, "--images", images, "--annotations", ann,
+                          "-o", tmp_path / "o")
+    assert code == 2 and "Traceback" not in stderr
