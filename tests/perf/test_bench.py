@@ -82,7 +82,7 @@ def test_bench_on_a_folder_and_bad_input(tmp_path):
         assert res.exit_code == 2 and "p50" not in res.stdout + res.stderr
 
 
-@pytest.mark.parametrize("scenario", ["singlestream", "offline", "server"])
+@pytest.mark.parametrize("scenario", ["singlestream", "multistream", "offline", "server"])
 def test_loadgen_scenarios(tiny_zoo_onnx, tmp_path, scenario):
     doc = _bench(str(tiny_zoo_onnx), "--backend", "onnxruntime", "--iterations", "2",
                  "--warmup", "1", "--no-throughput", "--scenario", scenario, "--duration", "0.5",
@@ -92,7 +92,8 @@ def test_loadgen_scenarios(tiny_zoo_onnx, tmp_path, scenario):
     assert lg["Scenario"].replace(" ", "").lower() == scenario
     assert lg["Mode"] == "PerformanceOnly"
     key = {"singlestream": "Mean latency (ns)", "offline": "Samples per second",
-           "server": "Completed samples per second"}[scenario]
+           "server": "Completed samples per second",
+           "multistream": "99.0th percentile latency (ns)"}[scenario]
     assert lg[key] > 0
     assert (tmp_path / f"loadgen-tiny_zoo-onnxruntime-{scenario}" / "mlperf_log_summary.txt").is_file()
 

@@ -340,86 +340,30 @@ def plot(rows: list[dict], path: Path, title: str = "") -> None:
 
 # ---- MLPerf LoadGen ---------------------------------------------------------------------------
 
-SCENARIOS = ("singlestream", "offline", "server")
+SCENARIOS = {"singlestream": "SingleStream", "multistream": "MultiStream", "server": "Server",
+             "offline": "Offline"}  # bench --scenario -> the harness's names
 
 
 def loadgen_run(det, inputs: list[tuple[str, bytes]], scenario: str, outdir: Path, *,
                 duration_ms: int = 10000, min_queries: int = 16,
                 target_qps: float | None = None) -> dict:
-    """Run LoadGen's performance mode over ``inputs`` (kept in memory as encoded bytes) with
-    ``det`` as the system under test; every query goes from bytes to detections. Returns the
-    parsed ``mlperf_log_summary.txt`` (and its text under ``"text"``)."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    import mlperf_loadgen as lg
+    """``bench --scenario``: the MLPerf harness (:mod:`singleshot.perf.mlperf`) in performance
+    mode over ``inputs`` (decoded and preprocessed into memory before the timed run), with a
+    short duration and query count instead of the benchmark's minimums. Returns the parsed
+    ``mlperf_log_summary.txt`` (and its text under ``"text"``)."""
+    from .mlperf import conf, harness
 
     if scenario not in SCENARIOS:
         raise UsageError(f"{{opt:scenario}} must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
-    outdir.mkdir(parents=True, exist_ok=True)
-    pool = ThreadPoolExecutor(max(1, det.backend.streams))
-    lock = threading.Lock()
-
-    def complete(sample_id: int) -> None:
-        with lock:
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(sample_id, 0, 0)])
-
-    def serve(sample) -> None:
-        _one(det, inputs[sample.index][1])
-        complete(sample.id)
-
-    def issue(samples) -> None:
-        if scenario == "offline":  # one big query: the overlapped pipeline, in order
-            def run_all():
-                items = [(s, inputs[s.index][1]) for s in samples]
-                from ..runtime.pipeline import detect_pipelined
-
-                for (s, _), d, _ in detect_pipelined(det, items, lambda it: load_image(it[1], exif=False),
-                                                      streams=det.backend.streams):
-                    complete(s.id)
-            pool.submit(run_all)
-        else:
-            for s in samples:
-                pool.submit(serve, s)
-
-    settings = lg.TestSettings()
-    settings.scenario = {"singlestream": lg.TestScenario.SingleStream,
-                         "offline": lg.TestScenario.Offline,
-                         "server": lg.TestScenario.Server}[scenario]
-    settings.mode = lg.TestMode.PerformanceOnly
-    settings.min_duration_ms = int(duration_ms)
-    settings.min_query_count = int(min_queries)
-    # a first estimate from one timed image, so LoadGen sizes its queries sensibly
-    est_ms = min(_one(det, inputs[0][1]) for _ in range(2))
-    settings.single_stream_expected_latency_ns = int(est_ms * 1e6)
-    settings.offline_expected_qps = max(1000.0 / est_ms * max(1, det.backend.streams) * 0.8, 0.1)
-    if scenario == "server":
-        settings.server_target_qps = float(target_qps or max(0.1, 0.5 * 1000.0 / est_ms))
-        settings.server_target_latency_ns = int(max(100.0, 4 * est_ms) * 1e6)
-    log = lg.LogSettings()
-    log.log_output.outdir = str(outdir)
-    log.log_output.copy_summary_to_stdout = False
-    sut = lg.ConstructSUT(issue, lambda: None)
-    qsl = lg.ConstructQSL(len(inputs), len(inputs), lambda idx: None, lambda idx: None)
-    try:
-        lg.StartTestWithLogSettings(sut, qsl, settings, log)
-    finally:
-        lg.DestroyQSL(qsl)
-        lg.DestroySUT(sut)
-        pool.shutdown(wait=True)
-    return parse_summary(outdir / "mlperf_log_summary.txt")
+    name = SCENARIOS[scenario]
+    values = conf.effective(name, overrides={"min_duration": int(duration_ms),
+                                             "min_query_count": int(min_queries),
+                                             "target_qps": target_qps})
+    sources = [data for _, data in inputs]
+    streams = max(1, det.backend.streams)
+    harness.fill_expectations(values, name, harness.calibrate(det, sources), streams)
+    harness.run(det, sources, name, "performance", outdir, values, streams=streams)
+    summary = harness.parse_summary(outdir / "mlperf_log_summary.txt")
+    return {**summary, "text": (outdir / "mlperf_log_summary.txt").read_text()}
 
 
-def parse_summary(path: Path) -> dict:
-    """``key : value`` lines of LoadGen's summary (numbers as floats), and the text."""
-    text = path.read_text()
-    out: dict = {"text": text}
-    for line in text.splitlines():
-        if ":" not in line or line.startswith(" "):
-            continue
-        k, v = (s.strip() for s in line.split(":", 1))
-        try:
-            out[k] = float(v)
-        except ValueError:
-            out[k] = v
-    return out

@@ -44,7 +44,7 @@ def bench(
     precision: PrecisionOpt = "auto",
     preprocess: Annotated[Optional[str], typer.Option(help="card or fast (default: fast with --backend auto, card otherwise).")] = None,
     throughput: Annotated[bool, typer.Option("--throughput/--no-throughput", help="Also measure pipelined throughput.")] = True,
-    scenario: Annotated[Optional[str], typer.Option(help="Also run MLPerf LoadGen: singlestream, offline or server.")] = None,
+    scenario: Annotated[Optional[str], typer.Option(help="Also run MLPerf LoadGen (the singleshot mlperf harness, performance mode, short): singlestream, multistream, offline or server.")] = None,
     duration: Annotated[float, ranged("duration", help="LoadGen minimum duration, seconds.")] = 10.0,
     target_qps: Annotated[Optional[float], ranged("target_qps", help="LoadGen server scenario: queries per second.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write results.json, results.md, plot.png (and LoadGen logs) here.")] = None,

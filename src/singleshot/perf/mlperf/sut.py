@@ -23,9 +23,10 @@ from ...errors import ImageError, UsageError
 
 
 class SampleLibrary:
-    """``paths[k]``: the image of qsl_idx k; ``tensors``: those loaded, by qsl_idx."""
+    """``paths[k]``: the image of qsl_idx k (a file, or encoded bytes); ``tensors``: those
+    loaded, by qsl_idx."""
 
-    def __init__(self, paths: list[Path], detector) -> None:
+    def __init__(self, paths: list[Path | bytes], detector) -> None:
         if not paths:
             raise UsageError("the annotations list no images to run")
         self.paths, self.detector = paths, detector
