@@ -198,3 +198,13 @@ def test_a_model_of_other_classes_is_refused(dataset, tmp_path, tiny_zoo_onnx):
     code, _, stderr = run("mlperf", "-m", tiny_zoo_onnx, "--images", images, "--annotations", ann,
                           "-o", tmp_path / "o")
     assert code == 2 and "Traceback" not in stderr
+
+
+def test_relative_paths_work(dataset, tmp_path, monkeypatch):
+    """LoadGen runs in its log folder (audit.config): the QSL's relative paths must not break."""
+    images, ann = dataset
+    monkeypatch.chdir(images.parent)
+    code, stdout, stderr = run("mlperf", "--images", "images", "--annotations",
+                               "annotations.json", "--mode", "accuracy", "--scenario",
+                               "SingleStream", "--quick", "-o", tmp_path / "r")
+    assert code == 0, stderr

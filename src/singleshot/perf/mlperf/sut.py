@@ -29,7 +29,9 @@ class SampleLibrary:
     def __init__(self, paths: list[Path | bytes], detector) -> None:
         if not paths:
             raise UsageError("the annotations list no images to run")
-        self.paths, self.detector = paths, detector
+        # absolute: LoadGen runs in its log folder (it reads audit.config from there)
+        self.paths = [p if isinstance(p, (bytes, bytearray)) else Path(p).resolve() for p in paths]
+        self.detector = detector
         self.tensors: dict[int, np.ndarray] = {}
 
     def load(self, indices) -> None:
