@@ -208,3 +208,18 @@ def test_relative_paths_work(dataset, tmp_path, monkeypatch):
                                "annotations.json", "--mode", "accuracy", "--scenario",
                                "SingleStream", "--quick", "-o", tmp_path / "r")
     assert code == 0, stderr
+
+
+def test_batches_give_the_same_accuracy_log(dataset, tmp_path):
+    """Offline in batches of 3 (a re-batched demo model) scores as batch 1 does."""
+    images, ann = dataset
+    batched = tmp_path / "demo-dyn.onnx"
+    assert run("export", "demo", "--batch", "dynamic", "-o", batched)[0] == 0
+    maps = []
+    for model, batch in (("demo", "1"), (batched, "3")):
+        code, stdout, stderr = run("mlperf", "-m", model, "--images", images, "--annotations", ann,
+                                   "--mode", "accuracy", "--scenario", "Offline", "--quick",
+                                   "--batch", batch, "-o", tmp_path / f"b{batch}", "--json")
+        assert code == 0, stderr
+        maps.append(json.loads(stdout)["rows"][0]["mAP"])
+    assert abs(maps[0] - maps[1]) < 1e-4
