@@ -223,3 +223,25 @@ def test_batches_give_the_same_accuracy_log(dataset, tmp_path):
         assert code == 0, stderr
         maps.append(json.loads(stdout)["rows"][0]["mAP"])
     assert abs(maps[0] - maps[1]) < 1e-4
+
+
+def test_an_interrupted_suite_keeps_what_finished_and_says_so(dataset, tmp_path):
+    from singleshot.eval.annotations import load_annotations
+    from singleshot.perf.mlperf import conf as mconf
+    from singleshot.perf.mlperf.suite import run_suite
+    from singleshot.runtime.detector import Detector
+
+    images, ann = dataset
+    gt = load_annotations(ann)
+
+    def note(text):  # Ctrl-C as the second scenario starts
+        if text.startswith("Offline"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(Detector("demo", exif=False), [images / im["file_name"] for im in gt.images],
+                  gt, tmp_path / "i", scenarios=["SingleStream", "Offline"], mode="accuracy",
+                  values_of=lambda s: mconf.effective(s, quick=True), note=note)
+    doc = json.loads((tmp_path / "i" / "summary.json").read_text())
+    assert doc["interrupted"] is True and [r["scenario"] for r in doc["rows"]] == ["SingleStream"]
+    assert (tmp_path / "i" / "SingleStream" / "accuracy" / "mlperf_log_accuracy.json").is_file()

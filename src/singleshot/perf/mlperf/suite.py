@@ -28,7 +28,26 @@ def run_suite(detector, paths: list[Path], gt, out: Path, *, scenarios: list[str
     rows ``{"scenario", "mode", "result", "metric_name", "metric", "mAP", "meets_target",
     "compliance", "submission_grade", "out"}``."""
     out = Path(out)
-    rows = []
+    rows: list[dict] = []
+    try:
+        _run_all(detector, paths, gt, out, rows, scenarios=scenarios, mode=mode,
+                 values_of=values_of, compliance=compliance, system=system, streams=streams,
+                 batch=batch, reference_map=reference_map, note=note, corrupt=corrupt)
+    except KeyboardInterrupt:  # the finished runs' logs stay; the summary says it was cut
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "summary.json", {"rows": rows, "interrupted": True})
+        raise
+    if mode == "submission":
+        (out / "systems").mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "systems" / f"{system}.json",
+                          harness.system_description(detector, model_path, system))
+    write_json_atomic(out / "summary.json", {"rows": rows, "interrupted": False})
+    return rows
+
+
+def _run_all(detector, paths, gt, out: Path, rows: list[dict], *, scenarios, mode, values_of,
+             compliance, system, streams, batch, reference_map, note, corrupt) -> None:
+    """The runs of :func:`run_suite`, each row appended to ``rows`` as it finishes."""
     ms = None
     for scenario in scenarios:
         values = values_of(scenario)
@@ -69,12 +88,6 @@ def run_suite(detector, paths: list[Path], gt, out: Path, *, scenarios: list[str
                    meets_target=_meets(acc["accuracy"]["mAP"], reference_map),
                    compliance=checks)
         rows.append(row)
-    if mode == "submission":
-        (out / "systems").mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "systems" / f"{system}.json",
-                          harness.system_description(detector, model_path, system))
-    write_json_atomic(out / "summary.json", {"rows": rows})
-    return rows
 
 
 def _meets(ap: float | None, reference: float | None) -> bool | None:
