@@ -206,8 +206,8 @@ def test_bad_input_is_one_line(dataset, tmp_path, args, fragment):
 def test_a_model_of_other_classes_is_refused(dataset, tmp_path, tiny_zoo_onnx):
     images, ann = dataset
     code, _, stderr = run("mlperf", "-m", tiny_zoo_onnx, "--images", images, "--annotations", ann,
-                          "-o", tmp_path / "o")
-    assert code == 2 and "Traceback" not in stderr
+                          "--mode", "accuracy", "-o", tmp_path / "o")
+    assert code == 2 and "Traceback" not in stderr and not (tmp_path / "o").exists()
 
 
 def test_relative_paths_work(dataset, tmp_path, monkeypatch):
