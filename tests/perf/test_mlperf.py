@@ -255,3 +255,13 @@ def test_an_interrupted_suite_keeps_what_finished_and_says_so(dataset, tmp_path)
     doc = json.loads((tmp_path / "i" / "summary.json").read_text())
     assert doc["interrupted"] is True and [r["scenario"] for r in doc["rows"]] == ["SingleStream"]
     assert (tmp_path / "i" / "SingleStream" / "accuracy" / "mlperf_log_accuracy.json").is_file()
+
+
+def test_a_run_of_hours_is_said_before_it_starts():
+    from singleshot.perf.mlperf import conf as mconf
+    from singleshot.perf.mlperf.harness import fill_expectations
+
+    full = fill_expectations(mconf.effective("Offline"), "Offline", 540.0, 2)
+    assert any("will take about 111 min" in n and "--quick" in n for n in full), full
+    quick = fill_expectations(mconf.effective("Offline", quick=True), "Offline", 540.0, 2)
+    assert not any("will take" in n for n in quick)

@@ -206,6 +206,17 @@ def fill_expectations(values: dict, scenario: str, ms: float, streams: int) -> l
         values["target_qps"] = round(0.5 * 1e3 / ms * max(1, streams), 3)
         notes.append(f"Server target QPS estimated (half the measured rate): "
                      f"{values['target_qps']:g}")
+    # what the minimums mean at this rate: v2.0's are hours on a CPU, say so before it starts
+    per_query_s = {"SingleStream": ms, "MultiStream": 8 * ms,
+                   "Offline": ms / max(1, streams)}.get(scenario, 0) / 1e3
+    if scenario == "Server" and values.get("target_qps"):
+        per_query_s = 1 / values["target_qps"]
+    expect_s = max(values.get("min_duration", 0) / 1e3,
+                   values.get("min_query_count", 0) * per_query_s)
+    if expect_s > 600:
+        notes.append(f"{scenario} will take about {expect_s / 60:.0f} min "
+                     f"({values.get('min_query_count', 0)} queries at the measured rate); "
+                     "--quick or --min-query-count for a short run")
     return notes
 
 
