@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.limits import check_all
 from ..errors import UsageError
 from ..io.fetch import is_url, read_source
 from ..io.images import load_image
@@ -50,12 +51,8 @@ class RayOptions:
     timings: dict = field(default_factory=dict)
 
     def check(self) -> None:
-        if self.workers is not None and self.workers < 1:
-            raise UsageError("{opt:workers} must be at least 1")
-        if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
-            raise UsageError("{opt:cpus-per-worker} must be above 0")
-        if self.batch < 1:
-            raise UsageError("{opt:batch} must be at least 1")
+        """The ranges of :mod:`singleshot.core.limits` (RangeError naming the parameter)."""
+        check_all(workers=self.workers, cpus_per_worker=self.cpus_per_worker, batch=self.batch)
 
 
 def require_ray():

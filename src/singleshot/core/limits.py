@@ -126,12 +126,12 @@ RANGES: dict[str, Range] = {
 }
 
 
-def check(name: str, value, key: str | None = None):
-    """``value`` when it is None or within the range of ``key`` (default ``name``); else a
-    RangeError naming ``{opt:name}``."""
+def check(name: str, value):
+    """``value`` when it is None or within the range of ``name``; else a RangeError naming
+    ``{opt:name}``."""
     if value is None:
         return None
-    problem = RANGES[key or name].problem(value)
+    problem = RANGES[name].problem(value)
     if problem:
         raise RangeError(f"{{opt:{name}}} {problem}")
     return value

@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..errors import UsageError
-from .files import set_aside, write_json_atomic
+from .files import ensure_dir, set_aside, write_json_atomic
 
 MARKER = ".singleshot"
-_RUN_FILES = (MARKER, "run.json", "detections.jsonl", "train_config.json")
+_LEGACY_RUN_FILES = ("run.json", "detections.jsonl")  # detect/eval/video runs before the marker
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -88,15 +88,12 @@ def written_by(folder: str | os.PathLike) -> str | None:
         return "train"
     if (folder / "summary.md").is_file() and (folder / "summary.json").is_file():
         return "eval"
-    return "singleshot" if any((folder / n).is_file() for n in _RUN_FILES[1:]) else None
+    return "singleshot" if any((folder / n).is_file() for n in _LEGACY_RUN_FILES) else None
 
 
 def is_output_folder(folder: str | os.PathLike) -> bool:
     """Whether ``folder`` is the output of a singleshot run (never read back as input)."""
     return Path(folder).is_dir() and written_by(folder) is not None
-
-
-AGAIN = ("resume", "set aside", "refuse")
 
 
 def claim_output_folder(out: str | os.PathLike, command: str, *, overwrite: bool = False,
@@ -110,8 +107,6 @@ def claim_output_folder(out: str | os.PathLike, command: str, *, overwrite: bool
     ``out/previous-N/`` and ``note`` says so. ``again`` says what a command does with its own
     earlier output: ``resume`` keeps it (its journal decides what is redone), ``set aside``
     moves it into ``previous-N/`` (said), ``refuse`` asks for ``--overwrite``."""
-    from .files import ensure_dir
-
     out = Path(out)
     check_output_folder(out, inputs, option)
     if out.exists() and not out.is_dir():

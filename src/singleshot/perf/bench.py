@@ -210,38 +210,30 @@ def parse_batches(text: str) -> list[int]:
     return sorted(dict.fromkeys(sizes))
 
 
-def check_models(models: list[str], backends: list[str]) -> None:
-    """Before any timing: each model is a detector file (ModelError, exit 2, otherwise) and
-    each backend is known with its extra installed (UsageError)."""
+def check_models(models: list[str], backends: list[str], sizes: list[int] | None = None) -> None:
+    """Before any timing, each model loaded once: a detector file (ModelError, exit 2,
+    otherwise), each backend known with its extra installed, and with ``sizes`` (``--batch``)
+    a graph that takes the largest of them (UsageError naming its real batch; checkpoints run
+    batch 1)."""
     from ..graph.contract import graph_io, load_model
     from ..runtime.backends import is_checkpoint, resolve_backend
     from ..runtime.detector import resolve_model_path
 
     for b in backends:
         resolve_backend(b)
+    largest = max(sizes) if sizes else 1
     for m in models:
         if is_checkpoint(m):
             if not Path(m).is_file():
                 raise ModelError(f"{m}: no such checkpoint file")
             if "torch" not in backends:
                 raise UsageError(f"{m}: a checkpoint runs on {{opt:backend}} torch only")
+            if largest > 1:
+                raise UsageError(f"{Path(m).name}: a checkpoint runs batch 1, not {largest}")
             continue
-        graph_io(load_model(resolve_model_path(m)), str(m))
-
-
-def check_batches(models: list[str], sizes: list[int]) -> None:
-    """Before any timing: UsageError naming the real batch of a model that cannot take the
-    largest of ``sizes`` (checkpoints run batch 1)."""
-    from ..graph.contract import graph_io, load_model
-    from ..runtime.backends import is_checkpoint
-    from ..runtime.detector import resolve_model_path
-
-    for m in models:
-        if is_checkpoint(m):
-            if max(sizes) > 1:
-                raise UsageError(f"{Path(m).name}: a checkpoint runs batch 1, not {max(sizes)}")
-            continue
-        graph_io(load_model(resolve_model_path(m)), str(m)).check_batch(max(sizes), Path(m).name)
+        io_ = graph_io(load_model(resolve_model_path(m)), str(m))
+        if sizes:
+            io_.check_batch(largest, Path(m).name)
 
 
 def bench_batches(model: str, backend: str, inputs: list[tuple[str, bytes]], opts: BenchOptions,

@@ -163,6 +163,14 @@ class Detector:
         params = params or self.params
         return self.postprocessor(self._run(tensor, params, classes), params, classes)
 
+    def infer_batch(self, x: np.ndarray, params: NmsParams | None = None,
+                    classes: np.ndarray | None = None) -> list[tuple[np.ndarray, ...]]:
+        """Preprocessed inputs [n, 3, h, w] (n the graph takes) -> per image (boxes [K, 4] xyxy
+        normalised, labels [K] 1..C, scores [K]) in one backend call."""
+        params = params or self.params
+        return self.postprocessor.split(self._run(x, params, classes), params, classes,
+                                        limit=len(x))
+
     def _run(self, x: np.ndarray, params: NmsParams, classes) -> list[np.ndarray]:
         """The backend on input [n, 3, h, w] with this call's options (a fixed-batch graph gets
         its batch, padded with the last image) -> the graph's outputs."""

@@ -60,9 +60,8 @@ class CocoDetection(torch.utils.data.Dataset):
                  for im in sorted(self.coco.images, key=lambda im: im["id"])]
         # an image no decoder opens is left out here (and reported), not found by a loader
         # worker mid-epoch; a header that opens but a body that does not still fails there
-        self.skipped = [f"{name}: {why}" for name, _ in items
-                        if (why := _unreadable(self.images_dir / name))]
-        bad = {s.split(": ", 1)[0] for s in self.skipped}
+        bad = {name: why for name, _ in items if (why := _unreadable(self.images_dir / name))}
+        self.skipped = [f"{name}: {why}" for name, why in bad.items()]
         self.items = [it for it in items if it[0] not in bad]
         self.mean = np.asarray(IMAGENET_MEAN, np.float32)
         self.std = np.asarray(IMAGENET_STD, np.float32)

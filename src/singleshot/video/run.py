@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.limits import check_all
 from ..errors import UsageError
 from ..progress import SILENT, Progress
 from .outputs import RunFolder
@@ -31,16 +32,10 @@ class VideoOptions:
     detect: dict = field(default_factory=dict)
 
     def check(self, detector=None) -> None:
-        if self.stride < 1:
-            raise UsageError("{opt:stride} must be at least 1")
-        if self.batch < 1:
-            raise UsageError("{opt:batch} must be at least 1")
-        if self.start is not None and self.start < 0:
-            raise UsageError("{opt:start} must be 0 or more seconds")
+        check_all(stride=self.stride, batch=self.batch, start=self.start, end=self.end,
+                  reconnect=self.reconnect)  # the ranges of singleshot.core.limits
         if self.end is not None and self.end <= (self.start or 0):
             raise UsageError("{opt:end} must be after {opt:start}")
-        if self.reconnect < 0:
-            raise UsageError("{opt:reconnect} must be 0 or more")
         if self.live and self.batch > 1:
             raise UsageError("{opt:live} runs the newest frame alone; leave {opt:batch} at 1")
         if detector is not None:

@@ -69,7 +69,6 @@ def bench(
         bench_document,
         bench_pair,
         bench_report,
-        check_batches,
         check_models,
         int8_notes,
         load_inputs,
@@ -112,10 +111,8 @@ def bench(
     backends = list(dict.fromkeys(b.strip().lower() for b in backend.split(",") if b.strip()))
     if not backends:
         raise UsageError("--backend needs at least one backend")
-    check_models(models, backends)  # every model loads, before anything is timed
     sizes = parse_batches(batch) if batch is not None else None
-    if sizes:
-        check_batches(models, sizes)
+    check_models(models, backends, sizes)  # every model loads, before anything is timed
     skipped: list[str] = []
     inputs = load_inputs(images, skipped=skipped)
     for err in skipped:

@@ -81,12 +81,12 @@ def _alias(new, new_name: str, old, old_name: str):
     return old
 
 
-def model_argument(argument: str | None, option: str | None, required: bool = True) -> str | None:
+def model_argument(argument: str | None, option: str | None) -> str:
     """A model given as the MODEL argument or as -m/--model (either, not both differently)."""
     if argument is not None and option is not None and argument != option:
         raise UsageError(f"give the model once: MODEL ({argument}) or -m/--model ({option})")
     model = argument if argument is not None else option
-    if model is None and required:
+    if model is None:
         raise UsageError("give the model: MODEL or -m/--model")
     return model
 

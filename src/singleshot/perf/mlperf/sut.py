@@ -64,13 +64,13 @@ def encode(qsl_idx: int, boxes: np.ndarray, labels: np.ndarray, scores: np.ndarr
 class DetectorSUT:
     """Answers LoadGen's queries with ``detector`` on the QSL's tensors; ``streams`` queries in
     flight; ``batch`` samples per backend call in Offline (a graph that takes batches).
-    ``corrupt``: a test hook that makes performance-mode answers wrong (TEST01 must fail)."""
+    ``corrupt``: a test hook that makes every answer wrong (the suite sets it on compliance
+    runs only, so TEST01 must fail)."""
 
     def __init__(self, lg, qsl: SampleLibrary, detector, *, scenario: str, streams: int = 1,
-                 batch: int = 1, params=None, classes=None, corrupt: bool = False) -> None:
+                 batch: int = 1, corrupt: bool = False) -> None:
         self.lg, self.qsl, self.det, self.scenario = lg, qsl, detector, scenario
         self.batch, self.corrupt = max(1, batch), corrupt
-        self.params, self.classes = params or detector.params, classes
         self.pool = ThreadPoolExecutor(max(1, streams))
         self.lock = threading.Lock()
         self.failure: BaseException | None = None
@@ -78,8 +78,7 @@ class DetectorSUT:
 
     def _infer(self, idx: list[int]) -> list[np.ndarray]:
         x = np.concatenate([self.qsl.tensors[k] for k in idx])
-        outputs = self.det._run(x, self.params, self.classes)
-        per = self.det.postprocessor.split(outputs, self.params, self.classes, limit=len(idx))
+        per = self.det.infer_batch(x)  # the detector's own thresholds
         out = []
         for k, (boxes, labels, scores) in zip(idx, per):
             if self.corrupt:
