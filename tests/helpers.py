@@ -141,3 +141,46 @@ def write_video(path, n_frames=30, fps=10, size=(160, 128), seed=5):
     from singleshot.data.synth_video import write_panned
 
     return write_panned(path, n_frames, size, fps, seed)
+
+
+def own_detections_dataset(root, model, n: int = 8, empty: int = 5, per_image: int = 40):
+    """Images ``model`` is run on, with COCO ground truth made from its own confident
+    detections (unclipped, in the stored pixel frame, COCO category ids; image ``empty`` gets
+    none, so its detections are false positives): evaluating the model must then give AP near
+    1. Writes ``root/images/``, ``root/instances.json`` and ``root/expected_results.json`` (the
+    model's detections as COCO results); returns ``root``."""
+    import json
+
+    from singleshot.core.labels import COCO_CATEGORY_IDS, COCO_NAMES
+    from singleshot.runtime.detector import Detector
+
+    (root / "images").mkdir(parents=True)
+    det = Detector(model, exif=False)
+    rng = np.random.default_rng(0)
+    images, anns, all_dets = [], [], []
+    for i in range(n):
+        w, h = int(rng.integers(160, 400)), int(rng.integers(160, 400))
+        arr = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)
+        img = Image.fromarray(arr).resize((w, h), Image.BILINEAR)
+        if i == 3:
+            img = img.convert("L")  # a grayscale image, as COCO has
+        img.save(root / "images" / f"{i:012d}.png")
+        images.append({"id": i + 1, "file_name": f"{i:012d}.png", "width": w, "height": h})
+        all_dets.append(det(root / "images" / f"{i:012d}.png", clip=False))
+    # every detection above a score that leaves at most per_image an image, so no detection
+    # outside the ground truth outranks one inside it
+    cut = max(float(d.scores[per_image]) if len(d) > per_image else 0.0 for d in all_dets)
+    for i, d in enumerate(all_dets):
+        for box, score, cat in zip(d.xyxy, d.scores, d.category_ids):
+            if score > cut and i != empty:
+                x1, y1, x2, y2 = (float(v) for v in box)
+                anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(cat),
+                             "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                             "iscrowd": 0})
+    cats = [{"id": c, "name": name} for c, name in zip(COCO_CATEGORY_IDS, COCO_NAMES)]
+    (root / "instances.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                     "categories": cats}))
+    assert len(anns) > 10
+    results = [r for i, d in enumerate(all_dets) for r in d.to_coco(i + 1)]
+    (root / "expected_results.json").write_text(json.dumps(results))
+    return root

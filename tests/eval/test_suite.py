@@ -2,54 +2,18 @@
 
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
-from helpers import pycocotools_direct
+from helpers import own_detections_dataset, pycocotools_direct
 from singleshot.app.cli import app
 from singleshot.eval.coco import METRIC_KEYS
-from singleshot.runtime.detector import Detector
 
 
 @pytest.fixture(scope="module")
 def model_dataset(tmp_path_factory, tiny_zoo_onnx):
-    """Images the tiny model is run on, with ground truth made from its own confident detections
-    (unclipped, in the stored pixel frame): evaluating it must then give AP near 1."""
-    root = tmp_path_factory.mktemp("ds")
-    (root / "images").mkdir()
-    det = Detector(tiny_zoo_onnx, exif=False)
-    rng = np.random.default_rng(0)
-    images, anns, all_dets = [], [], []
-    for i in range(8):
-        w, h = int(rng.integers(160, 400)), int(rng.integers(160, 400))
-        arr = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)
-        img = Image.fromarray(arr).resize((w, h), Image.BILINEAR)
-        if i == 3:
-            img = img.convert("L")  # a grayscale image, as COCO has
-        img.save(root / "images" / f"{i:012d}.png")
-        images.append({"id": i + 1, "file_name": f"{i:012d}.png", "width": w, "height": h})
-        all_dets.append(det(root / "images" / f"{i:012d}.png", clip=False))
-    # Ground truth: every detection above a score that leaves at most 40 per image, so no
-    # detection outside the ground truth outranks one inside it (image 6 gets none).
-    cut = max(float(d.scores[40]) if len(d) > 40 else 0.0 for d in all_dets)
-    for i, d in enumerate(all_dets):
-        for box, score, cat in zip(d.xyxy, d.scores, d.category_ids):
-            if score > cut and i != 5:
-                x1, y1, x2, y2 = (float(v) for v in box)
-                anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(cat),
-                             "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                             "iscrowd": 0})
-    from singleshot.core.labels import COCO_CATEGORY_IDS, COCO_NAMES
-
-    cats = [{"id": c, "name": n} for c, n in zip(COCO_CATEGORY_IDS, COCO_NAMES)]
-    (root / "instances.json").write_text(json.dumps({"images": images, "annotations": anns,
-                                                     "categories": cats}))
-    assert len(anns) > 10
-    results = [r for i, d in enumerate(all_dets) for r in d.to_coco(i + 1)]
-    (root / "expected_results.json").write_text(json.dumps(results))
-    return root
+    """Images with ground truth made from the tiny model's own confident detections."""
+    return own_detections_dataset(tmp_path_factory.mktemp("ds"), tiny_zoo_onnx)
 
 
 def _eval(*args):

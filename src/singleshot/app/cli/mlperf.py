@@ -4,6 +4,7 @@ performance and accuracy modes, compliance tests, a submission tree."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -63,7 +64,7 @@ def mlperf(
     target_latency_ms: Annotated[Optional[float], ranged("target_latency_ms", help="Server: the p99 bound (mlperf.conf: 100); MultiStream: the expected latency (528); SingleStream: the expected latency.")] = None,
     min_duration_s: Annotated[Optional[float], ranged("min_duration_s", help="Minimum run time (mlperf.conf: 600 s); shorter is not submission-grade.")] = None,
     min_query_count: Annotated[Optional[int], ranged("min_query_count", help="Minimum queries (mlperf.conf: 1024 to 270336); fewer is not submission-grade.")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="About a second per run (min duration 1 s, 8 queries): not submission-grade, said in the summary.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Seconds per run (min duration 1 s; the fewest queries early stopping accepts: 64 SingleStream, 662 MultiStream/Server, 1 Offline): not submission-grade, said in the summary.")] = False,
     system_name: Annotated[str, typer.Option("--system-name", help="The system's name in the submission tree.")] = "singleshot",
     conf: Annotated[Optional[str], typer.Option(help="Score threshold of the responses (default: the model's own, 0.05 for the zoo; the retired reference's ONNX profile used 0.5).")] = None,
     backend: BackendOpt = "onnxruntime",
@@ -86,6 +87,7 @@ def mlperf(
     from ...eval.annotations import load_annotations
     from ...eval.runner import category_map
     from ...perf.mlperf import conf as mconf
+    from ...perf.mlperf.harness import Interrupted
     from ...perf.mlperf.suite import ACCURACY_TARGET, run_suite, summary_table
     from ...runtime.detector import Detector
 
@@ -125,12 +127,21 @@ def mlperf(
     claim_out(out, "mlperf", overwrite=overwrite,
               inputs=[images, annotations, user_conf, mlperf_conf, *model_files([model])])
     reference = ACCURACY_TARGET / 0.99 if Path(det.name).name.startswith("ssd-") else None
-    rows = run_suite(det, paths, gt, out, scenarios=scenarios, mode=mode, compliance=tests,
-                     values_of=lambda s: mconf.effective(
-                         s, mlperf_conf=mlperf_conf, user_conf=user_conf, overrides=overrides,
-                         quick=quick),
-                     system=system_name, streams=streams or 1, batch=batch, model_path=det.name,
-                     reference_map=reference, note=_note)
+    try:
+        rows = run_suite(det, paths, gt, out, scenarios=scenarios, mode=mode, compliance=tests,
+                         values_of=lambda s: mconf.effective(
+                             s, mlperf_conf=mlperf_conf, user_conf=user_conf,
+                             overrides=overrides, quick=quick),
+                         system=system_name, streams=streams or 1, batch=batch,
+                         model_path=det.name, reference_map=reference, note=_note)
+    except Interrupted as err:
+        # LoadGen cannot be stopped and its objects cannot be freed while it runs: end the
+        # process here (an orderly exit would wait on, or tear down under, LoadGen's thread)
+        print(f"error: interrupted: {err.out} holds the partial logs (marked INTERRUPTED); "
+              f"{out / 'summary.json'} the finished runs", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     table = summary_table(rows)
     (out / "summary.md").write_text(table)
     if as_json:

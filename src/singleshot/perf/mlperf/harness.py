@@ -97,13 +97,51 @@ def _in_folder(folder: Path):
         os.chdir(old)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a LoadGen run. LoadGen has no way to stop a run: its thread is left
+    waiting (the SUT answers nothing more) and ``out`` holds the logs it wrote so far, marked
+    by ``INTERRUPTED``; the process should end (the CLI exits 130 at once)."""
+
+    def __init__(self, out: Path) -> None:
+        super().__init__(str(out))
+        self.out = out
+
+
+def _start(lg, lg_sut, lg_qsl, settings, log, sut, outdir: Path) -> BaseException | None:
+    """LoadGen's StartTest in a thread of its own, so that Ctrl-C reaches this (main) thread
+    while LoadGen runs - in LoadGen's thread, the interrupt would land in a callback and abort
+    the process from C++. Returns what StartTest raised, if anything; raises
+    :class:`Interrupted` on Ctrl-C (then nothing may be destroyed: LoadGen still uses it)."""
+    import threading
+
+    error: list[BaseException] = []
+
+    def target():
+        try:
+            lg.StartTestWithLogSettings(lg_sut, lg_qsl, settings, log)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            error.append(err)
+
+    thread = threading.Thread(target=target, name="loadgen", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        sut.stop()
+        (outdir / "INTERRUPTED").write_text(
+            "Ctrl-C during this run: LoadGen's logs here are partial, not a result.\n")
+        raise Interrupted(outdir) from None
+    return error[0] if error else None
+
+
 def run(detector, paths: list[Path], scenario: str, mode: str, outdir: Path, values: dict, *,
         streams: int = 1, batch: int = 1, audit: str | None = None, gt=None,
         corrupt: bool = False) -> dict:
     """One LoadGen run into ``outdir``; ``values``: :func:`conf.effective`; ``audit``: a
     compliance test whose audit.config applies; ``gt``: annotations, to score accuracy mode."""
     lg = require_loadgen()
-    outdir = Path(outdir)
+    outdir = Path(outdir).resolve()  # LoadGen runs with it as the working directory
     outdir.mkdir(parents=True, exist_ok=True)
     audit_file = outdir / "audit.config"
     if audit is not None:
@@ -120,15 +158,13 @@ def run(detector, paths: list[Path], scenario: str, mode: str, outdir: Path, val
     count = int(values.get("performance_sample_count_override") or len(paths))
     lg_sut = lg.ConstructSUT(sut.issue, sut.flush)
     lg_qsl = lg.ConstructQSL(len(paths), min(count, len(paths)), qsl.load, qsl.unload)
-    try:
-        with _in_folder(outdir):  # LoadGen reads audit.config from the working directory
-            lg.StartTestWithLogSettings(lg_sut, lg_qsl, settings, log)
-    finally:
-        lg.DestroyQSL(lg_qsl)
-        lg.DestroySUT(lg_sut)
-        sut.close()
-    if sut.failure is not None:
-        raise sut.failure
+    with _in_folder(outdir):  # LoadGen reads audit.config from the working directory
+        error = _start(lg, lg_sut, lg_qsl, settings, log, sut, outdir)
+    lg.DestroyQSL(lg_qsl)
+    lg.DestroySUT(lg_sut)
+    sut.close()
+    if error is not None or sut.failure is not None:
+        raise error or sut.failure
     summary = parse_summary(outdir / "mlperf_log_summary.txt")
     name, _ = METRICS[scenario]
     result = {"scenario": scenario, "mode": mode, "audit": audit, "out": str(outdir),
@@ -136,7 +172,8 @@ def run(detector, paths: list[Path], scenario: str, mode: str, outdir: Path, val
               "valid": None if mode == "accuracy" else summary.get("Result is") == "VALID",
               "summary": summary,
               "metric_name": name, "metric": summary.get(name), "settings": values,
-              "submission_grade": conf.submission_grade(values, scenario)}
+              "submission_grade": conf.submission_grade(values, scenario),
+              "over_target": over_target(scenario, mode, summary.get(name), values)}
     if mode == "accuracy" and gt is not None:
         from .accuracy import score_log
 
@@ -146,6 +183,19 @@ def run(detector, paths: list[Path], scenario: str, mode: str, outdir: Path, val
             f"images: {result['accuracy']['images']}, detections: "
             f"{result['accuracy']['detections']}\n")
     return result
+
+
+def over_target(scenario: str, mode: str, metric: float | None, values: dict) -> str | None:
+    """MultiStream's p99 against its target latency (528 ms for 8 samples a query), said when
+    missed. LoadGen 6 judges no MultiStream latency bound (it calls such a run VALID), so the
+    harness says it beside LoadGen's verdict rather than hiding it."""
+    target = values.get("target_latency")
+    if scenario != "MultiStream" or mode != "performance" or not metric or not target:
+        return None
+    if metric <= target * 1e6:
+        return None
+    return (f"MultiStream p99 {metric / 1e6:.2f} ms is over the {target:g} ms target latency "
+            "(LoadGen 6 sets MultiStream no latency bound and calls the run VALID)")
 
 
 def verify_test01(accuracy_log: Path, test_log: Path) -> dict:
@@ -162,21 +212,26 @@ def verify_test01(accuracy_log: Path, test_log: Path) -> dict:
 
 def verify_margin(test: str, scenario: str, normal: float, audited: float) -> dict:
     """TEST04/TEST05: the audited run's metric within the test's margin of the normal run's
-    (a SingleStream latency below the normal run's passes too)."""
+    (10% / 5%; 20% in SingleStream when the normal latency is at most 200 us). TEST04 looks for
+    cached results, which would make the repeated sample faster: in SingleStream an audited
+    latency above the normal run's passes too."""
     _, higher_is_better = METRICS[scenario]
+    margin = MARGIN[test]
+    if scenario == "SingleStream" and normal <= 200_000:  # ns
+        margin = 0.20
     ratio = audited / normal if normal else float("inf")
-    ok = abs(ratio - 1) <= MARGIN[test] or (not higher_is_better and ratio < 1)
+    ok = abs(ratio - 1) <= margin or (test == "TEST04" and scenario == "SingleStream"
+                                      and ratio > 1)
     return {"test": test, "passed": bool(ok), "normal": normal, "audited": audited,
-            "ratio": ratio}
+            "ratio": ratio, "margin": margin}
 
 
 def calibrate(detector, paths: list[Path], n: int = 8) -> float:
-    """Median ms of one preprocessed sample through the detector (the first image, ``n`` times
-    after one warm-up): what LoadGen's expected latency and QPS are sized from when neither
-    mlperf.conf, user.conf nor the command line says."""
+    """The fastest of ``n`` passes of one preprocessed sample through the detector (the first
+    image, after one warm-up), in ms: what LoadGen's expected latency and QPS are sized from
+    when neither mlperf.conf, user.conf nor the command line says. The fastest, not the median:
+    a rate estimated too low makes an Offline run end before its minimum duration (INVALID)."""
     import time
-
-    import numpy as np
 
     qsl = SampleLibrary(paths[:1], detector)
     qsl.load([0])
@@ -186,7 +241,7 @@ def calibrate(detector, paths: list[Path], n: int = 8) -> float:
         detector.infer(x)
         if k:
             times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+    return float(min(times))
 
 
 def fill_expectations(values: dict, scenario: str, ms: float, streams: int) -> list[str]:

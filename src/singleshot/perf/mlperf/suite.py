@@ -33,15 +33,18 @@ def run_suite(detector, paths: list[Path], gt, out: Path, *, scenarios: list[str
         _run_all(detector, paths, gt, out, rows, scenarios=scenarios, mode=mode,
                  values_of=values_of, compliance=compliance, system=system, streams=streams,
                  batch=batch, reference_map=reference_map, note=note, corrupt=corrupt)
-    except KeyboardInterrupt:  # the finished runs' logs stay; the summary says it was cut
+    except KeyboardInterrupt as err:  # the finished runs' logs stay; the summary says it was cut
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "summary.json", {"rows": rows, "interrupted": True})
+        cut = str(err.out) if isinstance(err, harness.Interrupted) else None
+        write_json_atomic(out / "summary.json", {"rows": rows, "interrupted": True,
+                                                 "cut_run": cut})
         raise
     if mode == "submission":
         (out / "systems").mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "systems" / f"{system}.json",
                           harness.system_description(detector, model_path, system))
-    write_json_atomic(out / "summary.json", {"rows": rows, "interrupted": False})
+    write_json_atomic(out / "summary.json", {"rows": rows, "interrupted": False,
+                                             "cut_run": None})
     return rows
 
 
@@ -101,6 +104,7 @@ def _row(r: dict, reference_map: float | None) -> dict:
             "metric_name": r["metric_name"], "metric": r["metric"], "mAP": ap,
             "meets_target": _meets(ap, reference_map), "compliance": {},
             "reasons": r["reasons"] if r["valid"] is False else [],
+            "over_target": r["over_target"],
             "submission_grade": r["submission_grade"], "out": r["out"]}
 
 
@@ -115,8 +119,12 @@ def summary_table(rows: list[dict]) -> str:
             return f"{r['metric'] / 1e6:.2f} ms ({r['metric_name'].split(' ')[0]})"
         return f"{r['metric']:.2f} samples/s"
 
-    cells = [[r["scenario"], r["mode"], r["result"] + ("" if r["submission_grade"] or
-                                                       r["result"] == "-" else " (quick)"),
+    def result(r):
+        flags = [f for f, on in (("quick", not r["submission_grade"] and r["result"] != "-"),
+                                 ("over target", r.get("over_target"))) if on]
+        return r["result"] + (f" ({', '.join(flags)})" if flags else "")
+
+    cells = [[r["scenario"], r["mode"], result(r),
               metric(r), "-" if r["mAP"] is None else f"{r['mAP']:.4f}",
               "-" if r["meets_target"] is None else ("yes" if r["meets_target"] else "no"),
               ", ".join(f"{k} {v}" for k, v in r["compliance"].items()) or "-"] for r in rows]
@@ -124,4 +132,5 @@ def summary_table(rows: list[dict]) -> str:
                             "compliance"], cells)
     why = [f"{r['scenario']} INVALID (LoadGen): {'; '.join(r['reasons'])}" for r in rows
            if r["result"] == "INVALID" and r["reasons"]]
+    why += [r["over_target"] for r in rows if r.get("over_target")]
     return table.rstrip("\n") + "\n" + "".join(f"{w}\n" for w in why)

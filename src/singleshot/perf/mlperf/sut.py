@@ -75,6 +75,7 @@ class DetectorSUT:
         self.lock = threading.Lock()
         self.failure: BaseException | None = None
         self.answered = 0
+        self.stopped = False
 
     def _infer(self, idx: list[int]) -> list[np.ndarray]:
         x = np.concatenate([self.qsl.tensors[k] for k in idx])
@@ -87,6 +88,8 @@ class DetectorSUT:
         return out
 
     def _answer(self, samples) -> None:
+        if self.stopped:  # an interrupted run: LoadGen waits for answers that never come
+            return
         try:
             idx = [s.index for s in samples]
             if self.det.batch_size == 1 or len(idx) == 1:
@@ -111,13 +114,23 @@ class DetectorSUT:
         samples = list(samples)
         if self.scenario == "Offline":
             step = self.batch if (self.det.batch_size or self.batch) > 1 else 1
-            for j in range(0, len(samples), step):
-                self.pool.submit(self._answer, samples[j:j + step])
+            chunks = [samples[j:j + step] for j in range(0, len(samples), step)]
         else:
-            self.pool.submit(self._answer, samples)
+            chunks = [samples]
+        for chunk in chunks:
+            try:
+                self.pool.submit(self._answer, chunk)
+            except RuntimeError:  # stopped (Ctrl-C): an exception must not reach LoadGen
+                return
 
     def flush(self) -> None:
         pass
+
+    def stop(self) -> None:
+        """Answer nothing more (Ctrl-C: LoadGen cannot be stopped, so its thread is left
+        waiting); queued queries are dropped."""
+        self.stopped = True
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
