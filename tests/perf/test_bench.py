@@ -33,6 +33,9 @@ def test_bench_json_schema(tmp_path):
         assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p90"] <= r["latency_ms"]["p99"]
         assert isinstance(r["throughput_ips"], float) and r["throughput_ips"] > 0
         assert set(r["stages_ms"]) == STAGES and all(v >= 0 for v in r["stages_ms"].values())
+        # inference + postprocess alone: within the end-to-end latency
+        assert 0 < r["compute_ms"]["p50"] <= r["compute_ms"]["p90"] <= r["compute_ms"]["p99"]
+        assert r["compute_ms"]["p50"] < r["latency_ms"]["p50"]
     assert rows[2]["preprocess"] == "fast" and rows[0]["preprocess"] == "card"  # auto: fast path
     assert rows[3]["precision"] == "int8" and rows[0]["precision"] == "fp32"
     for f in ("results.json", "results.md", "plot.png"):
