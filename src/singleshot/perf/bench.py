@@ -119,9 +119,10 @@ def make_detector(model: str, backend: str, opts: BenchOptions, *, throughput: b
         name = resolve_backend(backend)
     streams, threads = 1, opts.threads
     if throughput:  # one stream per core by default; onnxruntime gets the cores split among them
+        from ..runtime.backends import threads_per_stream
+
         streams = opts.streams or max(2, os.cpu_count() or 2)
-        if name != "openvino":
-            threads = threads or max(1, (os.cpu_count() or 2) // streams)
+        threads = threads_per_stream(name, streams, threads)
     return Detector(model, exif=False, backend=name, precision=precision, threads=threads,
                     streams=streams, preprocess=pre)
 

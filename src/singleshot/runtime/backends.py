@@ -218,5 +218,15 @@ def resolve_backend(name: str) -> str:
     return name
 
 
+def threads_per_stream(backend: str, streams: int, threads: int | None = None) -> int | None:
+    """The intra-op threads each of ``streams`` concurrent calls should get: onnxruntime and
+    torch calls each run a pool of their own, so the cores are split among them (two full pools
+    fight over the cores: slower than one); OpenVINO shares one pool among its infer requests
+    (None: its own choice). ``threads`` given wins."""
+    if threads or streams <= 1 or backend == "openvino":
+        return threads
+    return max(1, (os.cpu_count() or 2) // streams)
+
+
 def is_checkpoint(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in (".pt", ".pth", ".pytorch", ".ckpt")

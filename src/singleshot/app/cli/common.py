@@ -3,6 +3,7 @@ options' aliases, optional-package checks, and the common option types."""
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import wraps
 from typing import Annotated, Optional
@@ -134,8 +135,14 @@ def user_errors(fn):
         except SingleshotError as err:
             _err(err.render(flag))
             raise typer.Exit(err.exit_code) from None
-        except KeyboardInterrupt:
-            _err("interrupted")
+        except KeyboardInterrupt as err:
+            _err(f"interrupted: {err}" if str(err) else "interrupted")
+            if getattr(err, "exit_at_once", False):
+                # a thread that cannot be stopped is still running (LoadGen): an orderly exit
+                # would wait on it or tear its objects down under it
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(130)
             raise typer.Exit(130) from None
 
     return wrapper

@@ -4,7 +4,6 @@ performance and accuracy modes, compliance tests, a submission tree."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -87,8 +86,8 @@ def mlperf(
     from ...eval.annotations import load_annotations
     from ...eval.runner import category_map
     from ...perf.mlperf import conf as mconf
-    from ...perf.mlperf.harness import Interrupted
     from ...perf.mlperf.suite import ACCURACY_TARGET, run_suite, summary_table
+    from ...runtime.backends import resolve_backend, threads_per_stream
     from ...runtime.detector import Detector
 
     scenarios = list(mconf.SCENARIOS) if scenario == "all" else [scenario]
@@ -118,8 +117,10 @@ def mlperf(
     if missing:
         raise UsageError(f"{len(missing)} image(s) of {annotations} are not in {images} "
                          f"(first: {missing[0].name})")
-    det = Detector(model, conf=_parse_conf(conf), exif=False, threads=threads, backend=backend,
-                   precision=precision, preprocess=preprocess, streams=streams or 1)
+    streams = streams or 1
+    det = Detector(model, conf=_parse_conf(conf), exif=False, backend=backend,
+                   threads=threads_per_stream(resolve_backend(backend), streams, threads),
+                   precision=precision, preprocess=preprocess, streams=streams)
     if mode != "performance":  # accuracy is scored against the annotations' classes
         category_map(det.spec, gt)  # a model of other classes: one line, before any run
     det.check_batch(batch)
@@ -127,21 +128,12 @@ def mlperf(
     claim_out(out, "mlperf", overwrite=overwrite,
               inputs=[images, annotations, user_conf, mlperf_conf, *model_files([model])])
     reference = ACCURACY_TARGET / 0.99 if Path(det.name).name.startswith("ssd-") else None
-    try:
-        rows = run_suite(det, paths, gt, out, scenarios=scenarios, mode=mode, compliance=tests,
-                         values_of=lambda s: mconf.effective(
-                             s, mlperf_conf=mlperf_conf, user_conf=user_conf,
-                             overrides=overrides, quick=quick),
-                         system=system_name, streams=streams or 1, batch=batch,
-                         model_path=det.name, reference_map=reference, note=_note)
-    except Interrupted as err:
-        # LoadGen cannot be stopped and its objects cannot be freed while it runs: end the
-        # process here (an orderly exit would wait on, or tear down under, LoadGen's thread)
-        print(f"error: interrupted: {err.out} holds the partial logs (marked INTERRUPTED); "
-              f"{out / 'summary.json'} the finished runs", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+    rows = run_suite(det, paths, gt, out, scenarios=scenarios, mode=mode, compliance=tests,
+                     values_of=lambda s: mconf.effective(
+                         s, mlperf_conf=mlperf_conf, user_conf=user_conf, overrides=overrides,
+                         quick=quick),
+                     system=system_name, streams=streams, batch=batch, model_path=det.name,
+                     reference_map=reference, note=_note)
     table = summary_table(rows)
     (out / "summary.md").write_text(table)
     if as_json:

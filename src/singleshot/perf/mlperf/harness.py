@@ -100,10 +100,12 @@ def _in_folder(folder: Path):
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a LoadGen run. LoadGen has no way to stop a run: its thread is left
     waiting (the SUT answers nothing more) and ``out`` holds the logs it wrote so far, marked
-    by ``INTERRUPTED``; the process should end (the CLI exits 130 at once)."""
+    by ``INTERRUPTED``; the process should end (``exit_at_once``: the CLI exits 130 there)."""
+
+    exit_at_once = True
 
     def __init__(self, out: Path) -> None:
-        super().__init__(str(out))
+        super().__init__(f"LoadGen's partial logs kept in {out} (marked INTERRUPTED)")
         self.out = out
 
 

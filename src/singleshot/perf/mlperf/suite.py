@@ -120,7 +120,7 @@ def summary_table(rows: list[dict]) -> str:
         return f"{r['metric']:.2f} samples/s"
 
     def result(r):
-        flags = [f for f, on in (("quick", not r["submission_grade"] and r["result"] != "-"),
+        flags = [f for f, on in (("short", not r["submission_grade"] and r["result"] != "-"),
                                  ("over target", r.get("over_target"))) if on]
         return r["result"] + (f" ({', '.join(flags)})" if flags else "")
 
