@@ -279,15 +279,18 @@ class Detector:
         det.timings = {"decode": decode_ms, **det.timings}
         return det
 
-    def decode(self, image) -> np.ndarray:
-        """Any accepted image -> RGB uint8 [H, W, 3] (EXIF orientation applied when ``exif``)."""
+    def decode(self, image, max_pixels: int | None = None) -> np.ndarray:
+        """Any accepted image -> RGB uint8 [H, W, 3] (EXIF orientation applied when ``exif``);
+        ``max_pixels``: encoded images over it are refused from their header (ImageError)."""
         from PIL import Image
 
         if isinstance(image, Image.Image):
             return as_rgb(exif_upright(image, "<image>") if self.exif else image)
         if isinstance(image, np.ndarray):
             return as_rgb(image)
-        return load_image(image, exif=self.exif)
+        if max_pixels is None:
+            return load_image(image, exif=self.exif)
+        return load_image(image, exif=self.exif, max_pixels=max_pixels)
 
 
 def merge_options(base: NmsParams, conf: float | None = None, iou: float | None = None,

@@ -37,8 +37,11 @@ class _Job:
 
 
 class Batcher:
-    """``submit(images, options)`` -> a Future of their Detections (in order). ``observe``: a
-    callback ``(queue_s, inference_s, batch_images)`` per batch, for metrics."""
+    """``submit(images, options)`` -> a Future of their Detections (in order; the future's
+    ``queued_at``/``started_at`` are its ``perf_counter`` times of queueing and of its batch's
+    start). ``observe``: a callback ``(queue_s, inference_s, batch_images, stages_ms)`` per
+    batch, for metrics and statistics (``stages_ms``: the batch's preprocess, inference and
+    postprocess ms, summed over its images)."""
 
     def __init__(self, detectors: list, *, max_batch: int = 8, max_delay_ms: float = 5.0,
                  max_queue: int = 64, observe=None) -> None:
@@ -60,6 +63,7 @@ class Batcher:
                                 f"{self.max_queue})")
             self.waiting += len(images)
         job = _Job(images, options)
+        job.future.queued_at = job.queued_at
         self.jobs.put(job)
         return job.future
 
@@ -101,6 +105,8 @@ class Batcher:
             jobs, carry = self._gather(job)
             images = [im for j in jobs for im in j.images]
             start = time.perf_counter()
+            for j in jobs:
+                j.future.started_at = start
             try:
                 dets, error = detector.detect_many(images, **job.options), None
             except Exception as err:  # noqa: BLE001 - handed to the requests of this batch
@@ -108,7 +114,9 @@ class Batcher:
             end = time.perf_counter()
             with self.lock:
                 self.waiting -= len(images)
-            self.observe(start - min(j.queued_at for j in jobs), end - start, len(images))
+            stages = {k: sum(d.timings.get(k, 0.0) for d in dets or ())
+                      for k in ("preprocess", "inference", "postprocess")}
+            self.observe(start - min(j.queued_at for j in jobs), end - start, len(images), stages)
             pos = 0
             for j in jobs:
                 if error is not None:

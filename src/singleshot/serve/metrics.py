@@ -26,7 +26,8 @@ class Metrics:
         self.queued = Gauge("singleshot_queued_images", "Images waiting for a detector",
                             registry=r)
 
-    def observe_batch(self, queue_s: float, inference_s: float, images: int) -> None:
+    def observe_batch(self, queue_s: float, inference_s: float, images: int,
+                      stages_ms: dict | None = None) -> None:
         self.queue_seconds.observe(queue_s)
         self.inference_seconds.observe(inference_s)
         self.batch_images.observe(images)

@@ -63,6 +63,8 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
         req = json.loads(head)
     except (ValueError, UnicodeDecodeError):
         raise ProtocolError("the request is not valid JSON") from None
+    except RecursionError:
+        raise ProtocolError("the request's JSON is nested too deeply") from None
     if not isinstance(req, dict) or not isinstance(req.get("inputs"), list):
         raise ProtocolError("the request needs an 'inputs' list")
     params = req.get("parameters") or {}
@@ -107,10 +109,16 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
         raise ProtocolError("the request has no input named 'image'")
     binary_default = bool(params.get("binary_data_output", False))
     outs = {}
-    for o in req.get("outputs") or []:
-        if isinstance(o, dict) and isinstance(o.get("name"), str):
-            outs[o["name"]] = bool((o.get("parameters") or {}).get("binary_data",
-                                                                    binary_default))
+    requested = req.get("outputs") or []
+    if not isinstance(requested, list):
+        raise ProtocolError("'outputs' must be a list")
+    for o in requested:
+        if not isinstance(o, dict) or not isinstance(o.get("name"), str):
+            raise ProtocolError("each of 'outputs' must be an object with a 'name'")
+        if o["name"] not in OUTPUTS:  # Triton answers 400 here, not an empty list
+            raise ProtocolError(f"unknown output {o['name']!r}; the model's outputs are "
+                                f"{', '.join(OUTPUTS)}")
+        outs[o["name"]] = bool((o.get("parameters") or {}).get("binary_data", binary_default))
     return InferRequest(images, params, outs, binary_default, req.get("id"))
 
 
@@ -133,8 +141,8 @@ def detections_tensors(dets: list) -> dict[str, np.ndarray]:
             "num_detections": np.asarray([len(d) for d in dets], np.int64)}
 
 
-def write_infer(model: str, req: InferRequest, tensors: dict[str, np.ndarray]
-                ) -> tuple[bytes, dict[str, str]]:
+def write_infer(model: str, req: InferRequest, tensors: dict[str, np.ndarray],
+                version: str = "1") -> tuple[bytes, dict[str, str]]:
     """The response body and extra headers: JSON, with binary tensors appended where asked."""
     names = [n for n in OUTPUTS if not req.binary_outputs or n in req.binary_outputs]
     outputs, blobs = [], []
@@ -150,7 +158,7 @@ def write_infer(model: str, req: InferRequest, tensors: dict[str, np.ndarray]
         else:
             entry["data"] = arr.reshape(-1).tolist()
         outputs.append(entry)
-    doc = {"model_name": model, "model_version": "1", "outputs": outputs}
+    doc = {"model_name": model, "model_version": version, "outputs": outputs}
     if req.request_id is not None:
         doc["id"] = req.request_id
     head = json.dumps(doc).encode()

@@ -8,22 +8,26 @@ with ``{"error": "..."}`` and costs other requests nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
 from ..errors import ImageError, SingleshotError
 from ..runtime.report import DetectionReport, ImageResult
-from .batcher import Batcher, QueueFull
+from .batcher import QueueFull
+from .coding import CodingError, compress, inflate
 from .metrics import Metrics
-from .protocol import OUTPUTS, ProtocolError, detections_tensors, parse_infer, write_infer
+from .models import Batching, ModelVersion, Repository, UnknownModel
+from .protocol import ProtocolError, detections_tensors, parse_infer, write_infer
 
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/metrics")
+MAX_PIXELS_SERVED = 40_000_000  # 8K UHD photos (33 MP) pass; a 16000 x 16000 bomb does not
 CONF_FOR_PEOPLE = 0.25  # /detect's default, as `singleshot detect`
 
 
@@ -55,32 +59,75 @@ def _options(values: dict, conf_default: float | None = None) -> dict:
     return out
 
 
-def create_app(detectors, name: str, *, api_key: str | None = None,
+# what the bodies of infer and /detect are, for schema-driven clients and fuzzers (the handlers
+# read the raw body themselves, so FastAPI cannot infer it)
+_TENSOR = {"type": "object", "required": ["name", "datatype", "shape"],
+           "properties": {"name": {"type": "string"}, "datatype": {"type": "string"},
+                          "shape": {"type": "array", "items": {"type": "integer"}},
+                          "parameters": {"type": "object"}, "data": {"type": "array"}}}
+INFER_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {
+        "type": "object", "required": ["inputs"],
+        "properties": {"id": {"type": "string"}, "parameters": {"type": "object"},
+                       "inputs": {"type": "array", "items": _TENSOR},
+                       "outputs": {"type": "array", "items": {
+                           "type": "object", "required": ["name"],
+                           "properties": {"name": {"type": "string", "enum": [
+                               "boxes", "scores", "category_ids", "num_detections"]},
+                               "parameters": {"type": "object"}}}}}}},
+    "application/octet-stream": {"schema": {
+        "type": "string", "format": "binary",
+        "description": "binary tensor data: Inference-Header-Content-Length bytes of JSON, "
+                       "then the tensors"}}}}}
+DETECT_BODY = {"requestBody": {"required": True, "content": {
+    "image/*": {"schema": {"type": "string", "format": "binary"}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+        "image": {"type": "string", "format": "binary"}}}}}}}
+
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics",
+              "parameters"]  # the Triton/KServe extensions this server implements
+
+
+def create_app(detectors, name: str | None = None, *, api_key: str | None = None,
                max_body_mb: float = 32.0, max_batch: int = 8, max_delay_ms: float = 5.0,
-               max_queue: int = 64) -> FastAPI:
+               max_queue: int = 64, repository: Repository | None = None,
+               max_pixels: int = MAX_PIXELS_SERVED, cors: list[str] | None = None) -> FastAPI:
     """The server for ``detectors`` (one Detector, or several copies of one model: the
-    instances) under model name ``name``."""
-    detectors = detectors if isinstance(detectors, list) else [detectors]
-    detector = detectors[0]
-    app = FastAPI(title="singleshot", version=__version__, docs_url=None, redoc_url=None)
-    app.state.ready = False
-    limit = int(max_body_mb * 1024 * 1024)
+    instances) as model ``name`` version 1, or for every model of ``repository`` (``detectors``
+    None). ``max_pixels``: larger images are refused from their header, before decoding;
+    ``cors``: origins allowed to call from a browser (none by default)."""
     metrics = Metrics()
-    batcher = Batcher(detectors, max_batch=max_batch, max_delay_ms=max_delay_ms,
-                      max_queue=max_queue, observe=metrics.observe_batch)
-    metrics.queued.set_function(lambda: batcher.waiting)
-    app.state.batcher, app.state.metrics = batcher, metrics
+    batching = Batching(max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue)
+    if repository is None:
+        detectors = detectors if isinstance(detectors, list) else [detectors]
+        repository = Repository()
+        repository.add(ModelVersion(name, "1", make=lambda: detectors, batching=batching))
+    for mv in repository.all_versions():
+        mv.observe = metrics.observe_batch
+    app = FastAPI(title="singleshot", version=__version__, docs_url=None, redoc_url=None)
+    if cors:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "POST"],
+                           allow_headers=["*"], expose_headers=["Inference-Header-Content-Length"])
+    app.state.ready = False
+    app.state.repository = repository
+    limit = int(max_body_mb * 1024 * 1024)
+    metrics.queued.set_function(lambda: sum(mv.batcher.waiting for mv in
+                                            repository.all_versions() if mv.batcher))
+    app.state.metrics = metrics
 
     @app.on_event("startup")
-    async def warm_up() -> None:  # ready only once every instance has run an inference
-        h, w = detector.spec.input_size
-        for d in detectors:
-            await run_in_threadpool(d, np.full((h, w, 3), 114, np.uint8))
+    async def warm_up() -> None:  # ready once every model has loaded and run an inference
+        for mv in repository.all_versions():
+            await run_in_threadpool(mv.load)
         app.state.ready = True
 
     @app.on_event("shutdown")
     async def stop() -> None:  # uvicorn has drained the requests in flight by now
-        await run_in_threadpool(batcher.close)
+        for mv in repository.all_versions():
+            await run_in_threadpool(mv.unload, "the server stopped")
 
     @app.exception_handler(HTTPError)
     async def http_error(request: Request, err: HTTPError):
@@ -108,10 +155,11 @@ def create_app(detectors, name: str, *, api_key: str | None = None,
         return response
 
     async def _guarded(request: Request, call_next):
-        if api_key is not None and request.url.path not in OPEN_PATHS:
-            if request.headers.get("authorization") != f"Bearer {api_key}":
+        if api_key is not None and not is_open(request.url.path):
+            if not key_matches(request.headers.get("authorization"), api_key):
                 return JSONResponse({"error": "missing or wrong API key (Authorization: Bearer)"},
-                                    status_code=401)
+                                    status_code=401,
+                                    headers={"WWW-Authenticate": 'Bearer realm="singleshot"'})
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return JSONResponse({"error": f"body over the limit of {max_body_mb:g} MB"},
@@ -122,20 +170,34 @@ def create_app(detectors, name: str, *, api_key: str | None = None,
             return JSONResponse({"error": "internal error"}, status_code=500)
 
     async def read_body(request: Request) -> bytes:
+        """The body, counted as it arrives, and inflated when ``Content-Encoding`` says
+        gzip or deflate (the inflated size is held to the same limit)."""
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise HTTPError(413, f"body over the limit of {max_body_mb:g} MB")
             chunks.append(chunk)
-        return b"".join(chunks)
+        body = b"".join(chunks)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding in ("", "identity"):
+            return body
+        try:
+            return await run_in_threadpool(inflate, body, encoding, limit)
+        except CodingError as err:
+            status = 413 if err.too_large else 400
+            raise HTTPError(status, str(err).replace("LIMIT", f"{max_body_mb:g} MB")) from None
 
-    def check_model(model: str) -> None:
-        if model != name:
-            raise HTTPError(404, f"unknown model {model!r}; this server has {name!r}")
+    def find(name_: str, version: str | None = None, ready: bool = True) -> ModelVersion:
+        try:
+            return repository.ready(name_, version) if ready else repository.find(name_, version)
+        except UnknownModel as err:
+            raise HTTPError(404, str(err)) from None
 
-    def decode(images: list[bytes], options: dict) -> list[np.ndarray]:
-        """Decoded images, and the options checked against the model (400s, before queueing)."""
+    def decode(mv: ModelVersion, images: list[bytes], options: dict) -> list[np.ndarray]:
+        """Decoded images, and the options checked against the model (400s, before queueing).
+        One image at a time, each size checked from its header before it is decoded."""
+        detector = mv.detector
         try:
             detector.options(**options)
         except SingleshotError as err:  # e.g. an unknown class
@@ -143,23 +205,57 @@ def create_app(detectors, name: str, *, api_key: str | None = None,
         rgbs = []
         for k, data in enumerate(images):
             try:
-                rgbs.append(detector.decode(data))
+                rgbs.append(detector.decode(data, max_pixels=max_pixels))
             except ImageError as err:
-                raise HTTPError(400, f"image {k}: {str(err).removeprefix('<bytes>: ')}") from None
+                text = str(err).removeprefix("<bytes>: ").split(" (raise it with")[0]
+                raise HTTPError(400, f"image {k}: {text}") from None
         return rgbs
 
-    async def run(images: list[bytes], options: dict) -> list:
-        rgbs = await run_in_threadpool(decode, images, options)
+    async def run(mv: ModelVersion, images: list[bytes], options: dict) -> tuple[list, dict]:
+        """Detections of ``images`` and the seconds of each stage (statistics extension)."""
+        batcher = mv.batcher
+        if batcher is None:
+            raise HTTPError(404, f"model {mv.name!r} version {mv.version} was unloaded")
+        if len(images) > batcher.max_queue:  # could never be queued: no retry will help
+            raise HTTPError(413, f"{len(images)} images in one request; the server queues at "
+                                 f"most {batcher.max_queue} (send fewer per request)")
+        if batcher.waiting + len(images) > batcher.max_queue:  # full: say so before decoding
+            raise HTTPError(503, f"busy: {batcher.waiting} images are waiting (the limit is "
+                                 f"{batcher.max_queue}); retry shortly", {"Retry-After": "1"})
+        t0 = time.perf_counter()
+        rgbs = await run_in_threadpool(decode, mv, images, options)
+        decoded = time.perf_counter() - t0
         try:
             future = batcher.submit(rgbs, options)
         except QueueFull as err:
             raise HTTPError(503, f"busy: {err}; retry shortly", {"Retry-After": "1"}) from None
         try:
-            return await asyncio.wrap_future(future)
+            dets = await asyncio.wrap_future(future)
         except SingleshotError as err:
             raise HTTPError(400, str(err)) from None
+        ms = {k: sum(d.timings.get(k, 0.0) for d in dets) / 1e3
+              for k in ("preprocess", "inference", "postprocess")}
+        stages = {"queue": future.started_at - future.queued_at,
+                  "compute_input": decoded + ms["preprocess"],
+                  "compute_infer": ms["inference"], "compute_output": ms["postprocess"]}
+        return dets, stages
 
-    @app.get("/metrics")
+    async def counted(mv: ModelVersion, work):
+        """``await work()`` -> (response, stages, images), counted in ``mv``'s statistics."""
+        t0 = time.perf_counter()
+        try:
+            response, stages, n = await work()
+        except HTTPError:
+            mv.stats.request(False, time.perf_counter() - t0)
+            raise
+        written = time.perf_counter() - t0 - sum(stages.values())
+        stages["compute_output"] += max(0.0, written)  # the response document too
+        mv.stats.request(True, time.perf_counter() - t0, stages, n)
+        return response
+
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {}},
+                              "description": "Prometheus text exposition format"}})
     async def prometheus_metrics():
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -170,65 +266,163 @@ def create_app(detectors, name: str, *, api_key: str | None = None,
     @app.get("/v2/health/ready")
     async def ready():
         if not app.state.ready:
-            raise HTTPError(503, "the model is loading")
+            raise HTTPError(503, "the models are loading")
         return {"ready": True}
 
     @app.get("/v2")
     async def server_metadata():
-        return {"name": "singleshot", "version": __version__,
-                "extensions": ["binary_tensor_data"]}
+        return {"name": "singleshot", "version": __version__, "extensions": EXTENSIONS}
 
-    @app.get("/v2/models/{model}")
-    async def model_metadata(model: str):
-        check_model(model)
-        return {"name": name, "versions": ["1"], "platform": "singleshot",
-                "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
-                "outputs": [{"name": n, "datatype": t, "shape": shape}
-                            for n, (t, shape) in OUTPUTS.items()]}
+    @app.get("/v2/models/stats")
+    async def all_stats():
+        return {"model_stats": [mv.stats.to_dict() for mv in repository.all_versions()]}
 
-    @app.get("/v2/models/{model}/ready")
-    async def model_ready(model: str):
-        check_model(model)
-        if not app.state.ready:
-            raise HTTPError(503, "the model is loading")
-        return {"name": name, "ready": True}
+    def versioned(method: str, suffix: str = "", **route_kw):
+        """Register a model route at ``/v2/models/{model}`` and at
+        ``/v2/models/{model}/versions/{version}`` (Triton's paths with a version)."""
+        def register(fn):
+            route = getattr(app, method)
+            route(f"/v2/models/{{model}}{suffix}", **route_kw)(fn)
+            route(f"/v2/models/{{model}}/versions/{{version}}{suffix}", **route_kw)(fn)
+            return fn
+        return register
 
-    @app.post("/v2/models/{model}/infer")
-    async def infer(model: str, request: Request):
-        check_model(model)
+    @versioned("get")
+    async def model_metadata(model: str, version: str | None = None):
+        mv = find(model, version)
+        return mv.metadata(repository.versions(model))
+
+    @versioned("get", "/ready")
+    async def model_ready(model: str, version: str | None = None):
+        mv = find(model, version, ready=False)
+        if mv.state != "READY":
+            raise HTTPError(503 if mv.reason == "loading" else 404,
+                            f"model {mv.name!r} version {mv.version} is not ready: {mv.reason}")
+        return {"name": mv.name, "version": mv.version, "ready": True}
+
+    @versioned("get", "/config")
+    async def model_config(model: str, version: str | None = None):
+        return find(model, version).config()
+
+    @versioned("get", "/stats")
+    async def model_stats(model: str, version: str | None = None):
+        if version is None:
+            find(model, ready=False)  # 404 for an unknown name
+            chosen = [repository.models[model][v] for v in repository.versions(model)]
+        else:
+            chosen = [find(model, version, ready=False)]
+        return {"model_stats": [mv.stats.to_dict() for mv in chosen]}
+
+    @versioned("post", "/infer", openapi_extra=INFER_BODY)
+    async def infer(request: Request, model: str,
+                    version: str | None = None):
+        mv = find(model, version)
+
+        async def work():
+            body = await read_body(request)
+            try:
+                req = parse_infer(body, request.headers.get("inference-header-content-length"))
+            except ProtocolError as err:
+                raise HTTPError(400, str(err)) from None
+            dets, stages = await run(mv, req.images, _options(req.parameters))
+            payload, headers = write_infer(mv.name, req, detections_tensors(dets), mv.version)
+            payload, headers = compress(payload, headers, request.headers.get("accept-encoding"))
+            return Response(payload, headers=headers), stages, len(dets)
+
+        return await counted(mv, work)
+
+    @app.post("/v2/repository/index")
+    async def repository_index(request: Request):
         body = await read_body(request)
         try:
-            req = parse_infer(body, request.headers.get("inference-header-content-length"))
-        except ProtocolError as err:
-            raise HTTPError(400, str(err)) from None
-        options = _options(req.parameters)
-        dets = await run(req.images, options)
-        payload, headers = write_infer(name, req, detections_tensors(dets))
-        return Response(payload, headers=headers)
+            ready_only = bool((json.loads(body) if body.strip() else {}).get("ready", False))
+        except (ValueError, AttributeError, RecursionError):
+            raise HTTPError(400, "the index request must be a JSON object like "
+                                 '{"ready": false}') from None
+        return repository.index(ready_only)
 
-    @app.post("/detect")
+    @app.post("/v2/repository/models/{model}/load")
+    async def repository_load(model: str):
+        mvs = [find(model, v, ready=False) for v in repository.versions(model)] \
+            or [find(model, ready=False)]
+        for mv in mvs:
+            try:
+                await run_in_threadpool(mv.load)
+            except Exception as err:  # noqa: BLE001 - a model that fails to load: 400, as Triton
+                mv.state, mv.reason = "UNAVAILABLE", f"failed to load: {err}"
+                raise HTTPError(400, f"failed to load {model!r}: {err}") from None
+        return {}
+
+    @app.post("/v2/repository/models/{model}/unload")
+    async def repository_unload(model: str):
+        mvs = [find(model, v, ready=False) for v in repository.versions(model)] \
+            or [find(model, ready=False)]
+        for mv in mvs:
+            await run_in_threadpool(mv.unload)
+        return {}
+
+    default = repository.all_versions()[0].name
+
+    @app.post("/detect", openapi_extra=DETECT_BODY)
     async def detect(request: Request):
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype.startswith("multipart/form-data"):
-            form = await request.form()
-            field = form.get("image")
-            if field is None or not hasattr(field, "read"):
-                raise HTTPError(400, "multipart body needs a file field named 'image'")
-            data = await field.read()
-            if len(data) > limit:
-                raise HTTPError(413, f"body over the limit of {max_body_mb:g} MB")
-        elif ctype.startswith("image/") or ctype == "application/octet-stream":
-            data = await read_body(request)
-        else:
-            raise HTTPError(415, f"send the image as the body (image/* or "
-                                 f"application/octet-stream) or as multipart field 'image', "
-                                 f"not {ctype or 'no content type'}")
-        options = _options(dict(request.query_params), conf_default=CONF_FOR_PEOPLE)
-        (d,) = await run([data], options)
-        report = DetectionReport(detector.name, [ImageResult(None, d)])
-        return report.to_dict()
+        mv = find(request.query_params.get("model", default))
+
+        async def work():
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype.startswith("multipart/form-data"):
+                # the body counted against the limit as it arrives, then parsed
+                body = await read_body(request)
+                form = await replay(request, body).form()
+                field = form.get("image")
+                if field is None or not hasattr(field, "read"):
+                    raise HTTPError(400, "multipart body needs a file field named 'image'")
+                data = await field.read()
+                if len(data) > limit:
+                    raise HTTPError(413, f"body over the limit of {max_body_mb:g} MB")
+            elif ctype.startswith("image/") or ctype == "application/octet-stream":
+                data = await read_body(request)
+            else:
+                raise HTTPError(415, f"send the image as the body (image/* or "
+                                     f"application/octet-stream) or as multipart field 'image', "
+                                     f"not {ctype or 'no content type'}")
+            params = {k: v for k, v in request.query_params.items() if k != "model"}
+            (d,), stages = await run(mv, [data], _options(params, conf_default=CONF_FOR_PEOPLE))
+            report = DetectionReport(mv.detector.name, [ImageResult(None, d)])
+            return JSONResponse(report.to_dict()), stages, 1
+
+        return await counted(mv, work)
 
     return app
+
+
+def replay(request: Request, body: bytes) -> Request:
+    """A request whose body is ``body`` (already read), for parsers that read it again."""
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
+
+
+def is_open(path: str) -> bool:
+    """Paths answered without the API key: health, metrics and model readiness (the probes
+    of orchestrators, which carry no credentials)."""
+    return path in OPEN_PATHS or (path.startswith("/v2/models/") and path.endswith("/ready"))
+
+
+def key_matches(header: str | None, key: str) -> bool:
+    """``Authorization: Bearer KEY`` - the scheme in any case (RFC 7235), the key compared in
+    constant time."""
+    import hmac
+
+    scheme, _, given = (header or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                              key.encode())
 
 
 def check_listen(host: str, port: int) -> None:
@@ -246,7 +440,8 @@ def check_listen(host: str, port: int) -> None:
                          "(another server there? choose another {opt:port})") from None
 
 
-def serve_forever(app: FastAPI, host: str, port: int, *, graceful_s: float = 30.0) -> None:
+def serve_forever(app: FastAPI, host: str, port: int, *, graceful_s: float = 30.0,
+                  ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
     """Run ``app`` with uvicorn until SIGINT/SIGTERM. SIGTERM drains the requests in flight (up
     to ``graceful_s``) and the process exits 0, as process managers expect (uvicorn itself would
     re-raise the signal after shutting down)."""
@@ -262,4 +457,5 @@ def serve_forever(app: FastAPI, host: str, port: int, *, graceful_s: float = 30.
 
     check_listen(host, port)
     Draining(uvicorn.Config(app, host=host, port=port, log_level="info",
-                            timeout_graceful_shutdown=graceful_s)).run()
+                            timeout_graceful_shutdown=graceful_s, ssl_certfile=ssl_certfile,
+                            ssl_keyfile=ssl_keyfile)).run()

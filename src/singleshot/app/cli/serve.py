@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ...errors import UsageError
 from .common import (
     BackendOpt,
     PrecisionOpt,
@@ -33,6 +34,10 @@ def serve(
     max_batch: Annotated[int, ranged("max_batch", help="Images per batch at most (dynamic batching).")] = 8,
     max_delay_ms: Annotated[float, ranged("max_delay_ms", help="How long a batch waits for more requests.")] = 5.0,
     max_queue: Annotated[int, ranged("max_queue", help="Images waiting at most; beyond it requests get 503 with Retry-After.")] = 64,
+    max_pixels: Annotated[int, ranged("max_pixels", "--max-pixels", help="Refuse larger images from their header, before decoding (400).")] = 40_000_000,
+    cors: Annotated[Optional[list[str]], typer.Option("--cors", help="An origin allowed to call from a browser (repeat for more; none by default).")] = None,
+    ssl_certfile: Annotated[Optional[Path], typer.Option("--ssl-certfile", help="Serve HTTPS with this certificate (PEM), with --ssl-keyfile.")] = None,
+    ssl_keyfile: Annotated[Optional[Path], typer.Option("--ssl-keyfile", help="The certificate's private key (PEM).")] = None,
     threads: ThreadsOpt = None,
     backend: BackendOpt = "onnxruntime",
     precision: PrecisionOpt = "auto",
@@ -46,6 +51,11 @@ def serve(
     from ...serve.server import check_listen, create_app, serve_forever
 
     check_listen(host, port)  # before the model loads
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise UsageError("--ssl-certfile and --ssl-keyfile go together")
+    for f in (ssl_certfile, ssl_keyfile):
+        if f is not None and not f.is_file():
+            raise UsageError(f"{f}: no such file")
 
     # the instances share the cores: each runtime gets its part, so their pools do not fight
     per = threads or max(1, (os.cpu_count() or 1) // instances)
@@ -53,5 +63,7 @@ def serve(
                      preprocess=preprocess) for _ in range(instances)]
     name = name or (Path(model).stem if model.endswith(".onnx") else model)
     serve_forever(create_app(dets, name, api_key=api_key, max_body_mb=max_body_mb,
-                             max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue),
-                  host, port)
+                             max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
+                             max_pixels=max_pixels, cors=cors),
+                  host, port, ssl_certfile=ssl_certfile and str(ssl_certfile),
+                  ssl_keyfile=ssl_keyfile and str(ssl_keyfile))

@@ -1,0 +1,165 @@
+"""The models a server holds: each name's versions, with their detectors, batcher, state and
+statistics, and what the metadata, model configuration and repository endpoints say of them.
+
+A version is READY (loaded, warmed, taking requests) or UNAVAILABLE (``reason`` says why:
+unloaded, loading, failed). Unloading closes its batcher, which finishes the requests already
+queued before it stops.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .batcher import Batcher
+from .protocol import OUTPUTS
+from .stats import ModelStats
+
+
+class UnknownModel(LookupError):
+    """No such model or version, or not loaded: the caller answers 404 (gRPC NOT_FOUND)."""
+
+
+@dataclass
+class Batching:
+    max_batch: int = 8
+    max_delay_ms: float = 5.0
+    max_queue: int = 64
+
+
+@dataclass
+class ModelVersion:
+    name: str
+    version: str
+    make: Callable[[], list]  # -> the detectors (instances) of this version
+    batching: Batching = field(default_factory=Batching)
+    observe: Callable | None = None  # the server's metrics, per batch
+    state: str = "UNAVAILABLE"
+    reason: str = "not loaded"
+    detectors: list | None = None
+    batcher: Batcher | None = None
+    stats: ModelStats = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.stats = self.stats or ModelStats(self.name, self.version)
+        self.lock = threading.Lock()
+
+    @property
+    def detector(self):
+        return self.detectors[0]
+
+    def load(self) -> None:
+        """Build and warm the detectors (every instance runs once), then take requests."""
+        with self.lock:
+            if self.state == "READY":
+                return
+            self.reason = "loading"
+            detectors = self.make()
+            h, w = detectors[0].spec.input_size
+            for d in detectors:
+                d(np.full((h, w, 3), 114, np.uint8))
+
+            def observe(queue_s, inference_s, images, stages_ms):
+                ms = stages_ms or {}
+                self.stats.batch(images, ms.get("preprocess", 0) / 1e3,
+                                 ms.get("inference", 0) / 1e3, ms.get("postprocess", 0) / 1e3)
+                if self.observe is not None:
+                    self.observe(queue_s, inference_s, images, stages_ms)
+
+            b = self.batching
+            self.batcher = Batcher(detectors, max_batch=b.max_batch, max_delay_ms=b.max_delay_ms,
+                                   max_queue=b.max_queue, observe=observe)
+            self.detectors, self.state, self.reason = detectors, "READY", ""
+
+    def unload(self, reason: str = "unloaded") -> None:
+        with self.lock:
+            batcher, self.batcher = self.batcher, None
+            self.state, self.reason = "UNAVAILABLE", reason
+            if batcher is not None:
+                batcher.close()  # the requests already queued finish first
+            self.detectors = None
+
+    def metadata(self, versions: list[str]) -> dict:
+        """OIP model metadata; ``parameters`` say what runs it (for pages and tools)."""
+        d = self.detector
+        return {"name": self.name, "versions": versions, "platform": "singleshot",
+                "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
+                "outputs": [{"name": n, "datatype": t, "shape": shape}
+                            for n, (t, shape) in OUTPUTS.items()],
+                "parameters": {"backend": d.backend.name, "precision": d.backend.precision,
+                               "input_size": list(d.spec.input_size),
+                               "class_names": list(d.spec.class_names)}}
+
+    def config(self) -> dict:
+        """Triton's model configuration (JSON form): one request is a list of encoded images
+        (``max_batch_size`` 0: no batch dimension of Triton's own; the server batches
+        images across requests), the outputs, the dynamic batching and instances in use."""
+        dtype = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64"}
+        d, b = self.detector, self.batching
+        return {
+            "name": self.name, "platform": "singleshot", "backend": d.backend.name,
+            "version_policy": {"latest": {"num_versions": 1}},
+            "max_batch_size": 0,
+            "input": [{"name": "image", "data_type": "TYPE_STRING", "format": "FORMAT_NONE",
+                       "dims": [-1]}],
+            "output": [{"name": n, "data_type": dtype[t], "dims": shape}
+                       for n, (t, shape) in OUTPUTS.items()],
+            "dynamic_batching": {"preferred_batch_size": [b.max_batch],
+                                 "max_queue_delay_microseconds": int(b.max_delay_ms * 1e3),
+                                 "default_queue_policy": {"max_queue_size": b.max_queue}},
+            "instance_group": [{"name": f"{self.name}_0", "kind": "KIND_CPU",
+                                "count": len(self.detectors or ())}],
+            "parameters": {"precision": {"string_value": d.backend.precision},
+                           "input_size": {"string_value": "x".join(map(str, d.spec.input_size))}},
+        }
+
+
+class Repository:
+    """Models by name, each with its versions (``"1"``, ``"2"``...)."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, dict[str, ModelVersion]] = {}
+
+    def add(self, mv: ModelVersion) -> None:
+        self.models.setdefault(mv.name, {})[mv.version] = mv
+
+    def versions(self, name: str) -> list[str]:
+        return sorted(self.models.get(name, {}), key=_version_key)
+
+    def find(self, name: str, version: str | None = None) -> ModelVersion:
+        """The version asked for (or the newest), whatever its state; UnknownModel."""
+        versions = self.models.get(name)
+        if not versions:
+            raise UnknownModel(f"unknown model {name!r}; this server has "
+                               f"{', '.join(map(repr, self.models)) or 'none'}")
+        if version in (None, ""):
+            ready = [v for v in versions.values() if v.state == "READY"]
+            return max(ready or versions.values(), key=lambda v: _version_key(v.version))
+        if version not in versions:
+            raise UnknownModel(f"model {name!r} has no version {version!r} (versions: "
+                               f"{', '.join(self.versions(name))})")
+        return versions[version]
+
+    def ready(self, name: str, version: str | None = None) -> ModelVersion:
+        """As :meth:`find`, READY only (UnknownModel naming why not)."""
+        mv = self.find(name, version)
+        if mv.state != "READY":
+            raise UnknownModel(f"model {name!r} version {mv.version} is not ready: {mv.reason}")
+        return mv
+
+    def index(self, ready_only: bool = False) -> list[dict]:
+        """``/v2/repository/index``: every version with its state."""
+        return [{"name": n, "version": v.version, "state": v.state, "reason": v.reason}
+                for n in sorted(self.models) for v in
+                (self.models[n][k] for k in self.versions(n))
+                if not ready_only or v.state == "READY"]
+
+    def all_versions(self) -> list[ModelVersion]:
+        return [self.models[n][k] for n in sorted(self.models) for k in self.versions(n)]
+
+
+def _version_key(v: str):
+    return (0, int(v)) if v.isdigit() else (1, v)
