@@ -31,8 +31,8 @@ class _Server:
     def __init__(self, **kw):
         self.port = _free_port()
         self.url = f"127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(Detector("demo"), "demo", **kw), host="127.0.0.1",
-                                port=self.port, log_level="warning")
+        self.app = create_app(Detector("demo"), "demo", **kw)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

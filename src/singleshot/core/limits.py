@@ -95,6 +95,7 @@ RANGES: dict[str, Range] = {
     "max_trials": Range(0, 1000, **_INT),
     # serve
     "port": Range(1, 65535, **_INT),
+    "grpc_port": Range(0, 65535, **_INT),
     "max_body_mb": Range(0.0, 1e6, lo_open=True),
     "instances": Range(1, 1024, **_INT),
     "max_batch": Range(1, 4096, **_INT),

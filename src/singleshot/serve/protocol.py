@@ -31,7 +31,9 @@ class InferRequest:
     request_id: str | None = None
 
 
-def _bytes_elements(blob: bytes) -> list[bytes]:
+def bytes_elements(blob: bytes) -> list[bytes]:
+    """Triton's serialized BYTES tensor -> its elements (each a 4-byte little-endian length
+    and the bytes); ProtocolError when cut short."""
     out, pos = [], 0
     while pos < len(blob):
         if pos + 4 > len(blob):
@@ -89,7 +91,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
                 and shape[0] >= 1):
             raise ProtocolError(f"input 'image' must have shape [N] with N >= 1, got {shape!r}")
         if data is not None:
-            images = _bytes_elements(data)
+            images = bytes_elements(data)
         else:
             elements = inp.get("data")
             if not isinstance(elements, list):

@@ -7,56 +7,26 @@ with ``{"error": "..."}`` and costs other requests nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
-from ..errors import ImageError, SingleshotError
 from ..runtime.report import DetectionReport, ImageResult
-from .batcher import QueueFull
 from .coding import CodingError, compress, inflate
 from .metrics import Metrics
-from .models import Batching, ModelVersion, Repository, UnknownModel
+from .models import Batching, ModelVersion, Repository
 from .protocol import ProtocolError, detections_tensors, parse_infer, write_infer
+from .service import EXTENSIONS, MAX_PIXELS_SERVED, Service, key_matches
+from .service import ServiceError as HTTPError
+from .service import options as _options
 
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/metrics")
-MAX_PIXELS_SERVED = 40_000_000  # 8K UHD photos (33 MP) pass; a 16000 x 16000 bomb does not
 CONF_FOR_PEOPLE = 0.25  # /detect's default, as `singleshot detect`
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
-
-
-def _options(values: dict, conf_default: float | None = None) -> dict:
-    """Request parameters -> Detector call options (types only: their ranges and classes are
-    checked by :meth:`Detector.options` before the request is queued); HTTPError 400."""
-    out = {"conf": conf_default, "iou": None, "max_det": None, "classes": None}
-    try:
-        if str(values.get("conf")).lower() == "model":  # as the CLI's --conf model
-            out["conf"], values = None, {k: v for k, v in values.items() if k != "conf"}
-        for key, kind in (("conf", float), ("iou", float), ("max_det", int)):
-            if values.get(key) is not None:
-                if isinstance(values[key], bool):
-                    raise ValueError(f"{key} must be a number, got {values[key]!r}")
-                out[key] = kind(values[key])
-        classes = values.get("classes")
-        if classes is not None:
-            items = classes if isinstance(classes, list) else str(classes).split(",")
-            out["classes"] = [c.strip() if isinstance(c, str) else c for c in items
-                              if not isinstance(c, str) or c.strip()]
-    except (TypeError, ValueError, OverflowError) as err:
-        raise HTTPError(400, str(err) if "must" in str(err) else f"bad parameter: {err}") from None
-    return out
 
 
 # what the bodies of infer and /detect are, for schema-driven clients and fuzzers (the handlers
@@ -85,18 +55,18 @@ DETECT_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
         "image": {"type": "string", "format": "binary"}}}}}}}
 
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics",
-              "parameters"]  # the Triton/KServe extensions this server implements
-
-
 def create_app(detectors, name: str | None = None, *, api_key: str | None = None,
                max_body_mb: float = 32.0, max_batch: int = 8, max_delay_ms: float = 5.0,
                max_queue: int = 64, repository: Repository | None = None,
-               max_pixels: int = MAX_PIXELS_SERVED, cors: list[str] | None = None) -> FastAPI:
+               max_pixels: int = MAX_PIXELS_SERVED, cors: list[str] | None = None,
+               grpc_port: int | None = None, grpc_host: str = "127.0.0.1",
+               ssl_files: tuple[str, str] | None = None) -> FastAPI:
     """The server for ``detectors`` (one Detector, or several copies of one model: the
     instances) as model ``name`` version 1, or for every model of ``repository`` (``detectors``
     None). ``max_pixels``: larger images are refused from their header, before decoding;
-    ``cors``: origins allowed to call from a browser (none by default)."""
+    ``cors``: origins allowed to call from a browser (none by default); ``grpc_port``: also
+    serve gRPC there (0: a free port, in ``app.state.grpc_port`` once started), over TLS with
+    ``ssl_files`` (certificate, key) as HTTPS."""
     metrics = Metrics()
     batching = Batching(max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue)
     if repository is None:
@@ -120,12 +90,31 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
 
     @app.on_event("startup")
     async def warm_up() -> None:  # ready once every model has loaded and run an inference
+        if grpc_port is not None:  # listening first: a taken port fails before the loading
+            from .grpc_service import start
+
+            ssl = None
+            if ssl_files is not None:
+                from pathlib import Path
+
+                cert, key = (Path(f).read_bytes() for f in ssl_files)
+                ssl = (key, cert)
+            app.state.grpc_server, app.state.grpc_port = await start(
+                service, grpc_host, grpc_port, api_key=api_key, is_ready=lambda: app.state.ready,
+                max_message_bytes=limit, ssl=ssl)
+            import logging
+
+            logging.getLogger("uvicorn.error").info(
+                "gRPC (inference.GRPCInferenceService) on %s:%d%s", grpc_host,
+                app.state.grpc_port, " with TLS" if ssl else "")
         for mv in repository.all_versions():
             await run_in_threadpool(mv.load)
         app.state.ready = True
 
     @app.on_event("shutdown")
     async def stop() -> None:  # uvicorn has drained the requests in flight by now
+        if getattr(app.state, "grpc_server", None) is not None:
+            await app.state.grpc_server.stop(grace=5)
         for mv in repository.all_versions():
             await run_in_threadpool(mv.unload, "the server stopped")
 
@@ -188,70 +177,9 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
             status = 413 if err.too_large else 400
             raise HTTPError(status, str(err).replace("LIMIT", f"{max_body_mb:g} MB")) from None
 
-    def find(name_: str, version: str | None = None, ready: bool = True) -> ModelVersion:
-        try:
-            return repository.ready(name_, version) if ready else repository.find(name_, version)
-        except UnknownModel as err:
-            raise HTTPError(404, str(err)) from None
-
-    def decode(mv: ModelVersion, images: list[bytes], options: dict) -> list[np.ndarray]:
-        """Decoded images, and the options checked against the model (400s, before queueing).
-        One image at a time, each size checked from its header before it is decoded."""
-        detector = mv.detector
-        try:
-            detector.options(**options)
-        except SingleshotError as err:  # e.g. an unknown class
-            raise HTTPError(400, str(err)) from None
-        rgbs = []
-        for k, data in enumerate(images):
-            try:
-                rgbs.append(detector.decode(data, max_pixels=max_pixels))
-            except ImageError as err:
-                text = str(err).removeprefix("<bytes>: ").split(" (raise it with")[0]
-                raise HTTPError(400, f"image {k}: {text}") from None
-        return rgbs
-
-    async def run(mv: ModelVersion, images: list[bytes], options: dict) -> tuple[list, dict]:
-        """Detections of ``images`` and the seconds of each stage (statistics extension)."""
-        batcher = mv.batcher
-        if batcher is None:
-            raise HTTPError(404, f"model {mv.name!r} version {mv.version} was unloaded")
-        if len(images) > batcher.max_queue:  # could never be queued: no retry will help
-            raise HTTPError(413, f"{len(images)} images in one request; the server queues at "
-                                 f"most {batcher.max_queue} (send fewer per request)")
-        if batcher.waiting + len(images) > batcher.max_queue:  # full: say so before decoding
-            raise HTTPError(503, f"busy: {batcher.waiting} images are waiting (the limit is "
-                                 f"{batcher.max_queue}); retry shortly", {"Retry-After": "1"})
-        t0 = time.perf_counter()
-        rgbs = await run_in_threadpool(decode, mv, images, options)
-        decoded = time.perf_counter() - t0
-        try:
-            future = batcher.submit(rgbs, options)
-        except QueueFull as err:
-            raise HTTPError(503, f"busy: {err}; retry shortly", {"Retry-After": "1"}) from None
-        try:
-            dets = await asyncio.wrap_future(future)
-        except SingleshotError as err:
-            raise HTTPError(400, str(err)) from None
-        ms = {k: sum(d.timings.get(k, 0.0) for d in dets) / 1e3
-              for k in ("preprocess", "inference", "postprocess")}
-        stages = {"queue": future.started_at - future.queued_at,
-                  "compute_input": decoded + ms["preprocess"],
-                  "compute_infer": ms["inference"], "compute_output": ms["postprocess"]}
-        return dets, stages
-
-    async def counted(mv: ModelVersion, work):
-        """``await work()`` -> (response, stages, images), counted in ``mv``'s statistics."""
-        t0 = time.perf_counter()
-        try:
-            response, stages, n = await work()
-        except HTTPError:
-            mv.stats.request(False, time.perf_counter() - t0)
-            raise
-        written = time.perf_counter() - t0 - sum(stages.values())
-        stages["compute_output"] += max(0.0, written)  # the response document too
-        mv.stats.request(True, time.perf_counter() - t0, stages, n)
-        return response
+    service = Service(repository, max_pixels=max_pixels)
+    app.state.service = service
+    find, run, counted = service.find, service.run, service.counted
 
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}},
@@ -415,17 +343,7 @@ def is_open(path: str) -> bool:
     return path in OPEN_PATHS or (path.startswith("/v2/models/") and path.endswith("/ready"))
 
 
-def key_matches(header: str | None, key: str) -> bool:
-    """``Authorization: Bearer KEY`` - the scheme in any case (RFC 7235), the key compared in
-    constant time."""
-    import hmac
-
-    scheme, _, given = (header or "").strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              key.encode())
-
-
-def check_listen(host: str, port: int) -> None:
+def check_listen(host: str, port: int, option: str = "port") -> None:
     """UsageError (one line, exit 2) when nothing can listen on ``host:port`` (a taken port),
     rather than uvicorn's own message and exit 3 after the model has loaded."""
     import socket
@@ -437,7 +355,7 @@ def check_listen(host: str, port: int) -> None:
             probe.bind((host, port))
     except OSError as err:
         raise UsageError(f"cannot listen on {host}:{port}: {err.strerror or err} "
-                         "(another server there? choose another {opt:port})") from None
+                         f"(another server there? choose another {{opt:{option}}})") from None
 
 
 def serve_forever(app: FastAPI, host: str, port: int, *, graceful_s: float = 30.0,

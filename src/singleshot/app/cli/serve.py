@@ -27,6 +27,8 @@ def serve(
     model: Annotated[str, typer.Option("--model", "-m", help="ONNX file or registry name.")] = "demo",
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, ranged("port", help="Port.")] = 8000,
+    grpc_port: Annotated[int, ranged("grpc_port", "--grpc-port", help="gRPC port (OIP v2 / Triton GRPCInferenceService); 0 picks a free one and prints it.")] = 8001,
+    no_grpc: Annotated[bool, typer.Option("--no-grpc", help="HTTP only.")] = False,
     name: Annotated[Optional[str], typer.Option(help="Model name in the protocol (default: the registry name or file stem).")] = None,
     max_body_mb: Annotated[float, ranged("max_body_mb", help="Largest request body, MB (413 above).")] = 32.0,
     api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' (health endpoints excepted).")] = None,
@@ -51,6 +53,10 @@ def serve(
     from ...serve.server import check_listen, create_app, serve_forever
 
     check_listen(host, port)  # before the model loads
+    if not no_grpc and grpc_port:
+        if grpc_port == port:
+            raise UsageError(f"--grpc-port {grpc_port} is the HTTP --port too: choose another")
+        check_listen(host, grpc_port, "grpc_port")
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise UsageError("--ssl-certfile and --ssl-keyfile go together")
     for f in (ssl_certfile, ssl_keyfile):
@@ -64,6 +70,9 @@ def serve(
     name = name or (Path(model).stem if model.endswith(".onnx") else model)
     serve_forever(create_app(dets, name, api_key=api_key, max_body_mb=max_body_mb,
                              max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
-                             max_pixels=max_pixels, cors=cors),
+                             max_pixels=max_pixels, cors=cors,
+                             grpc_port=None if no_grpc else grpc_port, grpc_host=host,
+                             ssl_files=(str(ssl_certfile), str(ssl_keyfile)) if ssl_certfile
+                             else None),
                   host, port, ssl_certfile=ssl_certfile and str(ssl_certfile),
                   ssl_keyfile=ssl_keyfile and str(ssl_keyfile))

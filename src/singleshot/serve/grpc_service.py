@@ -1,0 +1,235 @@
+"""The Open Inference Protocol v2 over gRPC (KServe / Triton ``inference.GRPCInferenceService``)
+on the HTTP server's models, batchers and :class:`~singleshot.serve.service.Service`: the same
+options (request ``parameters`` conf / iou / max_det / classes), the same refusals (mapped to
+gRPC status codes), the same statistics. Runs on the HTTP server's event loop (``grpc.aio``).
+
+Tensors: input ``image`` BYTES [N] in ``raw_input_contents`` (each element a 4-byte
+little-endian length and the encoded image, Triton's layout) or ``contents.bytes_contents``;
+outputs as the REST endpoint's, in ``raw_output_contents`` (little-endian), in the order asked.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import grpc
+from google.protobuf import json_format
+
+from .._version import __version__
+from .models import Repository
+from .protocol import OUTPUTS, ProtocolError, bytes_elements, detections_tensors
+from .proto import inference_pb2 as pb
+from .proto import inference_pb2_grpc as pb_grpc
+from .service import EXTENSIONS, Service, ServiceError, grpc_code, key_matches, options
+
+OPEN_METHODS = ("ServerLive", "ServerReady", "ModelReady")  # probes carry no credentials
+
+
+def _checked(method):
+    """The API key, and ServiceError -> the gRPC status its HTTP status maps to."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        try:
+            if name not in OPEN_METHODS:
+                self.authenticate(context)
+            return await method(self, request, context)
+        except ServiceError as err:
+            await context.abort(getattr(grpc.StatusCode, grpc_code(err)), err.message)
+
+    return wrapper
+
+
+def _param(p: pb.InferParameter):
+    kind = p.WhichOneof("parameter_choice")
+    return None if kind is None else getattr(p, kind)
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, service: Service, *, api_key: str | None, is_ready) -> None:
+        self.service, self.api_key, self.is_ready = service, api_key, is_ready
+
+    @property
+    def repository(self) -> Repository:
+        return self.service.repository
+
+    def authenticate(self, context) -> None:
+        if self.api_key is None:
+            return
+        given = dict(context.invocation_metadata()).get("authorization")
+        if not key_matches(given, self.api_key):
+            raise ServiceError(401, "missing or wrong API key (metadata authorization: Bearer)")
+
+    # -- health and metadata ---------------------------------------------------------------
+
+    @_checked
+    async def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=True)
+
+    @_checked
+    async def ServerReady(self, request, context):
+        return pb.ServerReadyResponse(ready=bool(self.is_ready()))
+
+    @_checked
+    async def ModelReady(self, request, context):
+        try:
+            mv = self.service.find(request.name, request.version, ready=False)
+        except ServiceError:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=mv.state == "READY")
+
+    @_checked
+    async def ServerMetadata(self, request, context):
+        return pb.ServerMetadataResponse(name="singleshot", version=__version__,
+                                         extensions=EXTENSIONS)
+
+    @_checked
+    async def ModelMetadata(self, request, context):
+        mv = self.service.find(request.name, request.version)
+        meta = mv.metadata(self.repository.versions(request.name))
+        meta.pop("parameters")  # no field for them in the gRPC message (REST carries them)
+        return json_format.ParseDict(meta, pb.ModelMetadataResponse())
+
+    @_checked
+    async def ModelConfig(self, request, context):
+        mv = self.service.find(request.name, request.version)
+        config = json_format.ParseDict(mv.config(), pb.ModelConfig(), ignore_unknown_fields=True)
+        return pb.ModelConfigResponse(config=config)
+
+    @_checked
+    async def ModelStatistics(self, request, context):
+        if request.name:
+            if request.version:
+                chosen = [self.service.find(request.name, request.version, ready=False)]
+            else:
+                self.service.find(request.name, ready=False)
+                chosen = [self.repository.models[request.name][v]
+                          for v in self.repository.versions(request.name)]
+        else:
+            chosen = self.repository.all_versions()
+        doc = {"model_stats": [mv.stats.to_dict() for mv in chosen]}
+        return json_format.ParseDict(doc, pb.ModelStatisticsResponse(), ignore_unknown_fields=True)
+
+    # -- repository -------------------------------------------------------------------------
+
+    @_checked
+    async def RepositoryIndex(self, request, context):
+        models = [pb.RepositoryIndexResponse.ModelIndex(**m)
+                  for m in self.repository.index(request.ready)]
+        return pb.RepositoryIndexResponse(models=models)
+
+    @_checked
+    async def RepositoryModelLoad(self, request, context):
+        from starlette.concurrency import run_in_threadpool
+
+        for mv in self._versions(request.model_name):
+            try:
+                await run_in_threadpool(mv.load)
+            except Exception as err:  # noqa: BLE001 - a model that fails to load: said, 400
+                mv.state, mv.reason = "UNAVAILABLE", f"failed to load: {err}"
+                raise ServiceError(400, f"failed to load {request.model_name!r}: {err}") from None
+        return pb.RepositoryModelLoadResponse()
+
+    @_checked
+    async def RepositoryModelUnload(self, request, context):
+        from starlette.concurrency import run_in_threadpool
+
+        for mv in self._versions(request.model_name):
+            await run_in_threadpool(mv.unload)
+        return pb.RepositoryModelUnloadResponse()
+
+    def _versions(self, name: str):
+        self.service.find(name, ready=False)  # 404 for an unknown name
+        return [self.repository.models[name][v] for v in self.repository.versions(name)]
+
+    # -- inference --------------------------------------------------------------------------
+
+    @_checked
+    async def ModelInfer(self, request, context):
+        return await self._infer(request)
+
+    async def ModelStreamInfer(self, request_iterator, context):
+        """Each request of the stream answered in order; a refused one gets its error in
+        ``error_message`` and the stream goes on (as Triton's decoupled-less models do)."""
+        try:
+            self.authenticate(context)
+        except ServiceError as err:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, err.message)
+        async for request in request_iterator:
+            try:
+                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+            except ServiceError as err:
+                yield pb.ModelStreamInferResponse(error_message=err.message)
+
+    async def _infer(self, request) -> pb.ModelInferResponse:
+        mv = self.service.find(request.model_name, request.model_version)
+
+        async def work():
+            images, names = parse_request(request)
+            opts = options({k: _param(v) for k, v in request.parameters.items()})
+            dets, stages = await self.service.run(mv, images, opts)
+            return write_response(mv.name, mv.version, request.id, names,
+                                  detections_tensors(dets)), stages, len(dets)
+
+        return await self.service.counted(mv, work)
+
+
+def parse_request(request: pb.ModelInferRequest) -> tuple[list[bytes], list[str]]:
+    """The images of input ``image`` and the output names asked for (all when none);
+    ServiceError 400 for anything malformed."""
+    images = None
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise ServiceError(400, f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+    for k, inp in enumerate(request.inputs):
+        if inp.name != "image":
+            continue
+        if inp.datatype != "BYTES":
+            raise ServiceError(400, f"input 'image' must be BYTES, got {inp.datatype!r}")
+        if len(inp.shape) != 1 or inp.shape[0] < 1:
+            raise ServiceError(400, f"input 'image' must have shape [N] with N >= 1, got "
+                                    f"{list(inp.shape)}")
+        try:
+            images = bytes_elements(raw[k]) if raw else list(inp.contents.bytes_contents)
+        except ProtocolError as err:
+            raise ServiceError(400, str(err)) from None
+        if len(images) != inp.shape[0]:
+            raise ServiceError(400, f"input 'image' has shape [{inp.shape[0]}] but "
+                                    f"{len(images)} elements")
+    if images is None:
+        raise ServiceError(400, "the request has no input named 'image'")
+    names = [o.name for o in request.outputs]
+    unknown = [n for n in names if n not in OUTPUTS]
+    if unknown:
+        raise ServiceError(400, f"unknown output {unknown[0]!r}; the model's outputs are "
+                                f"{', '.join(OUTPUTS)}")
+    return images, names or list(OUTPUTS)
+
+
+def write_response(model: str, version: str, request_id: str, names: list[str],
+                   tensors: dict) -> pb.ModelInferResponse:
+    out = pb.ModelInferResponse(model_name=model, model_version=version, id=request_id)
+    for name in names:
+        arr = tensors[name]
+        out.outputs.add(name=name, datatype=OUTPUTS[name][0], shape=list(arr.shape))
+        out.raw_output_contents.append(arr.astype(arr.dtype.newbyteorder("<")).tobytes())
+    return out
+
+
+async def start(service: Service, host: str, port: int, *, api_key: str | None, is_ready,
+                max_message_bytes: int, ssl: tuple[bytes, bytes] | None = None):
+    """A started ``grpc.aio`` server on ``host:port`` (0: a free port); returns (server, port)."""
+    opts = [("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max(max_message_bytes, 64 << 20))]
+    server = grpc.aio.server(options=opts)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(service, api_key=api_key, is_ready=is_ready), server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if ssl is not None:
+        key, cert = ssl
+        bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        bound = server.add_insecure_port(address)
+    await server.start()
+    return server, bound

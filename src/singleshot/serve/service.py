@@ -1,0 +1,149 @@
+"""What every protocol of the server does with a request, whatever carried it (HTTP/REST or
+gRPC): find the model version, check the options, decode the images one at a time within the
+pixel limit, queue them on the version's batcher, and count the request in its statistics.
+
+Errors are :class:`ServiceError` with an HTTP status; the gRPC front end maps the status to its
+codes (:data:`GRPC_CODES`), so both protocols refuse the same things the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import ImageError, SingleshotError
+from .batcher import QueueFull
+from .models import ModelVersion, Repository, UnknownModel
+
+MAX_PIXELS_SERVED = 40_000_000  # 8K UHD photos (33 MP) pass; a 16000 x 16000 bomb does not
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics",
+              "parameters"]  # the Triton/KServe extensions this server implements
+
+
+class ServiceError(Exception):
+    """A refused request: ``status`` (HTTP), the one-line ``message``, extra ``headers``."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+# gRPC status code names by HTTP status (a full queue, 503 with Retry-After, is
+# RESOURCE_EXHAUSTED; a model still loading UNAVAILABLE)
+GRPC_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND",
+              413: "INVALID_ARGUMENT", 415: "INVALID_ARGUMENT", 503: "UNAVAILABLE"}
+
+
+def grpc_code(err: ServiceError) -> str:
+    if err.status == 503 and "Retry-After" in err.headers:
+        return "RESOURCE_EXHAUSTED"
+    return GRPC_CODES.get(err.status, "INTERNAL")
+
+
+def options(values: dict, conf_default: float | None = None) -> dict:
+    """Request parameters -> Detector call options (types only: their ranges and classes are
+    checked by :meth:`Detector.options` before the request is queued); ServiceError 400."""
+    out = {"conf": conf_default, "iou": None, "max_det": None, "classes": None}
+    try:
+        if str(values.get("conf")).lower() == "model":  # as the CLI's --conf model
+            out["conf"], values = None, {k: v for k, v in values.items() if k != "conf"}
+        for key, kind in (("conf", float), ("iou", float), ("max_det", int)):
+            if values.get(key) is not None:
+                if isinstance(values[key], bool):
+                    raise ValueError(f"{key} must be a number, got {values[key]!r}")
+                out[key] = kind(values[key])
+        classes = values.get("classes")
+        if classes is not None:
+            items = classes if isinstance(classes, list) else str(classes).split(",")
+            out["classes"] = [c.strip() if isinstance(c, str) else c for c in items
+                              if not isinstance(c, str) or c.strip()]
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ServiceError(400, str(err) if "must" in str(err) else
+                           f"bad parameter: {err}") from None
+    return out
+
+
+class Service:
+    def __init__(self, repository: Repository, *, max_pixels: int = MAX_PIXELS_SERVED) -> None:
+        self.repository, self.max_pixels = repository, max_pixels
+
+    def find(self, name: str, version: str | None = None, ready: bool = True) -> ModelVersion:
+        """The model version (the newest when ``version`` is empty); 404 when unknown, or not
+        loaded and ``ready``."""
+        repo = self.repository
+        try:
+            return repo.ready(name, version) if ready else repo.find(name, version)
+        except UnknownModel as err:
+            raise ServiceError(404, str(err)) from None
+
+    def decode(self, mv: ModelVersion, images: list[bytes], opts: dict) -> list[np.ndarray]:
+        """Decoded images, and the options checked against the model (400s, before queueing).
+        One image at a time, each size checked from its header before it is decoded."""
+        detector = mv.detector
+        try:
+            detector.options(**opts)
+        except SingleshotError as err:  # e.g. an unknown class
+            raise ServiceError(400, str(err)) from None
+        rgbs = []
+        for k, data in enumerate(images):
+            try:
+                rgbs.append(detector.decode(data, max_pixels=self.max_pixels))
+            except ImageError as err:
+                text = str(err).removeprefix("<bytes>: ").split(" (raise it with")[0]
+                raise ServiceError(400, f"image {k}: {text}") from None
+        return rgbs
+
+    async def run(self, mv: ModelVersion, images: list[bytes], opts: dict) -> tuple[list, dict]:
+        """Detections of ``images`` and the seconds of each stage (statistics extension)."""
+        batcher = mv.batcher
+        if batcher is None:
+            raise ServiceError(404, f"model {mv.name!r} version {mv.version} was unloaded")
+        if len(images) > batcher.max_queue:  # could never be queued: no retry will help
+            raise ServiceError(413, f"{len(images)} images in one request; the server queues "
+                                    f"at most {batcher.max_queue} (send fewer per request)")
+        if batcher.waiting + len(images) > batcher.max_queue:  # full: say so before decoding
+            raise ServiceError(503, f"busy: {batcher.waiting} images are waiting (the limit is "
+                                    f"{batcher.max_queue}); retry shortly", {"Retry-After": "1"})
+        t0 = time.perf_counter()
+        rgbs = await run_in_threadpool(self.decode, mv, images, opts)
+        decoded = time.perf_counter() - t0
+        try:
+            future = batcher.submit(rgbs, opts)
+        except QueueFull as err:
+            raise ServiceError(503, f"busy: {err}; retry shortly", {"Retry-After": "1"}) from None
+        try:
+            dets = await asyncio.wrap_future(future)
+        except SingleshotError as err:
+            raise ServiceError(400, str(err)) from None
+        ms = {k: sum(d.timings.get(k, 0.0) for d in dets) / 1e3
+              for k in ("preprocess", "inference", "postprocess")}
+        stages = {"queue": future.started_at - future.queued_at,
+                  "compute_input": decoded + ms["preprocess"],
+                  "compute_infer": ms["inference"], "compute_output": ms["postprocess"]}
+        return dets, stages
+
+    async def counted(self, mv: ModelVersion, work):
+        """``await work()`` -> (response, stages, images), counted in ``mv``'s statistics; the
+        time after the stages (writing the response) is counted as output."""
+        t0 = time.perf_counter()
+        try:
+            response, stages, n = await work()
+        except ServiceError:
+            mv.stats.request(False, time.perf_counter() - t0)
+            raise
+        written = time.perf_counter() - t0 - sum(stages.values())
+        stages["compute_output"] += max(0.0, written)
+        mv.stats.request(True, time.perf_counter() - t0, stages, n)
+        return response
+
+
+def key_matches(header: str | None, key: str) -> bool:
+    """``Authorization: Bearer KEY`` - the scheme in any case (RFC 7235), the key compared in
+    constant time."""
+    scheme, _, given = (header or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                              key.encode())
