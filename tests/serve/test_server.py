@@ -28,10 +28,10 @@ def _free_port() -> int:
 class _Server:
     """uvicorn in a thread, bound to loopback; stops by itself at teardown."""
 
-    def __init__(self, **kw):
+    def __init__(self, app=None, **kw):
         self.port = _free_port()
         self.url = f"127.0.0.1:{self.port}"
-        self.app = create_app(Detector("demo"), "demo", **kw)
+        self.app = app or create_app(Detector("demo"), "demo", **kw)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -14,6 +14,7 @@ import functools
 
 import grpc
 from google.protobuf import json_format
+from starlette.concurrency import run_in_threadpool
 
 from .._version import __version__
 from .models import Repository
@@ -99,15 +100,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @_checked
     async def ModelStatistics(self, request, context):
-        if request.name:
-            if request.version:
-                chosen = [self.service.find(request.name, request.version, ready=False)]
-            else:
-                self.service.find(request.name, ready=False)
-                chosen = [self.repository.models[request.name][v]
-                          for v in self.repository.versions(request.name)]
-        else:
+        if not request.name:
             chosen = self.repository.all_versions()
+        elif request.version:
+            chosen = [self.service.find(request.name, request.version, ready=False)]
+        else:
+            chosen = self.service.versions_of(request.name)
         doc = {"model_stats": [mv.stats.to_dict() for mv in chosen]}
         return json_format.ParseDict(doc, pb.ModelStatisticsResponse(), ignore_unknown_fields=True)
 
@@ -121,27 +119,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @_checked
     async def RepositoryModelLoad(self, request, context):
-        from starlette.concurrency import run_in_threadpool
-
-        for mv in self._versions(request.model_name):
-            try:
-                await run_in_threadpool(mv.load)
-            except Exception as err:  # noqa: BLE001 - a model that fails to load: said, 400
-                mv.state, mv.reason = "UNAVAILABLE", f"failed to load: {err}"
-                raise ServiceError(400, f"failed to load {request.model_name!r}: {err}") from None
+        await run_in_threadpool(self.service.load, request.model_name)
         return pb.RepositoryModelLoadResponse()
 
     @_checked
     async def RepositoryModelUnload(self, request, context):
-        from starlette.concurrency import run_in_threadpool
-
-        for mv in self._versions(request.model_name):
-            await run_in_threadpool(mv.unload)
+        await run_in_threadpool(self.service.unload, request.model_name)
         return pb.RepositoryModelUnloadResponse()
-
-    def _versions(self, name: str):
-        self.service.find(name, ready=False)  # 404 for an unknown name
-        return [self.repository.models[name][v] for v in self.repository.versions(name)]
 
     # -- inference --------------------------------------------------------------------------
 

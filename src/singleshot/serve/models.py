@@ -122,8 +122,10 @@ class Repository:
 
     def __init__(self) -> None:
         self.models: dict[str, dict[str, ModelVersion]] = {}
+        self.observe: Callable | None = None  # the server's metrics, given to every version
 
     def add(self, mv: ModelVersion) -> None:
+        mv.observe = mv.observe or self.observe
         self.models.setdefault(mv.name, {})[mv.version] = mv
 
     def versions(self, name: str) -> list[str]:

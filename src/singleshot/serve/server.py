@@ -7,6 +7,7 @@ with ``{"error": "..."}`` and costs other requests nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -60,19 +61,21 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
                max_queue: int = 64, repository: Repository | None = None,
                max_pixels: int = MAX_PIXELS_SERVED, cors: list[str] | None = None,
                grpc_port: int | None = None, grpc_host: str = "127.0.0.1",
-               ssl_files: tuple[str, str] | None = None) -> FastAPI:
+               ssl_files: tuple[str, str] | None = None, poll_s: float | None = None) -> FastAPI:
     """The server for ``detectors`` (one Detector, or several copies of one model: the
     instances) as model ``name`` version 1, or for every model of ``repository`` (``detectors``
     None). ``max_pixels``: larger images are refused from their header, before decoding;
     ``cors``: origins allowed to call from a browser (none by default); ``grpc_port``: also
     serve gRPC there (0: a free port, in ``app.state.grpc_port`` once started), over TLS with
-    ``ssl_files`` (certificate, key) as HTTPS."""
+    ``ssl_files`` (certificate, key) as HTTPS; ``poll_s``: a folder repository is looked at
+    this often (:meth:`~singleshot.serve.folder.FolderRepository.sync`)."""
     metrics = Metrics()
     batching = Batching(max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue)
     if repository is None:
         detectors = detectors if isinstance(detectors, list) else [detectors]
         repository = Repository()
         repository.add(ModelVersion(name, "1", make=lambda: detectors, batching=batching))
+    repository.observe = metrics.observe_batch
     for mv in repository.all_versions():
         mv.observe = metrics.observe_batch
     app = FastAPI(title="singleshot", version=__version__, docs_url=None, redoc_url=None)
@@ -110,9 +113,25 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
         for mv in repository.all_versions():
             await run_in_threadpool(mv.load)
         app.state.ready = True
+        if poll_s and hasattr(repository, "sync"):
+            app.state.poller = asyncio.create_task(poll(poll_s))
+
+    async def poll(every: float) -> None:
+        import logging
+
+        log = logging.getLogger("uvicorn.error")
+        while True:
+            await asyncio.sleep(every)
+            try:
+                for change in await run_in_threadpool(repository.sync):
+                    log.info("model repository: %s", change)
+            except Exception as err:  # noqa: BLE001 - a bad moment in the folder: try again
+                log.warning("model repository: %s", err)
 
     @app.on_event("shutdown")
     async def stop() -> None:  # uvicorn has drained the requests in flight by now
+        if getattr(app.state, "poller", None) is not None:
+            app.state.poller.cancel()
         if getattr(app.state, "grpc_server", None) is not None:
             await app.state.grpc_server.stop(grace=5)
         for mv in repository.all_versions():
@@ -234,11 +253,8 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
 
     @versioned("get", "/stats")
     async def model_stats(model: str, version: str | None = None):
-        if version is None:
-            find(model, ready=False)  # 404 for an unknown name
-            chosen = [repository.models[model][v] for v in repository.versions(model)]
-        else:
-            chosen = [find(model, version, ready=False)]
+        chosen = service.versions_of(model) if version is None else \
+            [find(model, version, ready=False)]
         return {"model_stats": [mv.stats.to_dict() for mv in chosen]}
 
     @versioned("post", "/infer", openapi_extra=INFER_BODY)
@@ -271,22 +287,12 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
 
     @app.post("/v2/repository/models/{model}/load")
     async def repository_load(model: str):
-        mvs = [find(model, v, ready=False) for v in repository.versions(model)] \
-            or [find(model, ready=False)]
-        for mv in mvs:
-            try:
-                await run_in_threadpool(mv.load)
-            except Exception as err:  # noqa: BLE001 - a model that fails to load: 400, as Triton
-                mv.state, mv.reason = "UNAVAILABLE", f"failed to load: {err}"
-                raise HTTPError(400, f"failed to load {model!r}: {err}") from None
+        await run_in_threadpool(service.load, model)
         return {}
 
     @app.post("/v2/repository/models/{model}/unload")
     async def repository_unload(model: str):
-        mvs = [find(model, v, ready=False) for v in repository.versions(model)] \
-            or [find(model, ready=False)]
-        for mv in mvs:
-            await run_in_threadpool(mv.unload)
+        await run_in_threadpool(service.unload, model)
         return {}
 
     default = repository.all_versions()[0].name

@@ -97,6 +97,28 @@ class Service:
                 raise ServiceError(400, f"image {k}: {text}") from None
         return rgbs
 
+    def versions_of(self, name: str) -> list[ModelVersion]:
+        self.find(name, ready=False)  # 404 for an unknown name
+        return [self.repository.models[name][v] for v in self.repository.versions(name)]
+
+    def load(self, name: str) -> None:
+        """The repository extension's load: a folder repository looks at the folder for
+        ``name`` first (a model added there is served without waiting for the poll); each
+        version is loaded and warmed. A model that fails to load: 400, as Triton answers."""
+        sync = getattr(self.repository, "sync", None)
+        if sync is not None:
+            sync(names=[name])
+        for mv in self.versions_of(name):
+            try:
+                mv.load()
+            except Exception as err:  # noqa: BLE001 - said, and the model stays unavailable
+                mv.state, mv.reason = "UNAVAILABLE", f"failed to load: {err}"
+                raise ServiceError(400, f"failed to load {name!r}: {err}") from None
+
+    def unload(self, name: str) -> None:
+        for mv in self.versions_of(name):
+            mv.unload()
+
     async def run(self, mv: ModelVersion, images: list[bytes], opts: dict) -> tuple[list, dict]:
         """Detections of ``images`` and the seconds of each stage (statistics extension)."""
         batcher = mv.batcher

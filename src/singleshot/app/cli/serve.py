@@ -30,6 +30,9 @@ def serve(
     grpc_port: Annotated[int, ranged("grpc_port", "--grpc-port", help="gRPC port (OIP v2 / Triton GRPCInferenceService); 0 picks a free one and prints it.")] = 8001,
     no_grpc: Annotated[bool, typer.Option("--no-grpc", help="HTTP only.")] = False,
     name: Annotated[Optional[str], typer.Option(help="Model name in the protocol (default: the registry name or file stem).")] = None,
+    model_repository: Annotated[Optional[Path], typer.Option("--model-repository", help="Serve every model of this folder (NAME/1/model.onnx, NAME/2/..., or NAME.onnx as version 1) instead of --model.")] = None,
+    version_policy: Annotated[str, typer.Option("--version-policy", help="With --model-repository: latest:N, all or specific:1,3.")] = "latest:1",
+    poll_s: Annotated[Optional[float], ranged("poll_s", "--poll-s", help="With --model-repository: look at the folder this often (new versions loaded and warmed before they take traffic); default: only at start and on repository load.")] = None,
     max_body_mb: Annotated[float, ranged("max_body_mb", help="Largest request body, MB (413 above).")] = 32.0,
     api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' (health endpoints excepted).")] = None,
     instances: Annotated[int, ranged("instances", help="Detector copies in this process (one queue, the cores shared out).")] = 1,
@@ -50,6 +53,8 @@ def serve(
     _require_extra("fastapi", "serve", "serve")
     _require_extra("uvicorn", "serve", "serve")
     from ...runtime.detector import Detector
+    from ...serve.folder import FolderRepository, VersionPolicy
+    from ...serve.models import Batching
     from ...serve.server import check_listen, create_app, serve_forever
 
     check_listen(host, port)  # before the model loads
@@ -65,11 +70,28 @@ def serve(
 
     # the instances share the cores: each runtime gets its part, so their pools do not fight
     per = threads or max(1, (os.cpu_count() or 1) // instances)
-    dets = [Detector(model, threads=per, backend=backend, precision=precision,
-                     preprocess=preprocess) for _ in range(instances)]
-    name = name or (Path(model).stem if model.endswith(".onnx") else model)
+
+    def make(path) -> list:
+        return [Detector(str(path), threads=per, backend=backend, precision=precision,
+                         preprocess=preprocess) for _ in range(instances)]
+
+    repository, dets = None, None
+    batching = Batching(max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue)
+    if model_repository is not None:
+        if name is not None:
+            raise UsageError("--name names the one model of --model; a repository's models are "
+                             "named by their folders")
+        repository = FolderRepository(model_repository, make,
+                                      policy=VersionPolicy.parse(version_policy),
+                                      batching=batching)
+    else:
+        if poll_s is not None:
+            raise UsageError("--poll-s watches a --model-repository folder")
+        dets = make(model)
+        name = name or (Path(model).stem if model.endswith(".onnx") else model)
     serve_forever(create_app(dets, name, api_key=api_key, max_body_mb=max_body_mb,
                              max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
+                             repository=repository, poll_s=poll_s,
                              max_pixels=max_pixels, cors=cors,
                              grpc_port=None if no_grpc else grpc_port, grpc_host=host,
                              ssl_files=(str(ssl_certfile), str(ssl_keyfile)) if ssl_certfile
