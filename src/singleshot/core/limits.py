@@ -97,6 +97,8 @@ RANGES: dict[str, Range] = {
     "port": Range(1, 65535, **_INT),
     "grpc_port": Range(0, 65535, **_INT),
     "poll_s": Range(0.0, 86_400.0, lo_open=True),
+    "max_connections": Range(1, 1_000_000, **_INT),
+    "timeout_s": Range(0.0, 86_400.0, lo_open=True),
     "max_body_mb": Range(0.0, 1e6, lo_open=True),
     "instances": Range(1, 1024, **_INT),
     "max_batch": Range(1, 4096, **_INT),

@@ -365,10 +365,12 @@ def check_listen(host: str, port: int, option: str = "port") -> None:
 
 
 def serve_forever(app: FastAPI, host: str, port: int, *, graceful_s: float = 30.0,
-                  ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
+                  ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
+                  head_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
+                  max_connections: int = 512) -> None:
     """Run ``app`` with uvicorn until SIGINT/SIGTERM. SIGTERM drains the requests in flight (up
     to ``graceful_s``) and the process exits 0, as process managers expect (uvicorn itself would
-    re-raise the signal after shutting down)."""
+    re-raise the signal after shutting down). Connections: :mod:`singleshot.serve.connections`."""
     import signal
 
     import uvicorn
@@ -380,6 +382,10 @@ def serve_forever(app: FastAPI, host: str, port: int, *, graceful_s: float = 30.
                 self._captured_signals.remove(sig)
 
     check_listen(host, port)
+    from .connections import guarded_protocol
+
     Draining(uvicorn.Config(app, host=host, port=port, log_level="info",
                             timeout_graceful_shutdown=graceful_s, ssl_certfile=ssl_certfile,
-                            ssl_keyfile=ssl_keyfile)).run()
+                            ssl_keyfile=ssl_keyfile,
+                            http=guarded_protocol(head_timeout_s, read_timeout_s,
+                                                  max_connections))).run()

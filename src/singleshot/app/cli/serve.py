@@ -39,6 +39,9 @@ def serve(
     max_batch: Annotated[int, ranged("max_batch", help="Images per batch at most (dynamic batching).")] = 8,
     max_delay_ms: Annotated[float, ranged("max_delay_ms", help="How long a batch waits for more requests.")] = 5.0,
     max_queue: Annotated[int, ranged("max_queue", help="Images waiting at most; beyond it requests get 503 with Retry-After.")] = 64,
+    max_connections: Annotated[int, ranged("max_connections", "--max-connections", help="Open HTTP connections at most; more get 503 and are closed.")] = 512,
+    head_timeout_s: Annotated[float, ranged("timeout_s", "--head-timeout-s", help="A request's head (line and headers) must arrive within this after the connection or the last response.")] = 10.0,
+    read_timeout_s: Annotated[float, ranged("timeout_s", "--read-timeout-s", help="Close a connection that sends no byte for this long while a request is due or coming in.")] = 10.0,
     max_pixels: Annotated[int, ranged("max_pixels", "--max-pixels", help="Refuse larger images from their header, before decoding (400).")] = 40_000_000,
     cors: Annotated[Optional[list[str]], typer.Option("--cors", help="An origin allowed to call from a browser (repeat for more; none by default).")] = None,
     ssl_certfile: Annotated[Optional[Path], typer.Option("--ssl-certfile", help="Serve HTTPS with this certificate (PEM), with --ssl-keyfile.")] = None,
@@ -97,4 +100,5 @@ def serve(
                              ssl_files=(str(ssl_certfile), str(ssl_keyfile)) if ssl_certfile
                              else None),
                   host, port, ssl_certfile=ssl_certfile and str(ssl_certfile),
-                  ssl_keyfile=ssl_keyfile and str(ssl_keyfile))
+                  ssl_keyfile=ssl_keyfile and str(ssl_keyfile), head_timeout_s=head_timeout_s,
+                  read_timeout_s=read_timeout_s, max_connections=max_connections)
