@@ -165,3 +165,25 @@ def test_api_key_over_grpc(jpegs):
         assert result.as_numpy("num_detections")[0] > 0
     finally:
         s.close()
+
+
+def test_settings_over_grpc():
+    import tritonclient.grpc as grpcclient  # noqa: F401 - the client under test
+    from tritonclient.utils import InferenceServerException
+
+    s = _Server(grpc_port=0)
+    try:
+        g = _grpc(s)
+        log = g.get_log_settings(as_json=True)["settings"]
+        assert log["log_info"] == {"bool_param": True}
+        after = g.update_log_settings({"log_warning": False}, as_json=True)["settings"]
+        assert after["log_warning"] == {"bool_param": False}
+        assert g.get_trace_settings(as_json=True)["settings"]["trace_level"] == {"value": ["OFF"]}
+        with pytest.raises(InferenceServerException) as err:
+            g.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]})
+        assert err.value.status() == "StatusCode.INVALID_ARGUMENT"
+        with pytest.raises(InferenceServerException) as err:
+            g.get_system_shared_memory_status()
+        assert err.value.status() == "StatusCode.UNIMPLEMENTED"
+    finally:
+        s.close()

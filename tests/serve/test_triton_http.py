@@ -169,3 +169,37 @@ def test_bad_codings_and_outputs_are_4xx(server, jpegs, case, status, message):
         body = json.dumps(doc).encode()
     got, payload, _ = _http("POST", server.url + "/v2/models/demo/infer", body, headers)
     assert got == status and message in json.loads(payload)["error"], payload
+
+
+def test_log_and_trace_settings_and_what_is_not_offered(jpegs):
+    import logging
+
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    s = _Server()
+    try:
+        client = httpclient.InferenceServerClient(url=s.url)
+        assert client.get_log_settings()["log_info"] is True
+        after = client.update_log_settings({"log_info": False})
+        assert after["log_info"] is False and after["log_warning"] is True
+        assert logging.getLogger("uvicorn.access").level == logging.WARNING  # applied
+        assert client.update_log_settings({"log_verbose_level": 1})["log_verbose_level"] == 1
+        assert logging.getLogger("uvicorn.error").level == logging.DEBUG
+        client.update_log_settings({"log_info": True, "log_verbose_level": 0})
+        assert logging.getLogger("uvicorn.error").level == logging.INFO
+        for bad in ({"log_file": "/tmp/x.log"}, {"log_info": "yes"}, {"colour": True}):
+            with pytest.raises(InferenceServerException):
+                client.update_log_settings(bad)
+        assert client.get_trace_settings()["trace_level"] == ["OFF"]
+        assert client.get_trace_settings(model_name="demo")["trace_level"] == ["OFF"]
+        assert client.update_trace_settings(settings={"trace_level": ["OFF"]})["trace_level"] == ["OFF"]
+        with pytest.raises(InferenceServerException, match="tracing is not offered"):
+            client.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]})
+        with pytest.raises(InferenceServerException, match="systemsharedmemory extension is not offered"):
+            client.get_system_shared_memory_status()
+        with pytest.raises(InferenceServerException, match="cudasharedmemory extension is not offered"):
+            client.register_cuda_shared_memory("r", b"\0" * 8, 0, 8)
+        assert _infer(client, jpegs)["num_detections"].shape == (2,)  # still serving
+    finally:
+        s.close()

@@ -22,6 +22,7 @@ from .protocol import OUTPUTS, ProtocolError, bytes_elements, detections_tensors
 from .proto import inference_pb2 as pb
 from .proto import inference_pb2_grpc as pb_grpc
 from .service import EXTENSIONS, Service, ServiceError, grpc_code, key_matches, options
+from .settings import Settings
 
 OPEN_METHODS = ("ServerLive", "ServerReady", "ModelReady")  # probes carry no credentials
 
@@ -48,8 +49,10 @@ def _param(p: pb.InferParameter):
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, service: Service, *, api_key: str | None, is_ready) -> None:
-        self.service, self.api_key, self.is_ready = service, api_key, is_ready
+    def __init__(self, service: Service, settings: Settings, *, api_key: str | None,
+                 is_ready) -> None:
+        self.service, self.settings = service, settings
+        self.api_key, self.is_ready = api_key, is_ready
 
     @property
     def repository(self) -> Repository:
@@ -127,6 +130,30 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         await run_in_threadpool(self.service.unload, request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
+    # -- settings ---------------------------------------------------------------------------
+
+    @_checked
+    async def TraceSetting(self, request, context):
+        if request.model_name:
+            self.service.find(request.model_name, ready=False)
+        new = {k: list(v.value) for k, v in request.settings.items()}
+        out = pb.TraceSettingResponse()
+        for key, value in self.settings.trace(new).items():
+            out.settings[key].value.extend(value if isinstance(value, list) else [str(value)])
+        return out
+
+    @_checked
+    async def LogSettings(self, request, context):
+        new = {k: getattr(v, v.WhichOneof("parameter_choice"))
+               for k, v in request.settings.items() if v.WhichOneof("parameter_choice")}
+        values = self.settings.update_log(new) if new else dict(self.settings.log)
+        out = pb.LogSettingsResponse()
+        for key, value in values.items():
+            field = ("bool_param" if isinstance(value, bool) else
+                     "uint32_param" if isinstance(value, int) else "string_param")
+            setattr(out.settings[key], field, value)
+        return out
+
     # -- inference --------------------------------------------------------------------------
 
     @_checked
@@ -201,14 +228,15 @@ def write_response(model: str, version: str, request_id: str, names: list[str],
     return out
 
 
-async def start(service: Service, host: str, port: int, *, api_key: str | None, is_ready,
-                max_message_bytes: int, ssl: tuple[bytes, bytes] | None = None):
+async def start(service: Service, settings: Settings, host: str, port: int, *,
+                api_key: str | None, is_ready, max_message_bytes: int,
+                ssl: tuple[bytes, bytes] | None = None):
     """A started ``grpc.aio`` server on ``host:port`` (0: a free port); returns (server, port)."""
     opts = [("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max(max_message_bytes, 64 << 20))]
     server = grpc.aio.server(options=opts)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(service, api_key=api_key, is_ready=is_ready), server)
+        InferenceServicer(service, settings, api_key=api_key, is_ready=is_ready), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if ssl is not None:
         key, cert = ssl

@@ -23,6 +23,7 @@ from .metrics import Metrics
 from .models import Batching, ModelVersion, Repository
 from .protocol import ProtocolError, detections_tensors, parse_infer, write_infer
 from .service import EXTENSIONS, MAX_PIXELS_SERVED, Service, key_matches
+from .settings import Settings
 from .service import ServiceError as HTTPError
 from .service import options as _options
 
@@ -103,7 +104,7 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
                 cert, key = (Path(f).read_bytes() for f in ssl_files)
                 ssl = (key, cert)
             app.state.grpc_server, app.state.grpc_port = await start(
-                service, grpc_host, grpc_port, api_key=api_key, is_ready=lambda: app.state.ready,
+                service, settings, grpc_host, grpc_port, api_key=api_key, is_ready=lambda: app.state.ready,
                 max_message_bytes=limit, ssl=ssl)
             import logging
 
@@ -197,7 +198,8 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
             raise HTTPError(status, str(err).replace("LIMIT", f"{max_body_mb:g} MB")) from None
 
     service = Service(repository, max_pixels=max_pixels)
-    app.state.service = service
+    settings = Settings()  # logging and trace settings, shared by both protocols
+    app.state.service, app.state.settings = service, settings
     find, run, counted = service.find, service.run, service.counted
 
     @app.get("/metrics", response_class=PlainTextResponse,
@@ -274,6 +276,42 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
             return Response(payload, headers=headers), stages, len(dets)
 
         return await counted(mv, work)
+
+    async def json_body(request: Request) -> dict:
+        body = await read_body(request)
+        try:
+            return json.loads(body) if body.strip() else {}
+        except (ValueError, RecursionError):
+            raise HTTPError(400, "the body must be a JSON object") from None
+
+    @app.get("/v2/logging")
+    async def get_logging():
+        return settings.log
+
+    @app.post("/v2/logging")
+    async def set_logging(request: Request):
+        return settings.update_log(await json_body(request))
+
+    @app.get("/v2/trace/setting")
+    @app.get("/v2/models/{model}/trace/setting")
+    async def get_trace(model: str | None = None):
+        if model is not None:
+            find(model, ready=False)
+        return settings.trace()
+
+    @app.post("/v2/trace/setting")
+    @app.post("/v2/models/{model}/trace/setting")
+    async def set_trace(request: Request, model: str | None = None):
+        if model is not None:
+            find(model, ready=False)
+        return settings.trace(await json_body(request))
+
+    @app.api_route("/v2/systemsharedmemory/{rest:path}", methods=["GET", "POST"])
+    @app.api_route("/v2/cudasharedmemory/{rest:path}", methods=["GET", "POST"])
+    async def shared_memory(request: Request, rest: str):
+        kind = request.url.path.split("/")[2]
+        raise HTTPError(400, f"the {kind} extension is not offered by this server (send the "
+                             "tensors in the request)")
 
     @app.post("/v2/repository/index")
     async def repository_index(request: Request):

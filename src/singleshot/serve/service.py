@@ -21,7 +21,7 @@ from .models import ModelVersion, Repository, UnknownModel
 
 MAX_PIXELS_SERVED = 40_000_000  # 8K UHD photos (33 MP) pass; a 16000 x 16000 bomb does not
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics",
-              "parameters"]  # the Triton/KServe extensions this server implements
+              "parameters", "logging"]  # the Triton/KServe extensions this server implements
 
 
 class ServiceError(Exception):
