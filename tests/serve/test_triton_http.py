@@ -45,7 +45,8 @@ def test_config_versions_and_server_metadata(server, jpegs):
     assert config["input"] == [{"name": "image", "data_type": "TYPE_STRING",
                                 "format": "FORMAT_NONE", "dims": [-1]}]
     assert [o["name"] for o in config["output"]] == list(OUTPUT_NAMES)
-    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 5000
+    # a graph that takes one image per call: no batching delay by default
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 0
     assert config["instance_group"][0]["count"] == 1
     assert client.get_model_config("demo", model_version="1") == config
     meta = client.get_model_metadata("demo", model_version="1")
@@ -201,5 +202,23 @@ def test_log_and_trace_settings_and_what_is_not_offered(jpegs):
         with pytest.raises(InferenceServerException, match="cudasharedmemory extension is not offered"):
             client.register_cuda_shared_memory("r", b"\0" * 8, 0, 8)
         assert _infer(client, jpegs)["num_detections"].shape == (2,)  # still serving
+    finally:
+        s.close()
+
+
+def test_the_batching_delay_default_follows_the_graph(tmp_path):
+    from singleshot.serve.models import BATCH_DELAY_MS, Batching
+
+    class Graph:
+        def __init__(self, batch_size):
+            self.batch_size = batch_size
+
+    assert Batching().delay_for(Graph(1)) == 0.0
+    assert Batching().delay_for(Graph(None)) == BATCH_DELAY_MS == 5.0  # dynamic batch
+    assert Batching(max_delay_ms=7).delay_for(Graph(1)) == 7
+    s = _Server(max_delay_ms=7)
+    try:
+        status, body, _ = _http("GET", s.url + "/v2/models/demo/config")
+        assert json.loads(body)["dynamic_batching"]["max_queue_delay_microseconds"] == 7000
     finally:
         s.close()

@@ -58,7 +58,7 @@ DETECT_BODY = {"requestBody": {"required": True, "content": {
         "image": {"type": "string", "format": "binary"}}}}}}}
 
 def create_app(detectors, name: str | None = None, *, api_key: str | None = None,
-               max_body_mb: float = 32.0, max_batch: int = 8, max_delay_ms: float = 5.0,
+               max_body_mb: float = 32.0, max_batch: int = 8, max_delay_ms: float | None = None,
                max_queue: int = 64, repository: Repository | None = None,
                max_pixels: int = MAX_PIXELS_SERVED, cors: list[str] | None = None,
                grpc_port: int | None = None, grpc_host: str = "127.0.0.1",
@@ -306,8 +306,10 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
             find(model, ready=False)
         return settings.trace(await json_body(request))
 
-    @app.api_route("/v2/systemsharedmemory/{rest:path}", methods=["GET", "POST"])
-    @app.api_route("/v2/cudasharedmemory/{rest:path}", methods=["GET", "POST"])
+    @app.api_route("/v2/systemsharedmemory/{rest:path}", methods=["GET", "POST"],
+                   include_in_schema=False)  # not offered: answered, not described
+    @app.api_route("/v2/cudasharedmemory/{rest:path}", methods=["GET", "POST"],
+                   include_in_schema=False)
     async def shared_memory(request: Request, rest: str):
         kind = request.url.path.split("/")[2]
         raise HTTPError(400, f"the {kind} extension is not offered by this server (send the "

@@ -35,9 +35,9 @@ def serve(
     poll_s: Annotated[Optional[float], ranged("poll_s", "--poll-s", help="With --model-repository: look at the folder this often (new versions loaded and warmed before they take traffic); default: only at start and on repository load.")] = None,
     max_body_mb: Annotated[float, ranged("max_body_mb", help="Largest request body, MB (413 above).")] = 32.0,
     api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' (health endpoints excepted).")] = None,
-    instances: Annotated[int, ranged("instances", help="Detector copies in this process (one queue, the cores shared out).")] = 1,
+    instances: Annotated[Optional[int], ranged("instances", help="Detector copies in this process (one queue, the cores shared out; default 2 on 2 or more cores, 1 on one).")] = None,
     max_batch: Annotated[int, ranged("max_batch", help="Images per batch at most (dynamic batching).")] = 8,
-    max_delay_ms: Annotated[float, ranged("max_delay_ms", help="How long a batch waits for more requests.")] = 5.0,
+    max_delay_ms: Annotated[Optional[float], ranged("max_delay_ms", help="How long a batch waits for more requests (default 0 for a graph that takes one image per call, 5 for a batching graph).")] = None,
     max_queue: Annotated[int, ranged("max_queue", help="Images waiting at most; beyond it requests get 503 with Retry-After.")] = 64,
     max_connections: Annotated[int, ranged("max_connections", "--max-connections", help="Open HTTP connections at most; more get 503 and are closed.")] = 512,
     head_timeout_s: Annotated[float, ranged("timeout_s", "--head-timeout-s", help="A request's head (line and headers) must arrive within this after the connection or the last response.")] = 10.0,
@@ -47,12 +47,19 @@ def serve(
     ssl_certfile: Annotated[Optional[Path], typer.Option("--ssl-certfile", help="Serve HTTPS with this certificate (PEM), with --ssl-keyfile.")] = None,
     ssl_keyfile: Annotated[Optional[Path], typer.Option("--ssl-keyfile", help="The certificate's private key (PEM).")] = None,
     threads: ThreadsOpt = None,
-    backend: BackendOpt = "onnxruntime",
+    backend: BackendOpt = "auto",
     precision: PrecisionOpt = "auto",
-    preprocess: PreprocessOpt = "card",
+    preprocess: PreprocessOpt = "fast",
 ) -> None:
-    """Serve a detector over HTTP: Open Inference Protocol v2 (KServe/Triton REST, binary tensor
-    data extension) at /v2, and POST /detect with an image body."""
+    """Serve a detector over HTTP (Open Inference Protocol v2 - KServe/Triton REST with the
+    binary tensor data, model configuration, repository, statistics and logging extensions - at
+    /v2, and POST /detect with an image body) and over gRPC (Triton's GRPCInferenceService).
+
+    The defaults are the fastest configuration measured on the 2-core machines this project
+    runs on (bench/RESULTS.md): --backend auto (measured once per model and CPU: OpenVINO where
+    it is faster), --preprocess fast (within the documented tolerance of the card's), two
+    detector instances on 2 or more cores, and no batching delay for a graph that takes one
+    image per call."""
     _require_extra("fastapi", "serve", "serve")
     _require_extra("uvicorn", "serve", "serve")
     from ...runtime.detector import Detector
@@ -72,6 +79,7 @@ def serve(
             raise UsageError(f"{f}: no such file")
 
     # the instances share the cores: each runtime gets its part, so their pools do not fight
+    instances = instances or (2 if (os.cpu_count() or 1) >= 2 else 1)
     per = threads or max(1, (os.cpu_count() or 1) // instances)
 
     def make(path) -> list:
