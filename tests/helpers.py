@@ -184,3 +184,15 @@ def own_detections_dataset(root, model, n: int = 8, empty: int = 5, per_image: i
     results = [r for i, d in enumerate(all_dets) for r in d.to_coco(i + 1)]
     (root / "expected_results.json").write_text(json.dumps(results))
     return root
+
+
+def broken_exif() -> bytes:
+    """A little-endian TIFF EXIF block: Orientation 6 and ImageWidth typed UNDEFINED (7)."""
+    import struct
+
+    entries = [(0x0100, 7, 4, b"\x01\x02\x03\x04"), (0x0112, 3, 1, struct.pack("<HH", 6, 0))]
+    body = struct.pack("<H", len(entries))
+    for tag, typ, count, value in entries:
+        body += struct.pack("<HHI", tag, typ, count) + value
+    body += struct.pack("<I", 0)
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + body

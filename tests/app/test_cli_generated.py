@@ -17,6 +17,7 @@ import typer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import broken_exif
 from singleshot.app.cli import app
 from singleshot.app.cli.common import RangedNumber
 from singleshot.core.limits import RANGES
@@ -300,7 +301,7 @@ def test_the_listed_examples(runner, pool, tmp_path):
     victim.write_text("not an image\n")
     # EXIF with an orientation tag beside ImageWidth stored as UNDEFINED (PIL's
     # exif_transpose raises struct.error on it)
-    Image.new("RGB", (64, 48), (200, 30, 30)).save(root / "exif.jpg", exif=_broken_exif())
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(root / "exif.jpg", exif=broken_exif())
     failures = []
     for args, codes, fragment in _fixed_cases(pool):
         res = runner(args, tmp_path)
@@ -325,18 +326,6 @@ def test_every_option_says_what_it_does_and_summaries_are_whole():
     res = CliRunner().invoke(app, ["--help"], terminal_width=100)
     listing = res.stdout.split("Commands:")[1]
     assert res.exit_code == 0 and "..." not in listing, listing
-
-
-def _broken_exif() -> bytes:
-    """A little-endian TIFF EXIF block: Orientation 6 and ImageWidth typed UNDEFINED (7)."""
-    import struct
-
-    entries = [(0x0100, 7, 4, b"\x01\x02\x03\x04"), (0x0112, 3, 1, struct.pack("<HH", 6, 0))]
-    body = struct.pack("<H", len(entries))
-    for tag, typ, count, value in entries:
-        body += struct.pack("<HHI", tag, typ, count) + value
-    body += struct.pack("<I", 0)
-    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + body
 
 
 def test_every_option_a_message_names_exists():

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import _png_with_header_size
+from helpers import _png_with_header_size, broken_exif
 from test_server import _free_port, _http, _Server
 
 
@@ -50,6 +50,22 @@ def test_a_pixel_bomb_is_refused_from_its_header(server):
     assert time.perf_counter() - t0 < 5
     status, payload, _ = _http("POST", server.url + "/detect", bomb, {"Content-Type": "image/png"})
     assert status == 400 and "pixels" in json.loads(payload)["error"]
+
+
+def test_a_broken_exif_block_is_no_500(server):
+    """A rotation tag beside a mistyped TIFF tag (PIL's exif_transpose raises on it): the image
+    is taken as unrotated and answered."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, format="JPEG", exif=broken_exif())
+    status, payload, _ = _http("POST", server.url + "/detect", buf.getvalue(),
+                               {"Content-Type": "image/jpeg"})
+    assert status == 200, payload
+    image = json.loads(payload)["images"][0]
+    assert (image["width"], image["height"]) == (64, 48)
 
 
 def test_more_images_than_the_queue_is_413_up_front(server, jpeg):
@@ -155,9 +171,11 @@ def test_tls_from_the_command_line(tmp_path, jpeg):
     cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    port = _free_port()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    port, gport = _free_port(), _free_port()
     exe = Path(sys.executable).with_name("singleshot")
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--ssl-certfile",
+    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--grpc-port", str(gport),
+                             "--ssl-certfile",
                              str(tmp_path / "cert.pem"), "--ssl-keyfile", str(tmp_path / "key.pem")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
 
@@ -178,6 +196,12 @@ def test_tls_from_the_command_line(tmp_path, jpeg):
                     break
             except OSError:
                 time.sleep(0.2)
+        # gRPC over TLS with the same certificate
+        import tritonclient.grpc as grpcclient
+
+        g = grpcclient.InferenceServerClient(f"127.0.0.1:{gport}", ssl=True,
+                                             root_certificates=str(tmp_path / "ca.pem"))
+        assert g.is_server_ready() and g.is_model_ready("demo")
         conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
         conn.request("POST", "/detect", jpeg, {"Content-Type": "image/jpeg"})
         resp = conn.getresponse()

@@ -233,6 +233,7 @@ def test_metrics_and_batching(server, jpegs):
     total = float(next(line.split()[-1] for line in text.splitlines()
                        if line.startswith("singleshot_batch_images_sum")))
     assert total >= 24 and count >= 1 and "singleshot_queue_seconds_bucket" in text
+    assert 'singleshot_batch_images_count{model="demo",version="1"}' in text  # per version
 
 
 def test_a_burst_beyond_the_queue_gets_503_then_recovers(jpegs):

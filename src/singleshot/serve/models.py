@@ -79,7 +79,8 @@ class ModelVersion:
                 self.stats.batch(images, ms.get("preprocess", 0) / 1e3,
                                  ms.get("inference", 0) / 1e3, ms.get("postprocess", 0) / 1e3)
                 if self.observe is not None:
-                    self.observe(queue_s, inference_s, images, stages_ms)
+                    self.observe(queue_s, inference_s, images, stages_ms, model=self.name,
+                                 version=self.version)
 
             b = self.batching
             self.batcher = Batcher(detectors, max_batch=b.max_batch,
