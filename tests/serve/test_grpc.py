@@ -187,3 +187,28 @@ def test_settings_over_grpc():
         assert err.value.status() == "StatusCode.UNIMPLEMENTED"
     finally:
         s.close()
+
+
+def test_a_burst_beyond_the_queue_is_resource_exhausted_then_recovers(jpegs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    s = _Server(max_queue=2, max_batch=1, max_delay_ms=0, grpc_port=0)
+    try:
+        def one(_):
+            g = _grpc(s)
+            try:
+                g.infer("demo", _inputs(grpcclient, jpegs[:1] * 2))
+                return "OK"
+            except InferenceServerException as err:
+                return err.status()
+
+        with ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(one, range(36)))
+        assert set(results) <= {"OK", "StatusCode.RESOURCE_EXHAUSTED"}
+        assert "OK" in results and "StatusCode.RESOURCE_EXHAUSTED" in results
+        assert all(one(0) == "OK" for _ in range(3))  # recovered
+    finally:
+        s.close()
