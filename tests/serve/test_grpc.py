@@ -168,7 +168,7 @@ def test_api_key_over_grpc(jpegs):
 
 
 def test_settings_over_grpc():
-    import tritonclient.grpc as grpcclient  # noqa: F401 - the client under test
+
     from tritonclient.utils import InferenceServerException
 
     s = _Server(grpc_port=0)

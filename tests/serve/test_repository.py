@@ -115,7 +115,7 @@ def test_requests_in_flight_finish_when_a_version_goes(tmp_path, scenes):
         with ThreadPoolExecutor(1) as pool:
             fut = pool.submit(_http, "POST", s.url + "/detect", jpeg,
                               {"Content-Type": "image/jpeg"})
-            time.sleep(0.15)
+            assert _wait(lambda: repo.models["demo"]["1"].batcher.waiting > 0)  # queued
             shutil.copytree(root / "demo" / "1", root / "demo" / "2")
             shutil.rmtree(root / "demo" / "1")
             assert repo.sync() == ["demo version 2: added", "demo version 1: removed"]
@@ -123,3 +123,26 @@ def test_requests_in_flight_finish_when_a_version_goes(tmp_path, scenes):
         assert _http("GET", s.url + "/v2/models/demo/versions/2/ready")[0] == 200
     finally:
         s.close()
+
+
+def test_a_request_on_its_way_when_its_version_goes_is_not_lost(tmp_path, scenes):
+    """Found version 1, then version 1 unloaded before it was queued: a request that named no
+    version is answered by the newest; one that named version 1 gets 404 - never a 500."""
+    import asyncio
+
+    from singleshot.serve.service import Service, ServiceError
+
+    root = _layout(tmp_path / "repo", versions=(1, 2), extra=False)
+    repo = FolderRepository(root, _make, policy=VersionPolicy.parse("all"))
+    for mv in repo.all_versions():
+        mv.load()
+    service = Service(repo)
+    old = repo.find("demo", "1")
+    old.unload()
+    jpeg = scenes[0].read_bytes()
+    dets, _ = asyncio.run(service.run(old, [jpeg], {"conf": 0.25}))
+    assert len(dets) == 1 and len(dets[0]) > 0
+    with pytest.raises(ServiceError) as err:
+        asyncio.run(service.run(old, [jpeg], {"conf": 0.25}, pinned=True))
+    assert err.value.status == 404
+    repo.find("demo", "2").unload()

@@ -22,6 +22,10 @@ class QueueFull(Exception):
     """More images are waiting than ``max_queue``: the caller answers 503."""
 
 
+class Closed(Exception):
+    """The batcher was closed (its model version unloaded): nothing more is queued."""
+
+
 @dataclass
 class _Job:
     images: list[np.ndarray]
@@ -50,6 +54,7 @@ class Batcher:
         self.observe = observe or (lambda *a: None)
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.waiting = 0  # images queued or being gathered
+        self.closed = False
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._work, args=(d,), daemon=True,
                                          name=f"detector-{k}") for k, d in enumerate(detectors)]
@@ -57,19 +62,24 @@ class Batcher:
             t.start()
 
     def submit(self, images: list[np.ndarray], options: dict) -> Future:
-        with self.lock:
+        with self.lock:  # the put is under the lock too: no job can land after close's sentinels
+            if self.closed:
+                raise Closed("this model version was unloaded")
             if self.waiting + len(images) > self.max_queue:
                 raise QueueFull(f"{self.waiting} images are waiting (the limit is "
                                 f"{self.max_queue})")
             self.waiting += len(images)
-        job = _Job(images, options)
-        job.future.queued_at = job.queued_at
-        self.jobs.put(job)
+            job = _Job(images, options)
+            job.future.queued_at = job.queued_at
+            self.jobs.put(job)
         return job.future
 
     def close(self) -> None:
-        for _ in self.threads:
-            self.jobs.put(None)
+        """Refuse new jobs, finish the queued ones, stop the workers."""
+        with self.lock:
+            self.closed = True
+            for _ in self.threads:
+                self.jobs.put(None)
         for t in self.threads:
             t.join(timeout=60)
 

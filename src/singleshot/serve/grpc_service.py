@@ -179,7 +179,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def work():
             images, names = parse_request(request)
             opts = options({k: _param(v) for k, v in request.parameters.items()})
-            dets, stages = await self.service.run(mv, images, opts)
+            dets, stages = await self.service.run(mv, images, opts,
+                                                  pinned=bool(request.model_version))
             return write_response(mv.name, mv.version, request.id, names,
                                   detections_tensors(dets)), stages, len(dets)
 

@@ -34,9 +34,13 @@ class Batching:
     max_queue: int = 64
 
     def delay_for(self, detector) -> float:
+        return self.delay_ms({"batch_size": detector.batch_size})
+
+    def delay_ms(self, info: dict) -> float:
+        """The delay for a graph of ``info["batch_size"]`` (1, N, or None: any)."""
         if self.max_delay_ms is not None:
             return self.max_delay_ms
-        return 0.0 if detector.batch_size == 1 else BATCH_DELAY_MS
+        return 0.0 if info.get("batch_size") == 1 else BATCH_DELAY_MS
 
 
 BATCH_DELAY_MS = 5.0
@@ -58,10 +62,18 @@ class ModelVersion:
     def __post_init__(self) -> None:
         self.stats = self.stats or ModelStats(self.name, self.version)
         self.lock = threading.Lock()
+        self._info: dict | None = None
 
     @property
     def detector(self):
         return self.detectors[0]
+
+    @property
+    def info(self) -> dict:
+        """What runs this version (kept after an unload, so that a request that raced the
+        unload can still be described): name, backend, precision, input_size, class_names,
+        batch_size, instances."""
+        return self._info or {}
 
     def load(self) -> None:
         """Build and warm the detectors (every instance runs once), then take requests."""
@@ -86,6 +98,12 @@ class ModelVersion:
             self.batcher = Batcher(detectors, max_batch=b.max_batch,
                                    max_delay_ms=b.delay_for(detectors[0]), max_queue=b.max_queue,
                                    observe=observe)
+            d = detectors[0]
+            self._info = {"name": d.name, "backend": d.backend.name,
+                          "precision": d.backend.precision,
+                          "input_size": list(d.spec.input_size),
+                          "class_names": list(d.spec.class_names), "batch_size": d.batch_size,
+                          "instances": len(detectors)}
             self.detectors, self.state, self.reason = detectors, "READY", ""
 
     def unload(self, reason: str = "unloaded") -> None:
@@ -98,23 +116,22 @@ class ModelVersion:
 
     def metadata(self, versions: list[str]) -> dict:
         """OIP model metadata; ``parameters`` say what runs it (for pages and tools)."""
-        d = self.detector
+        i = self.info
         return {"name": self.name, "versions": versions, "platform": "singleshot",
                 "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
                 "outputs": [{"name": n, "datatype": t, "shape": shape}
                             for n, (t, shape) in OUTPUTS.items()],
-                "parameters": {"backend": d.backend.name, "precision": d.backend.precision,
-                               "input_size": list(d.spec.input_size),
-                               "class_names": list(d.spec.class_names)}}
+                "parameters": {k: i.get(k) for k in ("backend", "precision", "input_size",
+                                                     "class_names")}}
 
     def config(self) -> dict:
         """Triton's model configuration (JSON form): one request is a list of encoded images
         (``max_batch_size`` 0: no batch dimension of Triton's own; the server batches
         images across requests), the outputs, the dynamic batching and instances in use."""
         dtype = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64"}
-        d, b = self.detector, self.batching
+        i, b = self.info, self.batching
         return {
-            "name": self.name, "platform": "singleshot", "backend": d.backend.name,
+            "name": self.name, "platform": "singleshot", "backend": i.get("backend"),
             "version_policy": {"latest": {"num_versions": 1}},
             "max_batch_size": 0,
             "input": [{"name": "image", "data_type": "TYPE_STRING", "format": "FORMAT_NONE",
@@ -122,12 +139,13 @@ class ModelVersion:
             "output": [{"name": n, "data_type": dtype[t], "dims": shape}
                        for n, (t, shape) in OUTPUTS.items()],
             "dynamic_batching": {"preferred_batch_size": [b.max_batch],
-                                 "max_queue_delay_microseconds": int(b.delay_for(d) * 1e3),
+                                 "max_queue_delay_microseconds": int(b.delay_ms(i) * 1e3),
                                  "default_queue_policy": {"max_queue_size": b.max_queue}},
             "instance_group": [{"name": f"{self.name}_0", "kind": "KIND_CPU",
-                                "count": len(self.detectors or ())}],
-            "parameters": {"precision": {"string_value": d.backend.precision},
-                           "input_size": {"string_value": "x".join(map(str, d.spec.input_size))}},
+                                "count": i.get("instances", 0)}],
+            "parameters": {"precision": {"string_value": str(i.get("precision"))},
+                           "input_size": {"string_value": "x".join(
+                               map(str, i.get("input_size", ())))}},
         }
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import ImageError, SingleshotError
-from .batcher import QueueFull
+from .batcher import Closed, QueueFull
 from .models import ModelVersion, Repository, UnknownModel
 
 MAX_PIXELS_SERVED = 40_000_000  # 8K UHD photos (33 MP) pass; a 16000 x 16000 bomb does not
@@ -80,10 +80,9 @@ class Service:
         except UnknownModel as err:
             raise ServiceError(404, str(err)) from None
 
-    def decode(self, mv: ModelVersion, images: list[bytes], opts: dict) -> list[np.ndarray]:
+    def decode(self, detector, images: list[bytes], opts: dict) -> list[np.ndarray]:
         """Decoded images, and the options checked against the model (400s, before queueing).
         One image at a time, each size checked from its header before it is decoded."""
-        detector = mv.detector
         try:
             detector.options(**opts)
         except SingleshotError as err:  # e.g. an unknown class
@@ -119,11 +118,24 @@ class Service:
         for mv in self.versions_of(name):
             mv.unload()
 
-    async def run(self, mv: ModelVersion, images: list[bytes], opts: dict) -> tuple[list, dict]:
-        """Detections of ``images`` and the seconds of each stage (statistics extension)."""
-        batcher = mv.batcher
-        if batcher is None:
-            raise ServiceError(404, f"model {mv.name!r} version {mv.version} was unloaded")
+    async def run(self, mv: ModelVersion, images: list[bytes], opts: dict, *,
+                  pinned: bool = False) -> tuple[list, dict]:
+        """Detections of ``images`` and the seconds of each stage (statistics extension).
+        A version unloaded while the request was on its way (a newer one took over): the
+        request goes to the newest ready version, unless it named its version (``pinned``:
+        404)."""
+        try:
+            return await self._run(mv, images, opts)
+        except Closed:
+            if pinned:
+                raise ServiceError(404, f"model {mv.name!r} version {mv.version} was "
+                                        "unloaded") from None
+            return await self._run(self.find(mv.name), images, opts)
+
+    async def _run(self, mv: ModelVersion, images: list[bytes], opts: dict) -> tuple[list, dict]:
+        batcher, detectors = mv.batcher, mv.detectors  # held: an unload may clear them meanwhile
+        if batcher is None or detectors is None:
+            raise Closed(mv.version)
         if len(images) > batcher.max_queue:  # could never be queued: no retry will help
             raise ServiceError(413, f"{len(images)} images in one request; the server queues "
                                     f"at most {batcher.max_queue} (send fewer per request)")
@@ -131,7 +143,7 @@ class Service:
             raise ServiceError(503, f"busy: {batcher.waiting} images are waiting (the limit is "
                                     f"{batcher.max_queue}); retry shortly", {"Retry-After": "1"})
         t0 = time.perf_counter()
-        rgbs = await run_in_threadpool(self.decode, mv, images, opts)
+        rgbs = await run_in_threadpool(self.decode, detectors[0], images, opts)
         decoded = time.perf_counter() - t0
         try:
             future = batcher.submit(rgbs, opts)
