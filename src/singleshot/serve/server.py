@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
@@ -99,8 +100,6 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
 
             ssl = None
             if ssl_files is not None:
-                from pathlib import Path
-
                 cert, key = (Path(f).read_bytes() for f in ssl_files)
                 ssl = (key, cert)
             app.state.grpc_server, app.state.grpc_port = await start(
@@ -202,6 +201,16 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
     app.state.service, app.state.settings = service, settings
     find, run, counted = service.find, service.run, service.counted
 
+    from starlette.staticfiles import StaticFiles
+
+    static = Path(__file__).with_name("static")
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        """The page (singleshot/serve/static): images, clipboard or webcam against /detect."""
+        return FileResponse(static / "index.html", headers={"Cache-Control": "no-cache"})
+
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}},
                               "description": "Prometheus text exposition format"}})
@@ -270,7 +279,8 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
                 req = parse_infer(body, request.headers.get("inference-header-content-length"))
             except ProtocolError as err:
                 raise HTTPError(400, str(err)) from None
-            dets, stages = await run(mv, req.images, _options(req.parameters))
+            dets, stages = await run(mv, req.images, _options(req.parameters),
+                                     pinned=version is not None)
             payload, headers = write_infer(mv.name, req, detections_tensors(dets), mv.version)
             payload, headers = compress(payload, headers, request.headers.get("accept-encoding"))
             return Response(payload, headers=headers), stages, len(dets)
@@ -361,7 +371,7 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
                                      f"not {ctype or 'no content type'}")
             params = {k: v for k, v in request.query_params.items() if k != "model"}
             (d,), stages = await run(mv, [data], _options(params, conf_default=CONF_FOR_PEOPLE))
-            report = DetectionReport(mv.detector.name, [ImageResult(None, d)])
+            report = DetectionReport(mv.info["name"], [ImageResult(None, d)])
             return JSONResponse(report.to_dict()), stages, 1
 
         return await counted(mv, work)
@@ -385,8 +395,9 @@ def replay(request: Request, body: bytes) -> Request:
 
 def is_open(path: str) -> bool:
     """Paths answered without the API key: health, metrics and model readiness (the probes
-    of orchestrators, which carry no credentials)."""
-    return path in OPEN_PATHS or (path.startswith("/v2/models/") and path.endswith("/ready"))
+    of orchestrators, which carry no credentials), and the page's own files."""
+    return path in OPEN_PATHS or (path.startswith("/v2/models/") and path.endswith("/ready")) \
+        or path == "/" or path.startswith("/static/")  # the page asks for the key itself
 
 
 def check_listen(host: str, port: int, option: str = "port") -> None:
