@@ -80,3 +80,23 @@ def scenes(tmp_path_factory):
     root = tmp_path_factory.mktemp("scenes")
     write_dataset(root, 6, seed=3, workers=1)
     return sorted((root / "images").iterdir())
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (no browser downloaded by Playwright): headless,
+    no sandbox (CI runs as root), background networking off, a fake camera that needs no
+    permission prompt. The one browser fixture of every browser test; per module, because
+    Playwright's sync API keeps an event loop running in the main thread while it is open."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "Debian's chromium is not installed (.ci/run installs it with apt)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, headless=True, args=[
+            "--no-sandbox", "--disable-background-networking", "--disable-component-update",
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        yield b
+        b.close()

@@ -3,37 +3,20 @@ serve` in its own process (small limits): each is closed or refused in bounded t
 normal client is served throughout."""
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from test_server import _free_port, _http
+from test_server import _http, serve_process
 
 
 @pytest.fixture(scope="module")
 def served():
-    port = _free_port()
-    exe = Path(sys.executable).with_name("singleshot")
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--no-grpc",
-                             "--head-timeout-s", "2", "--read-timeout-s", "1",
-                             "--max-connections", "30", "--max-delay-ms", "1500",
-                             "--max-batch", "64"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=os.environ.copy())
-    url = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if _http("GET", url + "/v2/health/ready")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    yield port, url
+    proc, url = serve_process("--no-grpc", "--head-timeout-s", "2", "--read-timeout-s", "1",
+                              "--max-connections", "30", "--max-delay-ms", "1500",
+                              "--max-batch", "64")
+    yield int(url.rsplit(":", 1)[1]), url
     proc.terminate()
     proc.wait(timeout=60)
 

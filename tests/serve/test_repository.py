@@ -128,8 +128,6 @@ def test_requests_in_flight_finish_when_a_version_goes(tmp_path, scenes):
 def test_a_request_on_its_way_when_its_version_goes_is_not_lost(tmp_path, scenes):
     """Found version 1, then version 1 unloaded before it was queued: a request that named no
     version is answered by the newest; one that named version 1 gets 404 - never a 500."""
-    import asyncio
-
     from singleshot.serve.service import Service, ServiceError
 
     root = _layout(tmp_path / "repo", versions=(1, 2), extra=False)
@@ -140,9 +138,18 @@ def test_a_request_on_its_way_when_its_version_goes_is_not_lost(tmp_path, scenes
     old = repo.find("demo", "1")
     old.unload()
     jpeg = scenes[0].read_bytes()
-    dets, _ = asyncio.run(service.run(old, [jpeg], {"conf": 0.25}))
+    dets, _ = _await(service.run(old, [jpeg], {"conf": 0.25}))
     assert len(dets) == 1 and len(dets[0]) > 0
     with pytest.raises(ServiceError) as err:
-        asyncio.run(service.run(old, [jpeg], {"conf": 0.25}, pinned=True))
+        _await(service.run(old, [jpeg], {"conf": 0.25}, pinned=True))
     assert err.value.status == 404
     repo.find("demo", "2").unload()
+
+
+def _await(coro):
+    """``coro`` run to its end on a loop of its own, in a thread (whatever runs in this one)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

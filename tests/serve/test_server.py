@@ -46,6 +46,30 @@ class _Server:
         self.thread.join(timeout=30)
 
 
+def serve_process(*args: str, port: int | None = None):
+    """`singleshot serve --port PORT ARGS` in a process of its own, once it answers ready;
+    returns (process, "127.0.0.1:PORT"). The caller terminates it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    port = port or _free_port()
+    exe = Path(sys.executable).with_name("singleshot")
+    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ.copy())
+    url = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if _http("GET", url + "/v2/health/ready")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.2)
+    return proc, url
+
+
 @pytest.fixture(scope="module")
 def server():
     s = _Server(max_body_mb=1, api_key=None)

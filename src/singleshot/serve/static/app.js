@@ -195,10 +195,12 @@ function draw(source, doc) {
     const text = `${d.category} ${d.score.toFixed(2)}`;
     const tw = ctx.measureText(text).width + line * 2;
     const th = line * 9;
+    const lx = Math.max(0, Math.min(x1, w - tw));  // the label stays inside the image
+    const ly = y1 - th >= 0 ? y1 - th : Math.min(y1, h - th);
     ctx.fillStyle = color;
-    ctx.fillRect(x1, Math.max(0, y1 - th), tw, th);
+    ctx.fillRect(lx, ly, tw, th);
     ctx.fillStyle = "#fff";
-    ctx.fillText(text, x1 + line, Math.max(0, y1 - th) + th - line * 2);
+    ctx.fillText(text, lx + line, ly + th - line * 2);
   });
   setDownloads(Boolean(doc));
 }
