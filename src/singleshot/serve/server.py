@@ -1,8 +1,11 @@
-"""The FastAPI application: the Open Inference Protocol v2 endpoints and a plain ``/detect``.
+"""The FastAPI application: the Open Inference Protocol v2 endpoints with Triton's extensions
+(versions, model configuration, statistics, repository, logging), a plain ``/detect``, the page
+at ``/``; the gRPC server is started on the same event loop (:mod:`singleshot.serve.grpc_service`).
 
-Decoding runs in worker threads (``run_in_threadpool``), detection in the batcher's detector
-threads (:mod:`singleshot.serve.batcher`), never on the event loop; every bad request gets a 4xx
-with ``{"error": "..."}`` and costs other requests nothing.
+What a request does is :class:`~singleshot.serve.service.Service`'s, shared with gRPC. Decoding
+runs in worker threads (``run_in_threadpool``), detection in the batcher's detector threads
+(:mod:`singleshot.serve.batcher`), never on the event loop; every bad request gets a 4xx with
+``{"error": "..."}`` and costs other requests nothing.
 """
 
 from __future__ import annotations
