@@ -215,3 +215,20 @@ def test_tls_from_the_command_line(tmp_path, jpeg):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("model, message", [("nope.onnx", "no such model file"),
+                                            ("NOTES", "not a valid ONNX model")])
+def test_a_bad_model_is_one_line_with_the_default_auto_backend(tmp_path, model, message):
+    """`serve`'s default --backend auto times the model: a missing or broken file is said
+    before any timing (it was a FileNotFoundError traceback)."""
+    from typer.testing import CliRunner
+
+    from singleshot.app.cli import app
+
+    if model == "NOTES":
+        model = str(tmp_path / "notes.onnx")
+        (tmp_path / "notes.onnx").write_text("not a model")
+    res = CliRunner().invoke(app, ["serve", "--model", model, "--port", str(_free_port()),
+                                   "--no-grpc"])
+    assert res.exit_code == 2 and message in res.stderr and "Traceback" not in res.output

@@ -80,6 +80,8 @@ class Detector:
         if str(backend).lower() == "auto" and (isinstance(model, onnx.ModelProto)
                                                or not is_checkpoint(model)):
             source = model if isinstance(model, onnx.ModelProto) else resolve_model_path(model)
+            if not isinstance(source, onnx.ModelProto):
+                load_model(source)  # a missing or broken file: its one-line error, not a timing's
             backend, precision = auto_backend(  # measured once per model file and CPU
                 source, lambda b, p: Detector(source, backend=b, precision=p, threads=threads,
                                               preprocess=preprocess, exif=False),
