@@ -5,10 +5,11 @@ inference.proto with the pinned code generator:
     python scripts/gen_proto.py
 
 The generated modules are vendored (not built at install time: the install then needs no
-compiler, and the code that runs is the code that was tested). Two edits after protoc, both
-needed to sit beside tritonclient.grpc in one process: the messages go into a descriptor pool of
-their own (Triton's proto defines the same `inference.*` names in the default pool, and a pool
-refuses a name twice), and the grpc module imports the messages relative to the package.
+compiler, and the code that runs is the code that was tested). Three edits after protoc: the
+messages go into a descriptor pool of their own (Triton's proto defines the same `inference.*`
+names in the default pool, and a pool refuses a name twice: needed beside tritonclient.grpc in
+one process), their classes name their real module (pickle finds them: Ray Serve's gRPC proxy),
+and the grpc module imports the messages relative to the package.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def main() -> None:
     assert old in text, "protoc's output changed: check the pool edit"
     text = text.replace(old, "POOL = _descriptor_pool.DescriptorPool()  # singleshot: a pool of "
                              "its own (see scripts/gen_proto.py)\nDESCRIPTOR = POOL.AddSerializedFile(")
+    # the messages' __module__ is where they really live, so that pickle finds them (Ray
+    # Serve's gRPC proxy pickles each request on its way to a replica)
+    old = "_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'inference_pb2', _globals)"
+    assert old in text, "protoc's output changed: check the module name edit"
+    text = text.replace(old, old.replace("'inference_pb2'", "__name__"))
     pb2.write_text(text)
     grpc_mod = HERE / "inference_pb2_grpc.py"
     text = grpc_mod.read_text()

@@ -170,7 +170,7 @@ def _infer_json(elements, datatype="BYTES", shape=None, parameters=None):
     return json.dumps(req).encode()
 
 
-@pytest.mark.parametrize("case, status, message", [
+BAD_REQUESTS = [
     ("corrupt", 400, "image 0"),
     ("base64", 400, "base64"),
     ("datatype", 400, "BYTES"),
@@ -180,10 +180,17 @@ def _infer_json(elements, datatype="BYTES", shape=None, parameters=None):
     ("header", 400, "Inference-Header-Content-Length"),
     ("model", 404, "unknown model"),
     ("too_big", 413, "limit"),
-])
-def test_bad_requests_get_a_4xx_and_the_server_goes_on(server, jpegs, case, status, message):
-    good = base64.b64encode(jpegs[0]).decode()
-    url, headers = server.url + "/v2/models/demo/infer", {"Content-Type": "application/json"}
+    ("detect_type", 415, "image/*"),
+    ("detect_class", 400, "class"),
+    ("detect_empty", 400, "image 0"),
+]
+
+
+def send_bad_request(url: str, jpeg: bytes, case: str) -> tuple[int, bytes]:
+    """One of :data:`BAD_REQUESTS` to the server at ``url`` (a server with max_body_mb=1):
+    its (status, body)."""
+    good = base64.b64encode(jpeg).decode()
+    path, headers = "/v2/models/demo/infer", {"Content-Type": "application/json"}
     body = {
         "corrupt": _infer_json([base64.b64encode(b"not an image at all").decode()]),
         "base64": _infer_json(["%%% not base64 %%%"]),
@@ -194,25 +201,37 @@ def test_bad_requests_get_a_4xx_and_the_server_goes_on(server, jpegs, case, stat
         "header": _infer_json([good]),
         "model": _infer_json([good]),
         "too_big": b"x" * (1024 * 1024 + 10),
+        "detect_type": b"hello",
+        "detect_class": jpeg,
+        "detect_empty": b"",
     }[case]
     if case == "header":
         headers["Inference-Header-Content-Length"] = "999999"
     if case == "model":
-        url = server.url + "/v2/models/nope/infer"
+        path = "/v2/models/nope/infer"
+    if case.startswith("detect"):
+        path = "/detect" + ("?classes=nonesuch" if case == "detect_class" else "")
+        headers = {"Content-Type": "text/plain" if case == "detect_type" else "image/jpeg"}
     if case == "too_big":  # refused on the header, before the body is read
         import http.client
 
-        conn = http.client.HTTPConnection(*server.url.split(":"), timeout=30)
-        conn.putrequest("POST", "/v2/models/demo/infer")
+        conn = http.client.HTTPConnection(*url.split(":"), timeout=30)
+        conn.putrequest("POST", path)
         conn.putheader("Content-Length", str(len(body)))
         conn.endheaders()
         conn.send(body[:1024])
         resp = conn.getresponse()
         got, payload = resp.status, resp.read()
         conn.close()
-    else:
-        got, payload, _ = _http("POST", url, body, headers)
+        return got, payload
+    return _http("POST", url + path, body, headers)[:2]
+
+
+@pytest.mark.parametrize("case, status, message", BAD_REQUESTS)
+def test_bad_requests_get_a_4xx_and_the_server_goes_on(server, jpegs, case, status, message):
+    got, payload = send_bad_request(server.url, jpegs[0], case)
     assert got == status and message in json.loads(payload)["error"], payload
+    good = base64.b64encode(jpegs[0]).decode()
     ok, payload, _ = _http("POST", server.url + "/v2/models/demo/infer", _infer_json([good]),
                            {"Content-Type": "application/json"})
     assert ok == 200 and json.loads(payload)["outputs"][3]["data"][0] > 0  # still serving

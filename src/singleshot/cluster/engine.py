@@ -64,19 +64,23 @@ def require_ray():
     return ray
 
 
-def connect(opts: RayOptions) -> None:
+def connect(opts: RayOptions) -> bool:
     """Join the cluster ``opts`` names (or start a local one, or use the one this process
-    runs); the time it took goes to ``opts.timings["cluster_start_s"]``."""
+    runs); the time it took goes to ``opts.timings["cluster_start_s"]``. True when the cluster
+    outlives this process (joined by address, or already running here), False for a local
+    instance started for this run."""
     ray = require_ray()
     t0 = time.perf_counter()
     for name in ("ray", "ray.data"):  # its notes would drown the run's own output
         logging.getLogger(name).setLevel(logging.ERROR)
     # the core worker's C++ log (e.g. a note on every actor pool) goes to this process's stderr
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    joined = True
     if not ray.is_initialized():
         address = opts.address
         if address is None:
             address = "auto" if _cluster_running() else None
+        joined = address is not None
         if address and address != "auto":
             _reachable(address)
         try:
@@ -91,6 +95,7 @@ def connect(opts: RayOptions) -> None:
     ctx.enable_auto_log_stats = False
     ctx.execution_options.preserve_order = False  # results stream back as they finish
     opts.timings["cluster_start_s"] = time.perf_counter() - t0
+    return joined
 
 
 def _reachable(address: str) -> None:

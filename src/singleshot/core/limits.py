@@ -104,6 +104,8 @@ RANGES: dict[str, Range] = {
     "max_batch": Range(1, 4096, **_INT),
     "max_delay_ms": Range(0.0, 60_000.0),
     "max_queue": Range(1, _MANY, **_INT),
+    "target_ongoing": Range(0.0, 1e6, lo_open=True),  # serve --engine ray --autoscale
+    "delay_s": Range(0.0, 86_400.0),
     # train
     "width": Range(0.0, 16.0, lo_open=True),  # the channel multiplier
     "epochs": Range(1, 1_000_000, **_INT),

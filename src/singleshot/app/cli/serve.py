@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,24 +9,35 @@ import typer
 
 from ...errors import UsageError
 from .common import (
+    AddressOpt,
     BackendOpt,
     PrecisionOpt,
     PreprocessOpt,
     ThreadsOpt,
     _require_extra,
     app,
+    flag,
     ranged,
     user_errors,
 )
 
 
+LOCAL_ONLY = ("model_repository", "version_policy", "poll_s", "max_connections",
+              "head_timeout_s", "read_timeout_s", "ssl_certfile", "ssl_keyfile")
+RAY_ONLY = ("address", "replicas", "autoscale", "cpus_per_worker", "max_ongoing_requests",
+            "target_ongoing_requests", "upscale_delay_s", "downscale_delay_s",
+            "metrics_interval_s", "detach", "stop", "write_config", "app_name")
+RAY_HELP = "Ray Serve (--engine ray)"
+
+
 @app.command()
 @user_errors
 def serve(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="ONNX file or registry name.")] = "demo",
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, ranged("port", help="Port.")] = 8000,
-    grpc_port: Annotated[int, ranged("grpc_port", "--grpc-port", help="gRPC port (OIP v2 / Triton GRPCInferenceService); 0 picks a free one and prints it.")] = 8001,
+    grpc_port: Annotated[int, ranged("grpc_port", "--grpc-port", help="gRPC port (OIP v2 / Triton GRPCInferenceService); 0 picks a free one and prints it (local only).")] = 8001,
     no_grpc: Annotated[bool, typer.Option("--no-grpc", help="HTTP only.")] = False,
     name: Annotated[Optional[str], typer.Option(help="Model name in the protocol (default: the registry name or file stem).")] = None,
     model_repository: Annotated[Optional[Path], typer.Option("--model-repository", help="Serve every model of this folder (NAME/1/model.onnx, NAME/2/..., or NAME.onnx as version 1) instead of --model.")] = None,
@@ -35,7 +45,7 @@ def serve(
     poll_s: Annotated[Optional[float], ranged("poll_s", "--poll-s", help="With --model-repository: look at the folder this often (new versions loaded and warmed before they take traffic); default: only at start and on repository load.")] = None,
     max_body_mb: Annotated[float, ranged("max_body_mb", help="Largest request body, MB (413 above).")] = 32.0,
     api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' (health endpoints excepted).")] = None,
-    instances: Annotated[Optional[int], ranged("instances", help="Detector copies in this process (one queue, the cores shared out; default 2 on 2 or more cores, 1 on one).")] = None,
+    instances: Annotated[Optional[int], ranged("instances", help="Detector copies in this process (one queue, the cores shared out; default 2 on 2 or more cores, 1 on one; under Ray: per replica, default 1).")] = None,
     max_batch: Annotated[int, ranged("max_batch", help="Images per batch at most (dynamic batching).")] = 8,
     max_delay_ms: Annotated[Optional[float], ranged("max_delay_ms", help="How long a batch waits for more requests (default 0 for a graph that takes one image per call, 5 for a batching graph).")] = None,
     max_queue: Annotated[int, ranged("max_queue", help="Images waiting at most; beyond it requests get 503 with Retry-After.")] = 64,
@@ -50,6 +60,20 @@ def serve(
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "auto",
     preprocess: PreprocessOpt = "fast",
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray Serve application: replicas across a cluster).", rich_help_panel=RAY_HELP)] = "local",
+    address: AddressOpt = None,
+    replicas: Annotated[Optional[int], ranged("workers", "--replicas", help="Replicas of the detector (default 1).", rich_help_panel=RAY_HELP)] = None,
+    autoscale: Annotated[Optional[str], typer.Option("--autoscale", metavar="MIN,MAX", help="Autoscale between MIN and MAX replicas on the ongoing requests per replica (instead of --replicas).", rich_help_panel=RAY_HELP)] = None,
+    cpus_per_worker: Annotated[Optional[float], ranged("cpus_per_worker", "--cpus-per-worker", help="CPUs per replica, and the runtime's threads (default 1; fractions share a core).", rich_help_panel=RAY_HELP)] = None,
+    max_ongoing_requests: Annotated[Optional[int], ranged("max_queue", "--max-ongoing-requests", help="Requests in one replica at most; Ray's proxy holds the rest (default 16).", rich_help_panel=RAY_HELP)] = None,
+    target_ongoing_requests: Annotated[Optional[float], ranged("target_ongoing", "--target-ongoing-requests", help="--autoscale: the ongoing requests per replica it aims at (Ray's default 2).", rich_help_panel=RAY_HELP)] = None,
+    upscale_delay_s: Annotated[Optional[float], ranged("delay_s", "--upscale-delay-s", help="--autoscale: load above the target this long before a replica is added (Ray's default 30).", rich_help_panel=RAY_HELP)] = None,
+    downscale_delay_s: Annotated[Optional[float], ranged("delay_s", "--downscale-delay-s", help="--autoscale: load below the target this long before a replica is removed (Ray's default 600).", rich_help_panel=RAY_HELP)] = None,
+    metrics_interval_s: Annotated[Optional[float], ranged("timeout_s", "--metrics-interval-s", hidden=True)] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Deploy, print how to reach and stop it, and return (the application stays on the cluster).", rich_help_panel=RAY_HELP)] = False,
+    stop: Annotated[Optional[str], typer.Option("--stop", metavar="NAME", help="Delete application NAME from the cluster and exit.", rich_help_panel=RAY_HELP)] = None,
+    write_config: Annotated[Optional[Path], typer.Option("--write-config", metavar="FILE", help="Write a Ray Serve config file (serve deploy, KubeRay) for these options and exit.", rich_help_panel=RAY_HELP)] = None,
+    app_name: Annotated[str, typer.Option("--app-name", help="The Ray Serve application's name (a running one of that name is updated in place: a rolling update).", rich_help_panel=RAY_HELP)] = "singleshot",
 ) -> None:
     """Serve a detector over HTTP (Open Inference Protocol v2 - KServe/Triton REST with the
     binary tensor data, model configuration, repository, statistics and logging extensions - at
@@ -59,13 +83,50 @@ def serve(
     runs on (bench/RESULTS.md): --backend auto (measured once per model and CPU: OpenVINO where
     it is faster), --preprocess fast (within the documented tolerance of the card's), two
     detector instances on 2 or more cores, and no batching delay for a graph that takes one
-    image per call."""
+    image per call.
+
+    --engine ray runs the same server as a Ray Serve application: every detector, batching
+    and request-limit option applies inside each replica; TLS, the connection limits
+    (--max-connections, --head-timeout-s, --read-timeout-s) belong to Ray's proxy, and the
+    model repository options to local serve: they are refused there."""
     _require_extra("fastapi", "serve", "serve")
     _require_extra("uvicorn", "serve", "serve")
-    from ...runtime.detector import Detector
-    from ...serve.folder import FolderRepository, VersionPolicy
-    from ...serve.models import Batching
-    from ...serve.server import check_listen, create_app, serve_forever
+    from ...serve.build import ServerConfig
+
+    given = {p for p in ctx.params  # typer's click: its own ParameterSource, compared by name
+             if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"}
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine must be local or ray, got {engine!r}")
+    wrong = sorted(given & set(RAY_ONLY if engine == "local" else LOCAL_ONLY))
+    if wrong:
+        where = ("only with --engine ray" if engine == "local" else
+                 "local serve only (under Ray, TLS and connection limits are Ray's proxy's; "
+                 "serve a repository's models as separate applications)")
+        raise UsageError(f"{', '.join(flag(w) for w in wrong)}: {where}")
+    config = ServerConfig(model=model, name=name, backend=backend, precision=precision,
+                          preprocess=preprocess, threads=threads, instances=instances,
+                          max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
+                          max_body_mb=max_body_mb, max_pixels=max_pixels, api_key=api_key,
+                          cors=cors,
+                          model_repository=None if model_repository is None
+                          else str(model_repository),
+                          version_policy=version_policy, poll_s=poll_s)
+    config.check()
+    if engine == "ray":
+        from .serve_ray import serve_on_ray
+
+        return serve_on_ray(config, given, host=host, port=port,
+                            grpc_port=None if no_grpc else grpc_port, address=address,
+                            replicas=replicas, autoscale=autoscale,
+                            cpus_per_worker=cpus_per_worker,
+                            max_ongoing_requests=max_ongoing_requests,
+                            target_ongoing_requests=target_ongoing_requests,
+                            upscale_delay_s=upscale_delay_s, downscale_delay_s=downscale_delay_s,
+                            metrics_interval_s=metrics_interval_s, detach=detach, stop=stop,
+                            write_config=write_config, app_name=app_name)
+
+    from ...serve.build import build_app
+    from ...serve.server import check_listen, serve_forever
 
     check_listen(host, port)  # before the model loads
     if not no_grpc and grpc_port:
@@ -77,36 +138,8 @@ def serve(
     for f in (ssl_certfile, ssl_keyfile):
         if f is not None and not f.is_file():
             raise UsageError(f"{f}: no such file")
-
-    # the instances share the cores: each runtime gets its part, so their pools do not fight
-    instances = instances or (2 if (os.cpu_count() or 1) >= 2 else 1)
-    per = threads or max(1, (os.cpu_count() or 1) // instances)
-
-    def make(path) -> list:
-        return [Detector(str(path), threads=per, backend=backend, precision=precision,
-                         preprocess=preprocess) for _ in range(instances)]
-
-    repository, dets = None, None
-    batching = Batching(max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue)
-    if model_repository is not None:
-        if name is not None:
-            raise UsageError("--name names the one model of --model; a repository's models are "
-                             "named by their folders")
-        repository = FolderRepository(model_repository, make,
-                                      policy=VersionPolicy.parse(version_policy),
-                                      batching=batching)
-    else:
-        if poll_s is not None:
-            raise UsageError("--poll-s watches a --model-repository folder")
-        dets = make(model)
-        name = name or (Path(model).stem if model.endswith(".onnx") else model)
-    serve_forever(create_app(dets, name, api_key=api_key, max_body_mb=max_body_mb,
-                             max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
-                             repository=repository, poll_s=poll_s,
-                             max_pixels=max_pixels, cors=cors,
-                             grpc_port=None if no_grpc else grpc_port, grpc_host=host,
-                             ssl_files=(str(ssl_certfile), str(ssl_keyfile)) if ssl_certfile
-                             else None),
-                  host, port, ssl_certfile=ssl_certfile and str(ssl_certfile),
+    app_ = build_app(config, grpc_port=None if no_grpc else grpc_port, grpc_host=host,
+                     ssl_files=(str(ssl_certfile), str(ssl_keyfile)) if ssl_certfile else None)
+    serve_forever(app_, host, port, ssl_certfile=ssl_certfile and str(ssl_certfile),
                   ssl_keyfile=ssl_keyfile and str(ssl_keyfile), head_timeout_s=head_timeout_s,
                   read_timeout_s=read_timeout_s, max_connections=max_connections)

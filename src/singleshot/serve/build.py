@@ -1,0 +1,109 @@
+"""What a server serves, as one plain value (:class:`ServerConfig`), and the app built from it.
+
+Local ``serve`` builds its app here, and so does every Ray Serve replica
+(:mod:`singleshot.serve.ray_serve`), from the same config sent as a dict: one code path, so the
+endpoints, errors and defaults cannot drift apart between the two.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from ..errors import UsageError
+from .service import MAX_PIXELS_SERVED
+
+
+@dataclass
+class ServerConfig:
+    """The models (``model``, or every model of ``model_repository``), the detector options, the
+    dynamic batching and the request limits; JSON-able (``to_dict`` / ``from_dict``)."""
+
+    model: str = "demo"
+    name: str | None = None
+    model_repository: str | None = None
+    version_policy: str = "latest:1"
+    poll_s: float | None = None
+    backend: str = "auto"
+    precision: str = "auto"
+    preprocess: str = "fast"
+    threads: int | None = None
+    instances: int | None = None
+    max_batch: int = 8
+    max_delay_ms: float | None = None
+    max_queue: int = 64
+    max_body_mb: float = 32.0
+    max_pixels: int = MAX_PIXELS_SERVED
+    api_key: str | None = None
+    cors: list[str] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ServerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"unknown server settings: {', '.join(unknown)}")
+        return cls(**values)
+
+    def check(self) -> None:
+        """The combinations that cannot be served (UsageError, before any model loads)."""
+        if self.model_repository is not None and self.name is not None:
+            raise UsageError("--name names the one model of --model; a repository's models "
+                             "are named by their folders")
+        if self.model_repository is None and self.poll_s is not None:
+            raise UsageError("--poll-s watches a --model-repository folder")
+
+    @property
+    def served_name(self) -> str:
+        """The protocol's name of ``model``: ``name``, else the file stem or registry name."""
+        return self.name or (Path(self.model).stem if self.model.endswith(".onnx")
+                             else self.model)
+
+    def plan(self, cpus: float | None = None) -> tuple[int, int]:
+        """(instances, threads per instance) on ``cpus`` (None: this machine's cores). The
+        instances share the cores, each runtime getting its part so their pools do not fight:
+        two instances on 2+ cores locally; one in a Ray replica (``cpus`` given), whose CPUs
+        are the runtime's threads."""
+        if cpus is None:
+            cores = os.cpu_count() or 1
+            instances = self.instances or (2 if cores >= 2 else 1)
+        else:
+            cores, instances = max(1, round(cpus)), self.instances or 1
+        return instances, self.threads or max(1, cores // instances)
+
+
+def build_app(config: ServerConfig, *, cpus: float | None = None, grpc_port: int | None = None,
+              grpc_host: str = "127.0.0.1", ssl_files: tuple[str, str] | None = None):
+    """The FastAPI app serving ``config`` (:func:`singleshot.serve.server.create_app`); the
+    models load and warm up at the app's startup. ``cpus``: see :meth:`ServerConfig.plan`."""
+    from ..runtime.detector import Detector
+    from .folder import FolderRepository, VersionPolicy
+    from .models import Batching
+    from .server import create_app
+
+    config.check()
+    instances, per = config.plan(cpus)
+
+    def make(path) -> list:
+        return [Detector(str(path), threads=per, backend=config.backend,
+                         precision=config.precision, preprocess=config.preprocess)
+                for _ in range(instances)]
+
+    repository, detectors, name = None, None, None
+    if config.model_repository is not None:
+        batching = Batching(max_batch=config.max_batch, max_delay_ms=config.max_delay_ms,
+                            max_queue=config.max_queue)
+        repository = FolderRepository(Path(config.model_repository), make,
+                                      policy=VersionPolicy.parse(config.version_policy),
+                                      batching=batching)
+    else:
+        detectors, name = make(config.model), config.served_name
+    return create_app(detectors, name, api_key=config.api_key, max_body_mb=config.max_body_mb,
+                      max_batch=config.max_batch, max_delay_ms=config.max_delay_ms,
+                      max_queue=config.max_queue, repository=repository, poll_s=config.poll_s,
+                      max_pixels=config.max_pixels, cors=config.cors, grpc_port=grpc_port,
+                      grpc_host=grpc_host, ssl_files=ssl_files)
