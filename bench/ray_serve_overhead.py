@@ -6,8 +6,8 @@ side on this machine, servers one after the other, every configuration in each r
         [--seconds S] [--rounds 2] [--json OUT]
 
 Configurations, sized alike: local with one instance of 2 threads vs one replica of 2 CPUs
-(the proxy's cost, like for like), local defaults (2 instances x 1 thread) vs 2 replicas of
-1 CPU. Prints a Markdown table; --json keeps every run.
+(the proxy's cost, like for like; Ray Serve's Python proxy and its HAProxy ingress), local
+defaults (2 instances x 1 thread) vs 2 replicas of 1 CPU. Prints a Markdown table; --json keeps every run.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ EXE = str(Path(sys.executable).with_name("singleshot"))
 CONFIGS = {
     "local, 1 instance x 2 threads": ["--instances", "1", "--threads", "2"],
     "ray, 1 replica x 2 CPUs": ["--engine", "ray", "--replicas", "1", "--cpus-per-worker", "2"],
+    "ray, 1 replica x 2 CPUs, --proxy haproxy": ["--engine", "ray", "--replicas", "1",
+                                                 "--cpus-per-worker", "2", "--proxy", "haproxy"],
     "local defaults (2 instances x 1 thread)": [],
     "ray, 2 replicas x 1 CPU": ["--engine", "ray", "--replicas", "2", "--cpus-per-worker", "1"],
 }
@@ -96,7 +98,7 @@ def main() -> None:
         for name in names:
             res = one(args.model, args.images, CONFIGS[name], args)
             runs.setdefault(name, []).append(res)
-            print(f"{name}: {res['requests_per_s']:.1f} req/s, p50 {res['latency_ms']['p50']:.1f}"
+            print(f"{name}: {res['throughput_rps']:.1f} req/s, p50 {res['latency_ms']['p50']:.1f}"
                   f" ms, p99 {res['latency_ms']['p99']:.1f} ms, errors {res['errors']}",
                   file=sys.stderr, flush=True)
     print("| server | req/s (each round) | p50 ms | p99 ms | errors |")
@@ -104,7 +106,7 @@ def main() -> None:
     for name, rs in runs.items():
         def each(get):
             return " / ".join(f"{get(r):.1f}" for r in rs)
-        print(f"| {name} | {each(lambda r: r['requests_per_s'])} | "
+        print(f"| {name} | {each(lambda r: r['throughput_rps'])} | "
               f"{each(lambda r: r['latency_ms']['p50'])} | "
               f"{each(lambda r: r['latency_ms']['p99'])} | {sum(r['errors'] for r in rs)} |")
     if args.json:

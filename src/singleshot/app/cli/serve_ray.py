@@ -29,7 +29,8 @@ def _autoscale(text: str | None) -> tuple[int, int] | None:
 def serve_on_ray(config, given: set, *, host: str, port: int, grpc_port: int | None,
                  address, replicas, autoscale, cpus_per_worker, max_ongoing_requests,
                  target_ongoing_requests, upscale_delay_s, downscale_delay_s,
-                 metrics_interval_s, detach: bool, stop, write_config, app_name: str) -> None:
+                 metrics_interval_s, detach: bool, stop, write_config, app_name: str,
+                 proxy: str = "python") -> None:
     if stop is not None:
         extra = sorted(given - {"stop", "address", "engine"})
         if extra:
@@ -68,10 +69,15 @@ def serve_on_ray(config, given: set, *, host: str, port: int, grpc_port: int | N
         return
     try:
         deployed = ray_serve.run(config, scaling, address=address, host=host, port=port,
-                                 grpc_port=grpc_port, name=app_name, require_lasting=detach)
+                                 grpc_port=grpc_port, name=app_name, require_lasting=detach,
+                                 proxy=proxy)
     except KeyboardInterrupt:
         _shutdown(None, app_name)
         raise
+    if not _answers(deployed.http):
+        print(f"note: nothing answers at {deployed.http}: Serve on this cluster was started "
+              "before with other --host/--port (it takes them once per cluster; `serve "
+              "shutdown` and run again to change them)", file=sys.stderr)
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(deployed.replicas.items()))
     print(f"application {app_name!r} on Ray Serve ({counts or 'no'} replica(s); cluster "
           f"{deployed.address}):")
@@ -92,6 +98,19 @@ def serve_on_ray(config, given: set, *, host: str, port: int, grpc_port: int | N
             time.sleep(3600)
     except KeyboardInterrupt:
         _shutdown(deployed, app_name)
+
+
+def _answers(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/v2/health/live", timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True  # something of ours answers (an API key, a model still loading)
+    except OSError:
+        return False
 
 
 def _shutdown(deployed, app_name: str) -> None:
