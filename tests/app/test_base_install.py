@@ -50,6 +50,7 @@ def test_the_base_venv_has_no_extras():
     (["video", "clip.mp4", "-o", "OUT"], "video"),
     (["data", "synth-video", "-o", "OUT"], "video"),
     (["serve"], "serve"),
+    (["data", "convert", "set", "--to", "yolo", "-o", "OUT"], "yolo"),
     (["detect", "photo.jpg", "--engine", "ray", "-o", "OUT"], "ray"),
     (["eval", "-m", "demo", "--images", ".", "--annotations", "a.json", "--engine", "ray",
       "-o", "OUT"], "ray"),

@@ -1,1 +1,3 @@
-"""Datasets: the synthetic scene generator (COCO-format scenes of shapes, no torch)."""
+"""Datasets: the synthetic scene and video generators (COCO-format scenes of shapes, MOT
+sequences; no torch), and the COCO / YOLO / Pascal VOC layouts read into one COCO form and
+written back out (:mod:`.formats`)."""

@@ -68,6 +68,12 @@ def load_annotations(path: str | os.PathLike) -> CocoAnnotations:
         raise AnnotationError(f"{name}: not a text (JSON) file") from None
     except json.JSONDecodeError as err:
         raise AnnotationError(f"{name}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    return check_annotations(data, name)
+
+
+def check_annotations(data, name: str) -> CocoAnnotations:
+    """Check a COCO instances dict (as read from a file, or made from a YOLO or VOC set:
+    :mod:`singleshot.data.formats`); AnnotationError names the first problem found."""
     _need(isinstance(data, dict), name, "expected a JSON object with images, annotations, "
           "categories")
     for key in ("images", "annotations", "categories"):

@@ -1,4 +1,5 @@
-"""A COCO-format detection dataset for training (torch ``Dataset``)."""
+"""A detection dataset for training (torch ``Dataset``), from a COCO, YOLO or Pascal VOC set
+(:mod:`singleshot.data.formats` reads them into one COCO form)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 import torch
 
 from ..core.spec import IMAGENET_MEAN, IMAGENET_STD
-from ..eval.annotations import load_annotations
+from ..data.formats import read_dataset
+from ..errors import UsageError
+from ..eval.annotations import CocoAnnotations, check_annotations, load_annotations
 from ..io.images import load_image
 from .augment import train_transform
 
@@ -19,6 +22,17 @@ def resolve_dataset(folder: str | os.PathLike) -> tuple[Path, Path]:
     (what ``singleshot data synth`` writes)."""
     root = Path(folder)
     return root / "images", root / "annotations.json"
+
+
+def open_dataset(path: str | os.PathLike, split: str = "train", *,
+                 strict: bool = False) -> tuple[Path, CocoAnnotations, str, list[str]]:
+    """The ``split`` of a COCO, YOLO or VOC set -> (images root, checked annotations, layout,
+    problems). ``strict``: a malformed entry is a UsageError instead of a problem left out."""
+    ds = read_dataset(path, split)
+    if strict and ds.problems:
+        raise UsageError(f"{len(ds.problems)} malformed entr{'y' if len(ds.problems) == 1 else 'ies'}"
+                         f" in {path} ({{opt:strict}}); the first: {ds.problems[0]}")
+    return ds.root, check_annotations(ds.coco, str(path)), ds.layout, ds.problems
 
 
 def _unreadable(path: Path) -> str | None:
@@ -45,8 +59,10 @@ class CocoDetection(torch.utils.data.Dataset):
     """
 
     def __init__(self, images_dir, annotations, size: int, train: bool = True, seed: int = 0):
+        """``annotations``: an instances file, or :class:`CocoAnnotations` already read."""
         self.images_dir = Path(images_dir)
-        self.coco = load_annotations(annotations)
+        self.coco = annotations if isinstance(annotations, CocoAnnotations) else \
+            load_annotations(annotations)
         self.size, self.train, self.seed, self.epoch = size, train, seed, 0
         self.cat_ids = sorted(c["id"] for c in self.coco.categories)
         self.class_names = tuple(self.coco.category_names()[c] for c in self.cat_ids)

@@ -20,7 +20,7 @@ from ..io.files import write_text_atomic
 from ..model import SSDConfig, build_model
 from ..model.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from ..progress import Progress, resolve
-from .dataset import CocoDetection, collate, resolve_dataset
+from .dataset import CocoDetection, collate, open_dataset
 from .loss import TargetEncoder, ssd_loss
 
 
@@ -54,6 +54,7 @@ class TrainConfig:
     save_every_s: float = 300.0
     max_steps: int | None = None  # stop early (tests, time-boxed runs)
     optimizer: str = "sgd"  # sgd (the recipe) | adamw (faster from scratch on small models)
+    strict: bool = False  # a malformed dataset entry stops the run instead of being left out
     threads: int | None = None
     history: list = field(default_factory=list)
 
@@ -98,19 +99,17 @@ class _ResumableSampler(torch.utils.data.Sampler):
 
 def evaluate_model(model, dataset_dir: str, size: int, class_names, limit: int | None = None,
                    batch: int = 8) -> dict:
-    """COCO metrics of a torch model on a COCO-format folder (the decode + NMS graph of the zoo
-    contract, through onnxruntime, as `singleshot detect` runs it)."""
+    """COCO metrics of a torch model on the ``val`` split of a COCO, YOLO or VOC set (the decode
+    + NMS graph of the zoo contract, through onnxruntime, as `singleshot detect` runs it)."""
     from ..core.detections import Detections
     from ..core.nms import NmsParams
-    from ..eval.annotations import load_annotations
     from ..eval.coco import coco_score
     from ..eval.runner import select_images
     from ..graph.postprocess import postprocess_model
     from ..runtime.session import make_session
 
-    images_dir, ann_path = resolve_dataset(dataset_dir)
-    gt = load_annotations(ann_path)
-    ds = CocoDetection(images_dir, ann_path, size, train=False)
+    images_dir, gt, _, _ = open_dataset(dataset_dir, "val")
+    ds = CocoDetection(images_dir, gt, size, train=False)
     anchors = default_boxes(model.cfg.default_boxes())
     post = make_session(postprocess_model(anchors, model.cfg.num_classes, NmsParams()))
     cat_of = np.asarray(ds.cat_ids)
@@ -159,9 +158,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
     from ..io.files import ensure_dir
 
     ensure_dir(out)
-    images_dir, ann = resolve_dataset(cfg.data)
-    if not ann.is_file():
-        raise UsageError(f"{cfg.data}: no annotations.json (make one with `singleshot data synth`)")
+    images_dir, ann, layout, problems = open_dataset(cfg.data, "train", strict=cfg.strict)
+    progress.note(f"{cfg.data}: a {layout.upper()} set, {len(ann.images)} image(s), classes "
+                  f"{', '.join(c['name'] for c in sorted(ann.categories, key=lambda c: c['id']))}")
+    for why in problems:
+        progress.note(f"left out {why}")
+    if cfg.val:
+        open_dataset(cfg.val, "val", strict=cfg.strict)  # a broken --val fails now, not later
     torch.manual_seed(cfg.seed)
     probe_cfg = SSDConfig.named(cfg.config)
     dataset = CocoDetection(images_dir, ann, probe_cfg.input_size, train=True, seed=cfg.seed)

@@ -1,4 +1,5 @@
-"""``singleshot data``: synthetic scenes (COCO) and videos (MOTChallenge)."""
+"""``singleshot data``: synthetic scenes (COCO) and videos (MOTChallenge), and conversion between
+the COCO, YOLO and Pascal VOC layouts."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .common import (
     user_errors,
 )
 
-data_app = typer.Typer(help="Datasets: synthetic scenes and videos with ground truth.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: synthetic scenes and videos with ground truth; COCO / YOLO / VOC conversion.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
@@ -88,3 +89,45 @@ def data_synth_video(
               f"{stats['min_objects']} objects a frame")
     if as_json:
         print(json.dumps({"out": str(out), "videos": videos}))
+
+
+@data_app.command("convert")
+@user_errors
+def data_convert(
+    src: Annotated[Path, typer.Argument(help="A COCO set (annotations.json + images/, or an instances .json), a YOLO data.yaml (or its folder) or a Pascal VOC folder.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write the converted set into.  [required]")] = None,
+    to: Annotated[str, typer.Option("--to", help="coco, yolo or voc.")] = "coco",
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert a dataset between the COCO, YOLO and Pascal VOC layouts, every split it has
+    (images hard-linked where the file system allows, else copied). Malformed entries are
+    reported with their file and line and left out."""
+    from ...data.formats import detect_layout, read_dataset, splits_of, write_dataset
+    from .common import _note
+
+    if out is None:
+        raise UsageError("--out/-o is required: the folder to write the converted set into")
+    if to == "yolo":
+        _require_extra("yaml", "yolo", "data convert --to yolo")
+    if not src.exists():
+        raise UsageError(f"{src}: no such folder or file")
+    layout = detect_layout(src)
+    if to not in ("coco", "yolo", "voc"):
+        raise UsageError(f"--to must be coco, yolo or voc, got {to!r}")
+    splits = {split: read_dataset(src, split) for split in splits_of(src)}
+    claim_out(out, "data convert", overwrite=overwrite, inputs=[src])
+    written = write_dataset(splits, out, to)
+    problems = [p for ds in splits.values() for p in ds.problems]
+    for p in problems:
+        _note(f"left out {p}")
+    counts = {s: {"images": len(ds.coco["images"]), "boxes": len(ds.coco["annotations"])}
+              for s, ds in splits.items()}
+    if as_json:
+        print(json.dumps({"from": layout, "to": to, "out": str(written), "splits": counts,
+                          "problems": problems}))
+        return
+    parts = ", ".join(f"{s}: {c['images']} images, {c['boxes']} boxes" for s, c in counts.items())
+    print(f"{src} ({layout.upper()}) -> {written} ({to.upper()}): {parts}"
+          + (f"; {len(problems)} malformed entr{'y' if len(problems) == 1 else 'ies'} left out"
+             if problems else ""))

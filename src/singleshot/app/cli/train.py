@@ -26,9 +26,10 @@ from .common import (
 @app.command()
 @user_errors
 def train(
-    data: Annotated[Optional[Path], typer.Option(help="Training set folder (images/ + annotations.json).  [required]")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Training set: a COCO set (images/ + annotations.json, or an instances .json), a YOLO data.yaml (its train split) or a Pascal VOC folder (ImageSets/Main/train.txt); the layout is detected and said.  [required]")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder: last.pt, best.pt, train_config.json.  [required]")] = None,
-    val: Annotated[Optional[Path], typer.Option(help="Validation set folder for periodic COCO mAP.")] = None,
+    val: Annotated[Optional[Path], typer.Option(help="Validation set for periodic COCO mAP, any layout --data takes (a data.yaml's val split, VOC's val.txt).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse a dataset with malformed entries (default: report each with its file and line, and train on the rest).")] = False,
     config: Annotated[str, typer.Option(help="Model config: 300 (training size) or 1200.")] = "300",
     width: Annotated[float, ranged("width", help="Channel multiplier (1.0 = the MLPerf model).")] = 1.0,
     epochs: Annotated[int, ranged("epochs", help="Passes over the training set.")] = 70,
@@ -74,13 +75,15 @@ def train(
                       backbone=str(backbone) if backbone else None,
                       init=str(init) if init else None, eval_every=eval_every,
                       eval_images=eval_images, max_steps=max_steps, optimizer=optimizer,
-                      weight_decay=weight_decay)
+                      weight_decay=weight_decay, strict=strict)
     cfg.check()  # every range before any folder is made
+    from ...data.formats import detect_layout
+
     for name, path in (("--data", data), ("--val", val)):
-        if path is not None and not (path / "annotations.json").is_file():
-            raise UsageError(f"{name} {path}: " + (
-                "no annotations.json (a dataset folder holds images/ and annotations.json; "
-                "make one with singleshot data synth)" if path.is_dir() else "no such folder"))
+        if path is not None:
+            if not path.exists():
+                raise UsageError(f"{name} {path}: no such folder or file")
+            detect_layout(path)  # COCO, YOLO or VOC, else one line saying what it looks for
     for name, path in (("--init", init), ("--backbone", backbone)):
         if path is not None and not path.is_file():
             raise UsageError(f"{name} {path}: no such checkpoint file")
