@@ -93,9 +93,21 @@ def read_coco(path: Path, split: str = "train") -> Dataset:
     root = ann.parent / "images" if (ann.parent / "images").is_dir() else ann.parent
     try:
         data = json.loads(ann.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
+    except (OSError, UnicodeDecodeError, ValueError) as err:
         raise UsageError(f"{ann}: not a COCO annotation file ({type(err).__name__})") from None
-    return Dataset("coco", root, data)
+    problems: list[str] = []
+    if isinstance(data, dict) and isinstance(data.get("images"), list) and \
+            isinstance(data.get("annotations"), list):  # else the checker says what is wrong
+        missing = {im.get("id") for im in data["images"] if isinstance(im, dict)
+                   and not (root / str(im.get("file_name", ""))).is_file()}
+        problems = [f"{root / str(im.get('file_name'))}: missing image" for im in data["images"]
+                    if isinstance(im, dict) and im.get("id") in missing]
+        if missing:
+            data = dict(data, images=[im for im in data["images"] if not (
+                isinstance(im, dict) and im.get("id") in missing)],
+                annotations=[a for a in data["annotations"] if not (
+                    isinstance(a, dict) and a.get("image_id") in missing)])
+    return Dataset("coco", root, data, problems)
 
 
 def splits_of(path: str | os.PathLike) -> list[str]:

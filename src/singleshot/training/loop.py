@@ -22,6 +22,7 @@ from ..model.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from ..progress import Progress, resolve
 from .dataset import CocoDetection, collate, open_dataset
 from .loss import TargetEncoder, ssd_loss
+from .results import ResultsLog
 
 
 @dataclass
@@ -200,7 +201,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
         step, best = int(ck.extra["step"]), float(ck.extra.get("best_map", -1.0))
         cfg.history = list(ck.extra.get("history", []))
         torch.set_rng_state(ck.extra["torch_rng"])
-    write_text_atomic(out / "train_config.json", json.dumps(asdict(cfg), indent=2, default=str))
+    settings = {k: v for k, v in asdict(cfg).items() if k != "history"}  # the log: results.csv
+    write_text_atomic(out / "train_config.json", json.dumps(settings, indent=2, default=str))
+    log = ResultsLog(out, resume_step=step if resume else 0)
     encoder = TargetEncoder(default_boxes(model_cfg.default_boxes()))
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
@@ -226,17 +229,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
                 dataset, batch_size=cfg.batch, sampler=sampler, collate_fn=collate,
                 num_workers=cfg.workers, persistent_workers=False, drop_last=False)
             t0, seen = time.monotonic(), 0
+            sums = {"steps": 0, "images": 0, "loss": 0.0, "loss_loc": 0.0, "loss_cls": 0.0}
             for images, boxes, labels in loader:
                 for group in opt.param_groups:
                     group["lr"] = lr_at(cfg, step, steps_per_epoch)
                 gloc, glabel = encoder(boxes, labels)
                 ploc, pconf = model(images)
-                loss = ssd_loss(ploc, pconf, gloc, glabel)
+                loss, loss_loc, loss_cls = ssd_loss(ploc, pconf, gloc, glabel, parts=True)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 step += 1
                 seen += images.shape[0]
+                for key, value in (("loss", loss), ("loss_loc", loss_loc),
+                                   ("loss_cls", loss_cls)):
+                    sums[key] += value.item()
+                sums["steps"] += 1
+                sums["images"] += images.shape[0]
                 progress.advance(1, f"epoch {epoch} loss {loss.item():.3f} "
                                     f"{seen / (time.monotonic() - t0):.1f} img/s "
                                     f"lr {opt.param_groups[0]['lr']:.2e}")
@@ -247,6 +256,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
                 if step >= total_steps or step % steps_per_epoch == 0:
                     break
             epoch_done = step % steps_per_epoch == 0 or step >= total_steps
+            seconds, metrics = time.monotonic() - t0, None
             if epoch_done and cfg.val and ((step // steps_per_epoch) % cfg.eval_every == 0
                                            or step >= total_steps):
                 metrics = evaluate_model(model, cfg.val, model_cfg.input_size,
@@ -260,6 +270,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
             if epoch_done:
                 save(last)
                 last_save = time.monotonic()
+                log.add(epoch, step, opt.param_groups[0]["lr"], sums, seconds, metrics)
     except ImageError as err:  # from a loader worker: its message carries the worker's traceback
         save(last)
         raise ImageError(str(err).strip().splitlines()[-1].removeprefix(

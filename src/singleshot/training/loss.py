@@ -56,8 +56,10 @@ class TargetEncoder:
 
 
 def ssd_loss(ploc: torch.Tensor, pconf: torch.Tensor, gloc: torch.Tensor,
-             glabel: torch.Tensor) -> torch.Tensor:
-    """ploc [N, 4, A], pconf [N, C+1, A] (logits), gloc [N, 4, A], glabel [N, A] -> scalar."""
+             glabel: torch.Tensor, parts: bool = False):
+    """ploc [N, 4, A], pconf [N, C+1, A] (logits), gloc [N, 4, A], glabel [N, A] -> scalar;
+    ``parts``: (total, localisation, classification), the two terms each normalised the same
+    way (their sum is the total)."""
     pos = glabel > 0  # [N, A]
     n_pos = pos.sum(1)  # [N]
     loc = F.smooth_l1_loss(ploc, gloc, reduction="none").sum(1)  # [N, A]
@@ -70,4 +72,8 @@ def ssd_loss(ploc: torch.Tensor, pconf: torch.Tensor, gloc: torch.Tensor,
     neg = rank < (NEG_POS_RATIO * n_pos).clamp(max=pos.shape[1]).unsqueeze(1)
     con = (con * (pos | neg)).sum(1)
     has_pos = (n_pos > 0).float()
-    return ((loc + con) * has_pos / n_pos.float().clamp(min=1e-6)).mean()
+    scale = has_pos / n_pos.float().clamp(min=1e-6)
+    total = ((loc + con) * scale).mean()
+    if not parts:
+        return total
+    return total, (loc * scale).mean().detach(), (con * scale).mean().detach()

@@ -21,7 +21,7 @@ from .common import (
     user_errors,
 )
 
-data_app = typer.Typer(help="Datasets: synthetic scenes and videos with ground truth; COCO / YOLO / VOC conversion.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: synthetic scenes and videos; COCO, YOLO and VOC conversion.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
@@ -115,7 +115,11 @@ def data_convert(
     layout = detect_layout(src)
     if to not in ("coco", "yolo", "voc"):
         raise UsageError(f"--to must be coco, yolo or voc, got {to!r}")
+    from ...eval.annotations import check_annotations
+
     splits = {split: read_dataset(src, split) for split in splits_of(src)}
+    for split, ds in splits.items():  # a malformed annotation file: its one line, nothing written
+        check_annotations(ds.coco, f"{src} ({split})")
     claim_out(out, "data convert", overwrite=overwrite, inputs=[src])
     written = write_dataset(splits, out, to)
     problems = [p for ds in splits.values() for p in ds.problems]
