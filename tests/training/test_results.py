@@ -53,3 +53,23 @@ def test_a_resumed_run_continues_the_file(tiny_set, tmp_path):
     rows = _rows(out)
     # the partial epoch's row is replaced by the whole epoch's, none twice
     assert [(r["epoch"], r["step"]) for r in rows] == [("0", "2"), ("1", "4"), ("2", "6")]
+
+
+def test_bf16_trains_where_the_cpu_has_it_and_is_refused_elsewhere(tiny_set, tmp_path):
+    import math
+
+    from singleshot.errors import UsageError
+    from singleshot.runtime.cpu import cpu_info
+
+    if not cpu_info()["bf16"]:  # branch on what the CPU reports
+        with pytest.raises(UsageError, match="bf16"):
+            train(_cfg(tiny_set, tmp_path / "b", max_steps=1, precision="bf16"))
+        return
+    fp32 = _cfg(tiny_set, tmp_path / "f", max_steps=2)
+    bf16 = _cfg(tiny_set, tmp_path / "b", max_steps=2, precision="bf16")
+    train(fp32)
+    train(bf16)
+    a = [h["loss"] for h in fp32.history if "loss" in h]
+    b = [h["loss"] for h in bf16.history if "loss" in h]
+    assert all(math.isfinite(v) for v in b)
+    assert b[0] == pytest.approx(a[0], rel=0.05)  # the same first step to bf16's precision

@@ -56,6 +56,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (tests, time-boxed runs)
     optimizer: str = "sgd"  # sgd (the recipe) | adamw (faster from scratch on small models)
     strict: bool = False  # a malformed dataset entry stops the run instead of being left out
+    precision: str = "fp32"  # fp32 | bf16 (torch autocast on the forward pass; fp32 weights)
     threads: int | None = None
     history: list = field(default_factory=list)
 
@@ -71,6 +72,14 @@ class TrainConfig:
             raise UsageError(f"{{opt:config}} must be 300 or 1200, got {self.config!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise UsageError(f"{{opt:optimizer}} must be sgd or adamw, got {self.optimizer!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise UsageError(f"{{opt:precision}} must be fp32 or bf16, got {self.precision!r}")
+        if self.precision == "bf16":
+            from ..runtime.cpu import cpu_info
+
+            if not cpu_info()["bf16"]:
+                raise UsageError("{opt:precision} bf16 needs a CPU with bf16 (AMX or "
+                                 "AVX512-BF16); this one has neither: train in fp32")
         if any(m < 1 for m in self.milestones):
             raise UsageError(f"{{opt:milestones}} must be epochs of at least 1, got "
                              f"{list(self.milestones)}")
@@ -234,8 +243,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
                 for group in opt.param_groups:
                     group["lr"] = lr_at(cfg, step, steps_per_epoch)
                 gloc, glabel = encoder(boxes, labels)
-                ploc, pconf = model(images)
-                loss, loss_loc, loss_cls = ssd_loss(ploc, pconf, gloc, glabel, parts=True)
+                # bf16: the forward pass under autocast, the loss in fp32 (its sums and softmax
+                # want the range), the weights and the optimizer state in fp32
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    ploc, pconf = model(images)
+                loss, loss_loc, loss_cls = ssd_loss(ploc.float(), pconf.float(), gloc, glabel,
+                                                    parts=True)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -29,6 +29,7 @@ def train(
     data: Annotated[Optional[Path], typer.Option(help="Training set: a COCO set (images/ + annotations.json, or an instances .json), a YOLO data.yaml (its train split) or a Pascal VOC folder (ImageSets/Main/train.txt); the layout is detected and said.  [required]")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder: last.pt, best.pt, train_config.json.  [required]")] = None,
     val: Annotated[Optional[Path], typer.Option(help="Validation set for periodic COCO mAP, any layout --data takes (a data.yaml's val split, VOC's val.txt).")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="fp32, or bf16: torch autocast on the forward pass with fp32 weights (CPUs with AMX or AVX512-BF16; refused elsewhere).")] = "fp32",
     strict: Annotated[bool, typer.Option("--strict", help="Refuse a dataset with malformed entries (default: report each with its file and line, and train on the rest).")] = False,
     config: Annotated[str, typer.Option(help="Model config: 300 (training size) or 1200.")] = "300",
     width: Annotated[float, ranged("width", help="Channel multiplier (1.0 = the MLPerf model).")] = 1.0,
@@ -75,7 +76,7 @@ def train(
                       backbone=str(backbone) if backbone else None,
                       init=str(init) if init else None, eval_every=eval_every,
                       eval_images=eval_images, max_steps=max_steps, optimizer=optimizer,
-                      weight_decay=weight_decay, strict=strict)
+                      weight_decay=weight_decay, strict=strict, precision=precision)
     cfg.check()  # every range before any folder is made
     from ...data.formats import detect_layout
 
