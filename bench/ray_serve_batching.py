@@ -13,21 +13,16 @@ MODEL: a batching graph (`singleshot export demo --batch dynamic -o demo-batch.o
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from ray_serve_overhead import free_port, table  # bench/ beside this script
 
 from fastapi import Request  # a real annotation (no postponed evaluation): the class is
 # pickled to the replica by value, where a string annotation could not be resolved
 
 EXE = str(Path(sys.executable).with_name("singleshot"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_batch_app(model: str, max_batch: int, delay_ms: float):
@@ -114,14 +109,7 @@ def main() -> None:
                   f" p99 {res['latency_ms']['p99']:.1f} errors {res['errors']}", file=sys.stderr,
                   flush=True)
             serve.delete("b")
-    print("| batching in the replica | req/s (each round) | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|")
-    for name, rs in rows.items():
-        def each(get):
-            return " / ".join(f"{get(r):.1f}" for r in rs)
-        print(f"| {name} | {each(lambda r: r['throughput_rps'])} | "
-              f"{each(lambda r: r['latency_ms']['p50'])} | "
-              f"{each(lambda r: r['latency_ms']['p99'])} | {sum(r['errors'] for r in rs)} |")
+    print(table("batching in the replica", rows))
     serve.shutdown()
     ray.shutdown()
 

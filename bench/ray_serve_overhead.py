@@ -40,6 +40,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def table(first: str, runs: dict[str, list[dict]]) -> str:
+    """A Markdown table of ``runs`` (configuration -> its `bench --server --json` results)."""
+    lines = [f"| {first} | req/s (each round) | p50 ms | p99 ms | errors |", "|---|---|---|---|---|"]
+    for name, rs in runs.items():
+        def each(get):
+            return " / ".join(f"{get(r):.1f}" for r in rs)
+        lines.append(f"| {name} | {each(lambda r: r['throughput_rps'])} | "
+                     f"{each(lambda r: r['latency_ms']['p50'])} | "
+                     f"{each(lambda r: r['latency_ms']['p99'])} | "
+                     f"{sum(r['errors'] for r in rs)} |")
+    return "\n".join(lines)
+
+
 def wait_ready(port: int, proc, timeout_s: float = 180) -> None:
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
@@ -101,14 +114,7 @@ def main() -> None:
             print(f"{name}: {res['throughput_rps']:.1f} req/s, p50 {res['latency_ms']['p50']:.1f}"
                   f" ms, p99 {res['latency_ms']['p99']:.1f} ms, errors {res['errors']}",
                   file=sys.stderr, flush=True)
-    print("| server | req/s (each round) | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|")
-    for name, rs in runs.items():
-        def each(get):
-            return " / ".join(f"{get(r):.1f}" for r in rs)
-        print(f"| {name} | {each(lambda r: r['throughput_rps'])} | "
-              f"{each(lambda r: r['latency_ms']['p50'])} | "
-              f"{each(lambda r: r['latency_ms']['p99'])} | {sum(r['errors'] for r in rs)} |")
+    print(table("server", runs))
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=2))
 

@@ -19,12 +19,11 @@ import re
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from test_server import _free_port, _http
+from test_server import _free_port, _http, serve_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,19 +96,10 @@ def test_perf_analyzer_runs_over_http_and_grpc(tmp_path, scenes):
     exe, env = perf_analyzer()
     data = tmp_path / "images.json"
     _input_data(data, scenes[0].read_bytes())
-    port, gport = _free_port(), _free_port()
-    cli = Path(sys.executable).with_name("singleshot")
-    server = subprocess.Popen([str(cli), "serve", "--port", str(port), "--grpc-port", str(gport)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env=os.environ.copy())
+    gport = _free_port()
+    server, url = serve_process("--grpc-port", str(gport))
+    port = int(url.rsplit(":", 1)[1])
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if _http("GET", f"127.0.0.1:{port}/v2/health/ready")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
         for protocol, p in (("http", port), ("grpc", gport)):
             res = subprocess.run([str(exe), "-m", "demo", "-u", f"127.0.0.1:{p}", "-i", protocol,
                                   "--input-data", str(data), "--concurrency-range", "1:16:15",

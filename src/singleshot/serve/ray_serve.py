@@ -12,8 +12,9 @@ arguments change (a new ``--model``).
 gRPC: Ray's gRPC proxy carries ``inference.GRPCInferenceService`` (registered by import path,
 :data:`GRPC_SERVICER`); each RPC is a method of the replica that calls the local server's
 servicer (:class:`~singleshot.serve.grpc_service.InferenceServicer`) on the replica's own models,
-so the answers and refusals are the same. The stream RPC (``ModelStreamInfer``) goes through
-Ray's bidirectional streaming.
+so the answers and refusals are the same (tested: health, metadata, infer, an unknown model's
+NOT_FOUND). The stream RPC (``ModelStreamInfer``) is wired to Ray's bidirectional streaming,
+not tested yet.
 
 Config files (``--write-config``): ``import_path`` :func:`build` with ``args: {server: {...}}``,
 for ``serve deploy`` and KubeRay's RayService; the deployment options are in its

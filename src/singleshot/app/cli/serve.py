@@ -73,7 +73,7 @@ def serve(
     detach: Annotated[bool, typer.Option("--detach", help="Deploy, print how to reach and stop it, and return (the application stays on the cluster).", rich_help_panel=RAY_HELP)] = False,
     stop: Annotated[Optional[str], typer.Option("--stop", metavar="NAME", help="Delete application NAME from the cluster and exit.", rich_help_panel=RAY_HELP)] = None,
     write_config: Annotated[Optional[Path], typer.Option("--write-config", metavar="FILE", help="Write a Ray Serve config file (serve deploy, KubeRay) for these options and exit.", rich_help_panel=RAY_HELP)] = None,
-    proxy: Annotated[str, typer.Option("--proxy", help="The local Ray instance's ingress: python (Ray Serve's proxy: only requests on a dead replica fail) or haproxy (Ray Serve's HAProxy ingress: 1.9x the requests/s on the demo model, measured; a cluster sets it as RAY_SERVE_ENABLE_HA_PROXY=1 when it starts).", rich_help_panel=RAY_HELP)] = "python",
+    proxy: Annotated[str, typer.Option("--proxy", help="The local Ray instance's ingress: python (Ray Serve's proxy: only requests on a dead replica fail) or haproxy (Ray Serve's HAProxy ingress: 1.8x the requests/s on the demo model, measured; a cluster sets it as RAY_SERVE_ENABLE_HA_PROXY=1 when it starts).", rich_help_panel=RAY_HELP)] = "python",
     app_name: Annotated[str, typer.Option("--app-name", help="The Ray Serve application's name (a running one of that name is updated in place: a rolling update).", rich_help_panel=RAY_HELP)] = "singleshot",
 ) -> None:
     """Serve a detector over HTTP (Open Inference Protocol v2 - KServe/Triton REST with the
