@@ -10,8 +10,10 @@ from ..progress import Progress
 
 
 class ConsoleProgress(Progress):
-    def __init__(self, enabled: bool = True, stream=None) -> None:
-        self.enabled, self.stream = enabled, stream or sys.stderr
+    """``log_every``: in logs (no terminal), a line every N steps instead of every 10%."""
+
+    def __init__(self, enabled: bool = True, stream=None, log_every: int | None = None) -> None:
+        self.enabled, self.stream, self.log_every = enabled, stream or sys.stderr, log_every
         self.bar = None
         self.task, self.total, self.count, self.unit, self.last = "", None, 0, "it", 0.0
 
@@ -35,8 +37,8 @@ class ConsoleProgress(Progress):
                 self.bar.set_postfix_str(status, refresh=False)
             return
         now = time.monotonic()
-        step = max(1, (self.total or 0) // 10)
-        if (self.total and self.count % step == 0) or now - self.last >= 30:
+        step = self.log_every or max(1, (self.total or 0) // 10)
+        if ((self.total or self.log_every) and self.count % step == 0) or now - self.last >= 30:
             self.last = now
             of = f"/{self.total}" if self.total else ""
             print(f"{self.task}: {self.count}{of} {self.unit}" + (f" ({status})" if status else ""),

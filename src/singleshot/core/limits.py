@@ -114,6 +114,10 @@ RANGES: dict[str, Range] = {
     "eval_every": Range(1, 1_000_000, **_INT),
     "loader_workers": Range(0, 1024, **_INT),
     "max_steps": Range(1, _MANY * 1000, **_INT),
+    "nproc": Range(1, 1024, **_INT),  # data-parallel processes on this machine
+    "dist_timeout_s": Range(1.0, 86_400.0),  # a collective's wait for a silent peer
+    "log_every": Range(1, _MANY, **_INT),  # steps between progress lines in logs
+    "val_images": Range(0, 64, **_INT),  # validation images drawn for TensorBoard/MLflow
     # verify
     "box_tol": Range(0.0, 1e9),
     "score_tol": Range(0.0, 1e9),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,8 +20,10 @@ from ..errors import ImageError, UsageError
 from ..io.files import write_text_atomic
 from ..model import SSDConfig, build_model
 from ..model.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from ..progress import Progress, resolve
+from ..progress import SILENT, Progress, resolve
 from .dataset import CocoDetection, collate, open_dataset
+from .distributed import SINGLE, PeerLost, World, peer_errors, split_batch
+from .loggers import RunLoggers
 from .loss import TargetEncoder, ssd_loss
 from .results import ResultsLog
 
@@ -58,6 +61,12 @@ class TrainConfig:
     strict: bool = False  # a malformed dataset entry stops the run instead of being left out
     precision: str = "fp32"  # fp32 | bf16 (torch autocast on the forward pass; fp32 weights)
     threads: int | None = None
+    freeze_bn: bool = False  # BatchNorm in eval mode: running statistics used, never updated
+    nproc: int = 1  # processes of the data-parallel group (recorded; the launcher starts them)
+    dist_timeout_s: float = 1800.0  # how long a collective waits for a silent peer
+    tensorboard: bool = True  # OUT/tb/ event files when the tensorboard package is installed
+    mlflow: str | None = None  # an MLflow tracking URI to log the run to
+    val_images: int = 4  # validation images drawn with their predictions for TensorBoard/MLflow
     history: list = field(default_factory=list)
 
     def check(self) -> None:
@@ -67,6 +76,7 @@ class TrainConfig:
                   warmup=self.warmup, seed=self.seed, eval_every=self.eval_every,
                   max_steps=self.max_steps, weight_decay=self.weight_decay, threads=self.threads)
         check("loader_workers", self.workers)
+        check_all(nproc=self.nproc, dist_timeout_s=self.dist_timeout_s)
         check("eval_limit", self.eval_images)
         if str(self.config) not in ("300", "1200"):
             raise UsageError(f"{{opt:config}} must be 300 or 1200, got {self.config!r}")
@@ -93,29 +103,48 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return lr
 
 
-class _ResumableSampler(torch.utils.data.Sampler):
-    """A seeded permutation per epoch that can start part-way (resume mid-epoch)."""
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The seeded sample order of one epoch; the same in every process of a group."""
+    g = torch.Generator().manual_seed(seed * 1000 + epoch)
+    return torch.randperm(n, generator=g).tolist()
 
-    def __init__(self, n: int, seed: int, epoch: int, start: int) -> None:
-        g = torch.Generator().manual_seed(seed * 1000 + epoch)
-        self.order = torch.randperm(n, generator=g).tolist()[start:]
+
+class StepBatches(torch.utils.data.Sampler):
+    """This process's share of each global batch of one epoch, from step ``start`` on (a batch
+    sampler: yields lists of sample indices). ``plan[k]``: (indices, how many count, the global
+    batch's size) of the k-th step yielded (:func:`~.distributed.split_batch`)."""
+
+    def __init__(self, n: int, batch: int, seed: int, epoch: int, start: int,
+                 world: World = SINGLE) -> None:
+        order = epoch_order(n, seed, epoch)
+        self.plan = []
+        for k in range(start, math.ceil(n / batch)):
+            whole = order[k * batch:(k + 1) * batch]
+            mine, real = split_batch(whole, world.rank, world.size)
+            self.plan.append((mine, real, len(whole)))
 
     def __iter__(self):
-        return iter(self.order)
+        return iter([mine for mine, _, _ in self.plan])
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self.plan)
 
 
 def evaluate_model(model, dataset_dir: str, size: int, class_names, limit: int | None = None,
-                   batch: int = 8) -> dict:
+                   batch: int = 8, draw: int = 0):
     """COCO metrics of a torch model on the ``val`` split of a COCO, YOLO or VOC set (the decode
-    + NMS graph of the zoo contract, through onnxruntime, as `singleshot detect` runs it)."""
+    + NMS graph of the zoo contract, through onnxruntime, as `singleshot detect` runs it).
+
+    ``draw``: also return the first ``draw`` images [H, W, 3] uint8 with their predictions drawn
+    (score >= 0.3): ``(metrics, images)``; otherwise the metrics alone. The model's modules keep
+    the training modes they had (a frozen BatchNorm stays frozen)."""
     from ..core.detections import Detections
     from ..core.nms import NmsParams
     from ..eval.coco import coco_score
     from ..eval.runner import select_images
     from ..graph.postprocess import postprocess_model
+    from ..io.draw import annotate
+    from ..io.images import load_image
     from ..runtime.session import make_session
 
     images_dir, gt, _, _ = open_dataset(dataset_dir, "val")
@@ -126,22 +155,31 @@ def evaluate_model(model, dataset_dir: str, size: int, class_names, limit: int |
     chosen = select_images(gt, limit=limit)
     index_of = {im["file_name"]: i for i, im in enumerate(sorted(gt.images, key=lambda m: m["id"]))}
     spec = _names_spec(class_names, cat_of)
-    results, ids = [], []
+    device = next(model.parameters()).device
+    results, ids, drawn = [], [], []
+    modes = {m: m.training for m in model.modules()}
     model.eval()
-    with torch.no_grad():
-        for k in range(0, len(chosen), batch):
-            part = chosen[k:k + batch]
-            x = torch.stack([ds[index_of[im["file_name"]]][0] for im in part])
-            ploc, pconf = model(x)
-            for j, im in enumerate(part):
-                b, lab, s = (o[0] for o in post.run(None, {"loc": ploc[j:j + 1].numpy(),
-                                                             "conf": pconf[j:j + 1].numpy()}))
-                d = Detections.from_normalized(b, lab, s, spec, im["width"], im["height"],
-                                               clip=False)
-                results += d.to_coco(im["id"])
-                ids.append(im["id"])
-    model.train()
-    return coco_score(gt, results, img_ids=ids).metrics
+    try:
+        with torch.no_grad():
+            for k in range(0, len(chosen), batch):
+                part = chosen[k:k + batch]
+                x = torch.stack([ds[index_of[im["file_name"]]][0] for im in part]).to(device)
+                ploc, pconf = (t.float().cpu() for t in model(x))
+                for j, im in enumerate(part):
+                    b, lab, s = (o[0] for o in post.run(None, {"loc": ploc[j:j + 1].numpy(),
+                                                                 "conf": pconf[j:j + 1].numpy()}))
+                    d = Detections.from_normalized(b, lab, s, spec, im["width"], im["height"],
+                                                   clip=False)
+                    results += d.to_coco(im["id"])
+                    ids.append(im["id"])
+                    if len(drawn) < draw:
+                        pixels = load_image(images_dir / im["file_name"], exif=False)
+                        drawn.append(np.asarray(annotate(pixels, d[d.scores >= 0.3])))
+    finally:
+        for m, mode in modes.items():
+            m.train(mode)
+    metrics = coco_score(gt, results, img_ids=ids).metrics
+    return (metrics, drawn) if draw else metrics
 
 
 def _names_spec(class_names, cat_ids):
@@ -150,24 +188,71 @@ def _names_spec(class_names, cat_ids):
     return ModelSpec(class_names=tuple(class_names), category_ids=tuple(int(c) for c in cat_ids))
 
 
+def set_train_mode(model: torch.nn.Module, freeze_bn: bool) -> None:
+    """Training mode; with ``freeze_bn`` every BatchNorm in eval mode (its running statistics
+    normalise and are never updated; its scale and shift still learn)."""
+    model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise UsageError(f"{{opt:optimizer}} must be sgd or adamw, got {cfg.optimizer!r}")
+
+
+def _loggers(cfg: TrainConfig, out: Path, settings: dict, step: int, run_id: str | None,
+             progress: Progress) -> RunLoggers:
+    """TensorBoard when installed (said once when not), MLflow when asked for."""
+    from .loggers import MlflowLog, TensorBoardLog, mlflow_available, tensorboard_available
+
+    loggers: list = []
+    if cfg.tensorboard:
+        if tensorboard_available():
+            loggers.append(TensorBoardLog(out, step))
+        else:
+            progress.note("no TensorBoard logs: the tensorboard package is not installed "
+                          "(pip install 'singleshot[tensorboard]')")
+    if cfg.mlflow:
+        if not mlflow_available():
+            raise UsageError("{opt:mlflow} needs the 'mlflow' extra (mlflow is not installed): "
+                             "pip install 'singleshot[mlflow]'")
+        loggers.append(MlflowLog(cfg.mlflow, out, settings, run_id))
+    return RunLoggers(loggers)
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
-          progress: Progress | None = None) -> Path:
+          progress: Progress | None = None, world: World = SINGLE) -> Path:
     """Run (or resume) training; returns the path of the last checkpoint (``out/last.pt``;
-    ``out/best.pt`` holds the best validation mAP)."""
-    progress = resolve(progress)
+    ``out/best.pt`` holds the best validation mAP).
+
+    ``world``: this process's place in a data-parallel group (:mod:`.distributed`); each process
+    runs this with its own ``world``, computes its share of every global batch of ``cfg.batch``
+    images, and the gradients are averaged (torch DDP) so that every process takes the step of
+    the global batch. Only rank 0 writes files, evaluates and reports progress.
+    """
+    progress = resolve(progress) if world.is_main else SILENT
     cfg.check()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if cfg.threads or world.local_size > 1:
+        # the machine's cores split among its processes: each one's default pool is all of them
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world.local_size))
     out = Path(cfg.out)
     held = [p.name for p in (out / "last.pt", out / "best.pt", out / "train_config.json")
-            if p.exists()]
+            if p.exists() and world.is_main]
     if held and not resume and not exist_ok:  # never overwrite a run's checkpoints silently
         raise UsageError(f"{out} holds a training run ({', '.join(held)}); {{opt:resume}} "
                          "continues it, {opt:exist_ok} starts a new one over it, or choose another "
                          "{opt:out}")
     from ..io.files import ensure_dir
 
-    ensure_dir(out)
+    if world.is_main:
+        ensure_dir(out)
     images_dir, ann, layout, problems = open_dataset(cfg.data, "train", strict=cfg.strict)
     progress.note(f"{cfg.data}: a {layout.upper()} set, {len(ann.images)} image(s), classes "
                   f"{', '.join(c['name'] for c in sorted(ann.categories, key=lambda c: c['id']))}")
@@ -191,15 +276,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
         same_classes = init.state_dict.get("conf.0.weight") is not None and \
             init.state_dict["conf.0.weight"].shape == model.conf[0].weight.shape
         load_weights(model, init, skip_heads=not same_classes)
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                              weight_decay=cfg.weight_decay)
-    elif cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        raise UsageError(f"{{opt:optimizer}} must be sgd or adamw, got {cfg.optimizer!r}")
+    opt = _optimizer(cfg, model)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch)
-    step, best = 0, -1.0
+    step, best, mlflow_run = 0, -1.0, None
     last = out / "last.pt"
     if resume:
         if not last.is_file():
@@ -210,70 +289,105 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
         step, best = int(ck.extra["step"]), float(ck.extra.get("best_map", -1.0))
         cfg.history = list(ck.extra.get("history", []))
         torch.set_rng_state(ck.extra["torch_rng"])
+        mlflow_run = ck.extra.get("mlflow_run_id")
+    device = world.device
+    model.to(device)
+    if world.backend == "nccl" and not cfg.freeze_bn:  # batch statistics of the global batch
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    net = model  # what takes the images: the model, or DDP around it in a group
+    if world.size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        with peer_errors(world, " while starting"):  # DDP broadcasts rank 0's weights
+            net = DistributedDataParallel(model, device_ids=[device.index] if device.index
+                                          is not None else None)
     settings = {k: v for k, v in asdict(cfg).items() if k != "history"}  # the log: results.csv
-    write_text_atomic(out / "train_config.json", json.dumps(settings, indent=2, default=str))
-    log = ResultsLog(out, resume_step=step if resume else 0)
+    if world.is_main:
+        settings["nproc"] = world.size
+        write_text_atomic(out / "train_config.json", json.dumps(settings, indent=2, default=str))
+        log = ResultsLog(out, resume_step=step if resume else 0)
+        loggers = _loggers(cfg, out, settings, step if resume else 0, mlflow_run, progress)
+    else:
+        loggers = RunLoggers([])
     encoder = TargetEncoder(default_boxes(model_cfg.default_boxes()))
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
 
     def save(path: Path) -> None:
-        save_checkpoint(path, model, model_cfg, dataset.class_names, tuple(dataset.cat_ids),
-                        optimizer=opt.state_dict(), step=step, best_map=best,
-                        history=cfg.history, torch_rng=torch.get_rng_state(),
-                        train_config=asdict(cfg))
+        if world.is_main:
+            save_checkpoint(path, model, model_cfg, dataset.class_names, tuple(dataset.cat_ids),
+                            optimizer=opt.state_dict(), step=step, best_map=best,
+                            history=cfg.history, torch_rng=torch.get_rng_state(),
+                            train_config=asdict(cfg), mlflow_run_id=loggers.mlflow_run_id)
 
-    model.train()
+    set_train_mode(model, cfg.freeze_bn)
     last_save = time.monotonic()
-    progress.start("train", total_steps, unit="step")
-    if step:
-        progress.advance(step)
+    autocast = cfg.precision == "bf16"
+    status = "FAILED"
     try:
         while step < total_steps:
             epoch, start = divmod(step, steps_per_epoch)
             dataset.epoch = epoch
-            sampler = _ResumableSampler(len(dataset), cfg.seed, epoch, start * cfg.batch)
+            batches = StepBatches(len(dataset), cfg.batch, cfg.seed, epoch, start, world)
             loader = torch.utils.data.DataLoader(
-                dataset, batch_size=cfg.batch, sampler=sampler, collate_fn=collate,
-                num_workers=cfg.workers, persistent_workers=False, drop_last=False)
+                dataset, batch_sampler=batches, collate_fn=collate, num_workers=cfg.workers,
+                persistent_workers=False)
+            in_epoch = min(len(batches), total_steps - step)
+            progress.start(f"epoch {epoch + 1}/{math.ceil(total_steps / steps_per_epoch)}",
+                           in_epoch, unit="step")
             t0, seen = time.monotonic(), 0
             sums = {"steps": 0, "images": 0, "loss": 0.0, "loss_loc": 0.0, "loss_cls": 0.0}
-            for images, boxes, labels in loader:
+            for (images, boxes, labels), (_, real, whole) in zip(loader, batches.plan):
                 for group in opt.param_groups:
                     group["lr"] = lr_at(cfg, step, steps_per_epoch)
                 gloc, glabel = encoder(boxes, labels)
+                weight = (torch.arange(images.shape[0]) < real).float().to(device)
                 # bf16: the forward pass under autocast, the loss in fp32 (its sums and softmax
                 # want the range), the weights and the optimizer state in fp32
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                    ploc, pconf = model(images)
-                loss, loss_loc, loss_cls = ssd_loss(ploc.float(), pconf.float(), gloc, glabel,
-                                                    parts=True)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                with peer_errors(world, f" at step {step + 1}"):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                        ploc, pconf = net(images.to(device))
+                    per_total, per_loc, per_cls = ssd_loss(
+                        ploc.float(), pconf.float(), gloc.to(device), glabel.to(device),
+                        per_image=True)
+                    # the mean over the global batch: this process's sum / all its images;
+                    # x world.size because DDP averages the gradients over the processes
+                    loss = (per_total * weight).sum() * (world.size / whole)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    terms = torch.stack([(t * weight).sum() for t in
+                                         (per_total.detach(), per_loc, per_cls)]).cpu()
+                    world.all_reduce_sum(terms)
                 step += 1
-                seen += images.shape[0]
-                for key, value in (("loss", loss), ("loss_loc", loss_loc),
-                                   ("loss_cls", loss_cls)):
-                    sums[key] += value.item()
+                loss_g, loc_g, cls_g = (terms / whole).tolist()
+                seen += whole
+                for key, value in (("loss", loss_g), ("loss_loc", loc_g), ("loss_cls", cls_g)):
+                    sums[key] += value
                 sums["steps"] += 1
-                sums["images"] += images.shape[0]
-                progress.advance(1, f"epoch {epoch} loss {loss.item():.3f} "
-                                    f"{seen / (time.monotonic() - t0):.1f} img/s "
-                                    f"lr {opt.param_groups[0]['lr']:.2e}")
-                cfg.history.append({"step": step, "loss": round(loss.item(), 5)})
+                sums["images"] += whole
+                lr = opt.param_groups[0]["lr"]
+                rate = seen / max(time.monotonic() - t0, 1e-9)
+                progress.advance(1, f"step {step} loss {loss_g:.3f} {rate:.1f} img/s lr {lr:.2e}")
+                cfg.history.append({"step": step, "loss": round(loss_g, 5)})
+                if world.is_main:
+                    loggers.step(step, {"loss": loss_g, "loss_loc": loc_g, "loss_cls": cls_g,
+                                        "lr": lr})
                 if time.monotonic() - last_save > cfg.save_every_s:
                     save(last)
                     last_save = time.monotonic()
                 if step >= total_steps or step % steps_per_epoch == 0:
                     break
+            progress.done()
             epoch_done = step % steps_per_epoch == 0 or step >= total_steps
             seconds, metrics = time.monotonic() - t0, None
-            if epoch_done and cfg.val and ((step // steps_per_epoch) % cfg.eval_every == 0
-                                           or step >= total_steps):
-                metrics = evaluate_model(model, cfg.val, model_cfg.input_size,
-                                         dataset.class_names, cfg.eval_images)
+            if epoch_done and cfg.val and world.is_main and (
+                    (step // steps_per_epoch) % cfg.eval_every == 0 or step >= total_steps):
+                metrics, drawn = evaluate_model(model, cfg.val, model_cfg.input_size,
+                                                dataset.class_names, cfg.eval_images,
+                                                draw=max(cfg.val_images, 1))
+                loggers.images(step, drawn[:cfg.val_images])
                 cfg.history.append({"step": step, "val": metrics})
                 progress.note(f"step {step} (epoch {step / steps_per_epoch:.1f}): val AP "
                               f"{metrics['AP']:.4f} AP50 {metrics['AP50']:.4f}")
@@ -283,17 +397,26 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
             if epoch_done:
                 save(last)
                 last_save = time.monotonic()
-                log.add(epoch, step, opt.param_groups[0]["lr"], sums, seconds, metrics)
+                if world.is_main:
+                    row = log.add(epoch, step, opt.param_groups[0]["lr"], sums, seconds, metrics)
+                    loggers.epoch(step, row)
+        status = "FINISHED"
     except ImageError as err:  # from a loader worker: its message carries the worker's traceback
         save(last)
         raise ImageError(str(err).strip().splitlines()[-1].removeprefix(
-            "singleshot.errors.ImageError: ") + f" (training stopped; {last} holds step {step})"
-        ) from None
+            "singleshot.errors.ImageError: ") + " (training stopped"
+            + (f"; {last} holds step {step})" if world.is_main else ")")) from None
+    except PeerLost as err:  # the weights are those of `step`: the failed step changed nothing
+        save(last)
+        raise PeerLost(f"{err} (training stopped"
+                       + (f"; {last} holds step {step})" if world.is_main else ")")) from None
     except KeyboardInterrupt:
+        status = "KILLED"
         save(last)  # the run resumes from here
         progress.note(f"interrupted at step {step}; {last} holds it")
         raise
     finally:
         progress.done()
+        loggers.close(status)
     save(last)
     return last

@@ -30,9 +30,10 @@ class ResultsLog:
                 self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
 
     def add(self, epoch: int, step: int, lr: float, sums: dict, seconds: float,
-            val: dict | None = None) -> None:
+            val: dict | None = None) -> dict:
         """One epoch: ``sums`` of loss, loss_loc, loss_cls over ``sums["steps"]`` steps and
-        ``sums["images"]`` images in ``seconds``; ``val``: its COCO metrics, if evaluated."""
+        ``sums["images"]`` images in ``seconds``; ``val``: its COCO metrics, if evaluated. Returns
+        the row written."""
         n = max(1, sums["steps"])
         row = {"epoch": epoch, "step": step, "lr": f"{lr:.6g}",
                **{k: f"{sums[k] / n:.5f}" for k in ("loss_loc", "loss_cls", "loss")},
@@ -47,6 +48,7 @@ class ResultsLog:
         writer.writerows(self.rows)
         write_text_atomic(self.csv, buf.getvalue())
         self.plot()
+        return row
 
     def plot(self) -> None:
         """Losses and validation AP by epoch (matplotlib, no display)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -52,12 +54,19 @@ def train(
     max_steps: Annotated[Optional[int], ranged("max_steps", help="Stop after this many steps.")] = None,
     optimizer: Annotated[str, typer.Option(help="sgd (the MLPerf recipe) or adamw (converges faster from scratch).")] = "sgd",
     weight_decay: Annotated[float, ranged("weight_decay", help="Weight decay (MLPerf: 5e-4).")] = 5e-4,
+    nproc: Annotated[Optional[int], ranged("nproc", "--nproc", help="Data-parallel processes on this machine (torch.distributed: gloo on CPUs, nccl on GPUs); --batch is the global batch, split among them. Several machines: the same command under torchrun, without --nproc.  [default: 1]")] = None,
+    freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="BatchNorm in eval mode: running statistics used and never updated (fine-tuning; makes N processes compute exactly what one does).")] = False,
+    dist_timeout_s: Annotated[float, ranged("dist_timeout_s", "--dist-timeout-s", help="How long a process waits for a silent peer before it stops (it must cover rank 0's evaluation).")] = 1800.0,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard/--no-tensorboard", help="TensorBoard event files in OUT/tb/ (scalars, validation images) when the tensorboard package is installed.")] = True,
+    mlflow: Annotated[Optional[str], typer.Option("--mlflow", help="Log the run to MLflow at this tracking URI (a server, or file:DIR); needs the mlflow extra.")] = None,
+    val_images: Annotated[int, ranged("val_images", "--val-images", help="Validation images drawn with their predictions for TensorBoard/MLflow at each evaluation.")] = 4,
+    log_every: Annotated[Optional[int], ranged("log_every", "--log-every", help="In logs (no terminal), a progress line every N steps (default: every 10% of an epoch).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train or fine-tune an SSD-ResNet34 with the MLPerf recipe."""
     _require_extra("torch", "torch", "train")
+    from ...training.distributed import in_torchrun_env, launch
     from ...training.loop import TrainConfig
-    from ...training.loop import train as run_training
 
     eval_images = _alias(eval_limit, "--eval-limit", eval_images, "--eval-images")
     workers = _alias(loader_workers, "--loader-workers", workers, "--workers")
@@ -76,8 +85,16 @@ def train(
                       backbone=str(backbone) if backbone else None,
                       init=str(init) if init else None, eval_every=eval_every,
                       eval_images=eval_images, max_steps=max_steps, optimizer=optimizer,
-                      weight_decay=weight_decay, strict=strict, precision=precision)
+                      weight_decay=weight_decay, strict=strict, precision=precision,
+                      freeze_bn=freeze_bn, nproc=nproc or 1, dist_timeout_s=dist_timeout_s,
+                      tensorboard=tensorboard, mlflow=mlflow, val_images=val_images)
     cfg.check()  # every range before any folder is made
+    if mlflow:
+        _require_extra("mlflow", "mlflow", "--mlflow")
+    under_torchrun = in_torchrun_env()
+    if under_torchrun and nproc not in (None, 1):
+        raise UsageError("under torchrun, its --nproc-per-node starts the processes: leave out "
+                         "--nproc")
     from ...data.formats import detect_layout
 
     for name, path in (("--data", data), ("--val", val)):
@@ -88,15 +105,20 @@ def train(
     for name, path in (("--init", init), ("--backbone", backbone)):
         if path is not None and not path.is_file():
             raise UsageError(f"{name} {path}: no such checkpoint file")
-    claim_out(out, "train", overwrite=overwrite, again="resume",
-              inputs=[data, val, init, backbone])
+    rank = int(os.environ.get("RANK", 0)) if under_torchrun else 0
+    if rank == 0:
+        claim_out(out, "train", overwrite=overwrite, again="resume",
+                  inputs=[data, val, init, backbone])
     t0 = time.monotonic()
-    try:
-        last = run_training(cfg, resume=resume, exist_ok=exist_ok)
-    except KeyboardInterrupt:
-        _err(f"interrupted; continue with: singleshot train ... -o {out} --resume")
-        raise typer.Exit(130) from None
-    best = out / "best.pt"
+    if cfg.nproc > 1:
+        code = launch(cfg.nproc, _rank_main, (asdict(cfg), resume, exist_ok, log_every))
+    else:
+        code = _rank_main(asdict(cfg), resume, exist_ok, log_every, in_process=True)
+    if code:
+        raise typer.Exit(code)
+    if rank != 0:
+        return
+    last, best = out / "last.pt", out / "best.pt"
     if as_json:
         print(json.dumps({"out": str(out), "last": str(last),
                           "best": str(best) if best.exists() else None,
@@ -104,3 +126,38 @@ def train(
         return
     print(f"done in {(time.monotonic() - t0) / 60:.1f} min: {last}"
           + (f" (best validation mAP in {best})" if best.exists() else ""))
+
+
+def _rank_main(settings: dict, resume: bool, exist_ok: bool, log_every: int | None,
+               in_process: bool = False) -> int:
+    """One training process (the only one, one that ``--nproc`` launched, or one of torchrun's):
+    joins the group its environment describes, trains, and returns its exit code after printing
+    its own one-line error (every rank that stops says why, prefixed with its rank)."""
+    from ...errors import SingleshotError
+    from ...progress import set_default
+    from ...training.distributed import world_from_env
+    from ...training.loop import TrainConfig
+    from ...training.loop import train as run_training
+    from ..progress import ConsoleProgress
+    from .common import flag
+
+    cfg = TrainConfig(**{**settings, "milestones": tuple(settings["milestones"])})
+    world = None
+    if not in_process or log_every:
+        set_default(ConsoleProgress(log_every=log_every))
+    try:
+        world = world_from_env(cfg.dist_timeout_s)
+        run_training(cfg, resume=resume, exist_ok=exist_ok, world=world)
+        return 0
+    except SingleshotError as err:
+        who = f"rank {world.rank}: " if world is not None and world.size > 1 \
+            and not str(err).startswith("rank ") else ""
+        _err(who + err.render(flag))
+        return err.exit_code
+    except KeyboardInterrupt:
+        if world is None or world.is_main:
+            _err(f"interrupted; continue with: singleshot train ... -o {cfg.out} --resume")
+        return 130
+    finally:
+        if world is not None:
+            world.close()
