@@ -18,7 +18,6 @@ import os
 import re
 import signal
 import socket
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -163,14 +162,15 @@ def _worker(local_rank: int, target, args, env: dict) -> None:
     raise SystemExit(target(*args))
 
 
-def launch(nproc: int, target, args: tuple = (), grace_s: float = 60.0) -> int:
-    """Run ``target(*args)`` in ``nproc`` processes on this machine as one group; returns the
-    exit code (0 when every process returned 0, else the first failure's code; 130 on Ctrl-C).
+def launch(nproc: int, target, args: tuple = (), grace_s: float = 60.0) -> tuple[int, str | None]:
+    """Run ``target(*args)`` in ``nproc`` processes on this machine as one group; returns
+    (exit code, a message for the user or None): 0 when every process returned 0, else the first
+    failure's code; 130 on Ctrl-C.
 
     ``target`` must be importable (a module-level function): processes are spawned. It is
     responsible for its own one-line error and returns its exit code. When one process fails,
     the others get ``grace_s`` to notice (their collectives fail) and save their work before
-    they are terminated. A process killed by a signal gets its line here.
+    they are terminated. A process killed by a signal said nothing: the message says it.
     """
     import torch.multiprocessing as mp
 
@@ -180,24 +180,20 @@ def launch(nproc: int, target, args: tuple = (), grace_s: float = 60.0) -> int:
     # every process all the cores
     ctx = mp.start_processes(_worker, args=(target, args, env), nprocs=nproc, join=False,
                              start_method="spawn")
-    code = 0
     try:
         while True:
             try:
                 if ctx.join(grace_period=grace_s):
-                    return code
+                    return 0, None
             except mp.ProcessExitedException as err:
                 failed = err.exit_code
-                if failed is not None and failed < 0:  # killed by a signal: it said nothing
+                if failed is not None and failed < 0:
                     name = signal.Signals(-failed).name if -failed in signal.valid_signals() \
                         else str(-failed)
-                    print(f"error: rank {err.error_index} was killed ({name}); the others "
-                          "stopped", flush=True, file=sys.stderr)
-                    return 1
-                return failed or 1
-            except mp.ProcessRaisedException as err:  # a bug in target: keep its traceback
-                print(str(err), file=sys.stderr)
-                return 1
+                    return 1, f"rank {err.error_index} was killed ({name}); the others stopped"
+                return failed or 1, None
+            except mp.ProcessRaisedException as err:  # a bug in target: its traceback
+                return 1, str(err)
     except KeyboardInterrupt:
         # Ctrl-C reached every process of the terminal's group: rank 0 saves its checkpoint
         for p in ctx.processes:
@@ -205,4 +201,4 @@ def launch(nproc: int, target, args: tuple = (), grace_s: float = 60.0) -> int:
         for p in ctx.processes:
             if p.is_alive():
                 p.terminate()
-        return 130
+        return 130, None

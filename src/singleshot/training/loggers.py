@@ -11,6 +11,7 @@ events past the resumed step) and the same MLflow run.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -66,9 +67,13 @@ class MlflowLog:
                  experiment: str = "singleshot") -> None:
         import mlflow
 
+        if uri.startswith("file:") or "://" not in uri and ":" not in uri[:2]:
+            # MLflow 3 refuses its file store unless opted in; a file: URI given here is that
+            # choice, made by the user (a server or sqlite: URI is used as it is)
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.out = Path(out)
-        self.client = mlflow.tracking.MlflowClient(tracking_uri=uri)
         try:
+            self.client = mlflow.tracking.MlflowClient(tracking_uri=uri)
             if run_id is None:
                 exp = self.client.get_experiment_by_name(experiment)
                 exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)

@@ -111,7 +111,9 @@ def train(
                   inputs=[data, val, init, backbone])
     t0 = time.monotonic()
     if cfg.nproc > 1:
-        code = launch(cfg.nproc, _rank_main, (asdict(cfg), resume, exist_ok, log_every))
+        code, message = launch(cfg.nproc, _rank_main, (asdict(cfg), resume, exist_ok, log_every))
+        if message:
+            _err(message)
     else:
         code = _rank_main(asdict(cfg), resume, exist_ok, log_every, in_process=True)
     if code:
