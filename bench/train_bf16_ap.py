@@ -26,6 +26,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--data", default="runs/synth")
     ap.add_argument("--out", default="runs/bf16-ap")
+    ap.add_argument("--train-images", type=int, default=5000, help="the recipe's 5000, or fewer "
+                    "(the first N of the same seed) where writing them takes too long")
+    ap.add_argument("--val-images", type=int, default=500)
     a = ap.parse_args()
     from singleshot.data.synth import write_dataset
     from singleshot.runtime.cpu import cpu_info
@@ -34,11 +37,12 @@ def main() -> None:
     if not info["bf16"]:
         sys.exit(f"this CPU ({info['model']}) has no bf16: nothing to compare")
     data = Path(a.data)
-    for split, n, seed in (("train", 5000, 1), ("val", 500, 2)):
+    for split, n, seed in (("train", a.train_images, 1), ("val", a.val_images, 2)):
         if not (data / split / "annotations.json").exists():
             write_dataset(data / split, n, seed=seed)
     print(f"CPU: {info['model']}, int8 {info['int8']}, bf16 yes; {a.steps} steps of the demo "
-          "recipe")
+          f"recipe on {a.train_images} training scenes, evaluated on the first 200 of "
+          f"{a.val_images}")
     for precision in ("fp32", "bf16"):
         out = Path(a.out) / precision
         t = time.monotonic()

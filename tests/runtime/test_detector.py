@@ -175,3 +175,52 @@ def test_raw_head_graphs_run_whole_batches(tiny_raw_onnx, photo):
         np.testing.assert_array_equal(d.labels, ref.labels)
         np.testing.assert_allclose(d.scores, ref.scores, atol=1e-5)
         np.testing.assert_allclose(d.xyxy, ref.xyxy, atol=1e-3)
+
+
+def test_agnostic_option_on_every_graph_kind(make_model, photo, tmp_path):
+    """agnostic=True: no two results of different classes overlap past the IoU; what is left is
+    the per-class result minus the suppressed boxes; per call or per detector."""
+    from singleshot.core.boxes import box_iou
+    from singleshot.core.nms import agnostic_nms
+    from singleshot.export.exporter import export_onnx
+
+    two = make_model(num_classes=2)  # both classes score on the same anchors (shared boxes)
+    export_onnx(two, tmp_path / "zoo.onnx", opset=13)
+    export_onnx(two, tmp_path / "raw.onnx", opset=13, raw=True)
+    for model in (tmp_path / "zoo.onnx", tmp_path / "raw.onnx"):
+        det = Detector(model)
+        plain = det(photo, conf=0.01, clip=False)  # suppression sees the unclipped boxes
+        agn = det(photo, conf=0.01, agnostic=True, clip=False)
+        keep = agnostic_nms(plain.xyxy, plain.scores, 0.5)
+        assert len(keep) < len(plain), "the tiny model should report overlapping classes"
+        assert np.allclose(agn.xyxy, plain.xyxy[keep]) and agn.names == [plain.names[i]
+                                                                          for i in keep]
+        iou = box_iou(agn.xyxy, agn.xyxy)
+        np.fill_diagonal(iou, 0)
+        assert (iou <= 0.5 + 1e-6).all()
+        again = Detector(model, agnostic=True)(photo, conf=0.01, clip=False)
+        assert np.allclose(again.xyxy, agn.xyxy)
+        assert len(Detector(model, agnostic=True)(photo, conf=0.01, agnostic=False,
+                                                  clip=False)) == len(plain)
+    with pytest.raises(UsageError, match="agnostic"):
+        Detector(tmp_path / "zoo.onnx")(photo, agnostic="yes")
+
+
+def test_a_list_goes_on_past_a_bad_image_and_none_is_a_type_error(tiny_zoo_onnx, photo, tmp_path):
+    det = Detector(tiny_zoo_onnx)
+    missing = tmp_path / "missing.jpg"
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image")
+    out = det([photo, str(missing), junk])
+    assert [d.error is None for d in out] == [True, False, False]
+    assert out[0].path == str(photo) and len(out[0]) == len(det(photo))
+    assert out[1].path == str(missing) and "missing.jpg" in out[1].error and len(out[1]) == 0
+    assert out[1].to_dict()["error"] == out[1].error
+    with pytest.raises(ImageError):
+        det([photo, str(missing)], errors="raise")
+    with pytest.raises(TypeError, match="path .* bytes, a PIL image, a uint8 array"):
+        det(None)
+    with pytest.raises(TypeError, match="int"):
+        det(3)
+    with pytest.raises(UsageError, match="unknown class"):  # an option: raised, not per image
+        det([photo], classes=["no such class"])

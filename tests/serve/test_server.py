@@ -160,6 +160,15 @@ def test_plain_detect_endpoint(server, scenes):
                             {"Content-Type": "image/jpeg"})
     scores = [d["score"] for d in json.loads(body)["images"][0]["detections"]]
     assert status == 200 and len(scores) > len(ref["detections"]) and min(scores) < 0.25
+    # agnostic: what `detect --agnostic-nms` gives; a value that is not a boolean is a 400
+    status, body, _ = _http("POST", server.url + "/detect?conf=model&agnostic=true", data,
+                            {"Content-Type": "image/jpeg"})
+    agnostic = json.loads(body)["images"][0]["detections"]
+    assert status == 200 and len(agnostic) < len(scores)
+    assert agnostic == _detect_cli([scenes[0]], "--conf", "model", "--agnostic-nms")[0]["detections"]
+    status, body, _ = _http("POST", server.url + "/detect?agnostic=maybe", data,
+                            {"Content-Type": "image/jpeg"})
+    assert status == 400 and "agnostic must be true or false" in json.loads(body)["error"]
 
 
 def _infer_json(elements, datatype="BYTES", shape=None, parameters=None):

@@ -227,7 +227,7 @@ def actor_map(items: list[dict], worker: type, worker_kwargs: dict, detector,
     model_ref = ray.put(Path(detector.name).read_bytes())
     settings = {"conf": None, "iou": None, "max_det": None, "exif": detector.exif,
                 "backend": detector.backend.name, "precision": detector.backend.precision,
-                "preprocess": detector.preprocess_mode}
+                "preprocess": detector.preprocess_mode, "agnostic": detector.params.agnostic}
     p, g = detector.params, detector.graph_params
     if g is None or (p.score_threshold, p.iou_threshold, p.max_det) != \
             (g.score_threshold, g.iou_threshold, g.max_det):

@@ -22,6 +22,7 @@ class Detections:
         names: list[str] of N category names.
         width, height: original image size in pixels.
         timings: milliseconds per stage (decode, preprocess, inference, postprocess).
+        error: None, or why this image failed (``detector([...])`` goes on past a bad image).
     """
 
     xyxy: np.ndarray
@@ -33,6 +34,7 @@ class Detections:
     height: int
     path: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None  # why this image has no result (a list call that went on)
 
     def __post_init__(self) -> None:
         n = len(self.scores)
@@ -80,6 +82,76 @@ class Detections:
         return [{"box": [round(float(v), decimals) for v in box], "score": round(float(s), 5),
                  "category_id": int(c), "category": n}
                 for box, s, c, n in zip(self.xyxy, self.scores, self.category_ids, self.names)]
+
+    def to_dict(self, decimals: int = 2) -> dict:
+        """One image as ``detect --json`` writes it: ``{"path", "width", "height", "detections":
+        [...] (:meth:`to_dicts`), "timings"}`` (plus ``"error"`` for an image that failed)."""
+        out = {"path": self.path, "width": self.width, "height": self.height,
+               "detections": self.to_dicts(decimals),
+               "timings": {k: round(float(v), 3) for k, v in self.timings.items()}}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    def to_json(self, decimals: int = 2, **dumps) -> str:
+        """:meth:`to_dict` as a JSON text (``dumps``: json.dumps options, e.g. ``indent=2``)."""
+        import json
+
+        return json.dumps(self.to_dict(decimals), **dumps)
+
+    def to_pandas(self):
+        """A pandas DataFrame, one row per detection: x1, y1, x2, y2 (pixels), score, label
+        (1..C), category_id, category. pandas is imported only here."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Detections.to_pandas needs pandas: pip install pandas") from None
+        return pd.DataFrame({
+            "x1": self.xyxy[:, 0], "y1": self.xyxy[:, 1], "x2": self.xyxy[:, 2],
+            "y2": self.xyxy[:, 3], "score": self.scores, "label": self.labels,
+            "category_id": self.category_ids, "category": pd.Series(self.names, dtype=object)})
+
+    def to_supervision(self):
+        """A ``supervision.Detections``: ``xyxy`` (pixels), ``confidence``, ``class_id`` (the
+        category id, as COCO numbers classes), ``data["class_name"]``; ``data["label"]`` keeps
+        the contiguous 1..C label. supervision is imported only here."""
+        import supervision as sv
+
+        return sv.Detections(xyxy=self.xyxy.astype(np.float32).reshape(-1, 4),
+                             confidence=self.scores.astype(np.float32),
+                             class_id=self.category_ids.astype(int),
+                             data={"class_name": np.asarray(self.names, dtype=object).reshape(-1),
+                                   "label": self.labels.astype(np.int64)})
+
+    @classmethod
+    def from_supervision(cls, detections, spec: ModelSpec, width: int, height: int,
+                         path: str | None = None) -> "Detections":
+        """A ``supervision.Detections`` whose ``class_id`` are ``spec``'s category ids (as
+        :meth:`to_supervision` writes them) -> Detections, sorted by descending score (a missing
+        confidence counts as 1). ValueError for a class id ``spec`` does not have."""
+        xyxy = np.asarray(detections.xyxy, np.float32).reshape(-1, 4)
+        n = len(xyxy)
+        scores = np.ones(n, np.float32) if detections.confidence is None else \
+            np.asarray(detections.confidence, np.float32)
+        if detections.class_id is None:
+            raise ValueError("supervision Detections without class_id cannot name their classes")
+        cats = np.asarray(detections.class_id, np.int64)
+        index = {int(c): k for k, c in enumerate(spec.category_ids)}
+        unknown = sorted({int(c) for c in cats} - set(index))
+        if unknown:
+            raise ValueError(f"class ids {unknown} are not category ids of this model "
+                             f"({list(spec.category_ids)[:5]}...)")
+        labels = np.asarray([index[int(c)] + 1 for c in cats], np.int64)
+        order = np.argsort(-scores, kind="stable")
+        return cls(xyxy[order], scores[order], labels[order], cats[order],
+                   [spec.class_names[labels[i] - 1] for i in order], int(width), int(height),
+                   path)
+
+    @classmethod
+    def failed(cls, error: str, path: str | None = None) -> "Detections":
+        """The result of an image that could not be read or run: empty, with ``error``."""
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                   np.zeros(0, np.int64), np.zeros(0, np.int64), [], 0, 0, path, error=error)
 
     def to_coco(self, image_id: int) -> list[dict]:
         """COCO results entries (bbox as absolute xywh)."""

@@ -28,6 +28,7 @@ class NmsParams:
     iou_threshold: float = IOU_THRESHOLD
     max_per_class: int = MAX_PER_CLASS
     max_det: int = MAX_DET
+    agnostic: bool = False  # then suppression across classes too (:func:`agnostic_nms`)
 
 
 def _iou_one_to_many(box: np.ndarray, others: np.ndarray) -> np.ndarray:
@@ -179,3 +180,22 @@ def nms_violations(result: tuple[np.ndarray, np.ndarray, np.ndarray], boxes_xyxy
             problems.append(f"class {c + 1}: {loose} candidate(s) above {cutoff:.4f} neither kept "
                             "nor suppressed by a kept box")
     return problems
+
+
+def agnostic_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Suppression across classes, on a result already suppressed per class: boxes [K, 4] xyxy,
+    scores [K] -> the indices kept (ascending, so a score-sorted result stays sorted). A box is
+    dropped when its IoU with a kept box of higher score (ties: lower index), whatever the class,
+    is > ``iou_threshold``.
+
+    The zoo graphs suppress per class only and cap the result (``max_det``) in the graph, so this
+    runs on their outputs: a box the cap already dropped does not come back, and the result can
+    hold fewer than ``max_det`` boxes.
+    """
+    boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
+    order = np.argsort(-np.asarray(scores, np.float32), kind="stable")
+    kept: list[int] = []
+    for i in order:
+        if not kept or (_iou_one_to_many(boxes[i], boxes[kept]) <= iou_threshold).all():
+            kept.append(int(i))
+    return np.asarray(sorted(kept), np.int64)

@@ -22,7 +22,7 @@ from ..core.detections import Detections
 from ..core.limits import check_all
 from ..core.nms import NmsParams
 from ..core.spec import ModelSpec
-from ..errors import ModelError, UsageError
+from ..errors import ModelError, SingleshotError, UsageError
 from ..graph.contract import GraphIO, graph_io, load_model, read_spec
 from ..graph.nms_constants import expose_nms_inputs, read_nms_params, rewrite_nms_params
 from ..graph.normalize import fold_normalization
@@ -49,6 +49,8 @@ class Detector:
             ``onnx.ModelProto``, or (``backend="torch"`` only) a checkpoint.
         conf, iou, max_det: post-processing defaults of this detector; None keeps the model's
             own (zoo: 0.05, 0.5, 200). Each call may override them (and keep only some classes).
+        agnostic: suppress across classes too, with the same IoU, after the per-class NMS (one
+            object is not reported as two classes; :func:`~singleshot.core.nms.agnostic_nms`).
         exif: apply EXIF orientation when reading files (default on).
         threads: intra-op threads (None: the runtime's default).
         backend: ``onnxruntime`` (default), ``openvino``, ``torch`` or ``auto`` (measured on the
@@ -73,7 +75,7 @@ class Detector:
                  iou: float | None = None, max_det: int | None = None, exif: bool = True,
                  threads: int | None = None, providers: list[str] | None = None,
                  backend: str = "onnxruntime", precision: str = "auto", streams: int = 1,
-                 preprocess: str = "card") -> None:
+                 preprocess: str = "card", agnostic: bool = False) -> None:
         check_all(threads=threads, streams=streams)
         if preprocess not in ("card", "fast"):
             raise UsageError(f"{{opt:preprocess}} must be card or fast, got {preprocess!r}")
@@ -111,13 +113,15 @@ class Detector:
             self.spec: ModelSpec = read_spec(proto, self.io)
         zoo = self.io.contract in ("zoo", "zoo-batch")
         self.graph_params = read_nms_params(proto) if zoo else None
-        self.params = merge_options(self.graph_params or NmsParams(), conf, iou, max_det)
+        self.params = merge_options(self.graph_params or NmsParams(), conf, iou, max_det,
+                                    agnostic)
         mode = "raw"
         if zoo and self.graph_params is None:
             if (conf, iou, max_det) != (None, None, None):
                 raise ModelError(f"{self.name}: cannot find the NMS node to apply conf/iou/max-det")
             mode = "fixed"
-            self.params = NmsParams(float("-inf"), 0.0, 1 << 30, 1 << 30)  # whatever it gives
+            self.params = NmsParams(float("-inf"), 0.0, 1 << 30, 1 << 30,  # whatever it gives
+                                    agnostic=bool(agnostic))
         elif zoo:
             try:  # thresholds and caps become inputs: one session serves every call's options
                 proto = expose_nms_inputs(proto, self.spec.num_classes)
@@ -151,10 +155,12 @@ class Detector:
         return self.preprocessor(image_rgb)
 
     def options(self, conf: float | None = None, iou: float | None = None,
-                max_det: int | None = None, classes=None) -> tuple[NmsParams, np.ndarray | None]:
+                max_det: int | None = None, classes=None,
+                agnostic: bool | None = None) -> tuple[NmsParams, np.ndarray | None]:
         """One call's post-processing: this detector's thresholds with the given ones instead,
-        and ``classes`` (category ids or names; None: all) as 0-based class indices."""
-        params = merge_options(self.params, conf, iou, max_det)
+        ``classes`` (category ids or names; None: all) as 0-based class indices, and
+        ``agnostic`` (suppression across classes after the per-class NMS)."""
+        params = merge_options(self.params, conf, iou, max_det, agnostic)
         return params, (None if classes is None else class_indices(self.spec, classes))
 
     def infer(self, tensor: np.ndarray, params: NmsParams | None = None,
@@ -258,19 +264,30 @@ class Detector:
         return det
 
     def __call__(self, image, *, clip: bool = True, conf: float | None = None,
-                 iou: float | None = None, max_det: int | None = None, classes=None):
+                 iou: float | None = None, max_det: int | None = None, classes=None,
+                 agnostic: bool | None = None, errors: str = "return"):
         """``image``: a path, encoded bytes, a PIL image or a uint8 array [H, W] (grayscale),
         [H, W, 3] (RGB) or [H, W, 4] (RGBA) -> Detections in its pixels; a list of them -> a list
         of Detections. ``conf``, ``iou``, ``max_det``: this call's thresholds (None: the
         detector's); ``classes``: category ids or names to keep, as if the others scored zero
-        before the per-image cap."""
+        before the per-image cap; ``agnostic``: suppression across classes too.
+
+        A list goes on past an image that cannot be read: its result is empty with ``error``
+        set (:meth:`Detections.failed`); ``errors="raise"`` raises the first instead. The
+        options are checked before any image (a bad one raises either way)."""
         from PIL import Image
 
-        options = {"conf": conf, "iou": iou, "max_det": max_det, "classes": classes}
+        options = {"conf": conf, "iou": iou, "max_det": max_det, "classes": classes,
+                   "agnostic": agnostic}
+        if errors not in ("return", "raise"):
+            raise UsageError(f"errors must be 'return' or 'raise', got {errors!r}")
         if isinstance(image, (list, tuple)):
-            if self.batch_size == 1 or not image:  # one image per call, with its path and timings
-                return [self(im, clip=clip, **options) for im in image]
-            return self.detect_many([self.decode(im) for im in image], clip=clip, **options)
+            self.options(**options)  # bad options are the caller's error, not an image's
+            return self._call_many(list(image), clip, options, errors == "raise")
+        if not isinstance(image, (str, os.PathLike, bytes, np.ndarray, Image.Image)):
+            raise TypeError(f"Detector takes a path (str or PathLike), encoded bytes, a PIL "
+                            f"image, a uint8 array or a list of them, not "
+                            f"{type(image).__name__}")
         if isinstance(image, (np.ndarray, Image.Image)):
             return self.detect_array(self.decode(image), clip=clip, **options)
         t0 = time.perf_counter()
@@ -280,6 +297,35 @@ class Detector:
                                 path=None if isinstance(image, bytes) else str(image), **options)
         det.timings = {"decode": decode_ms, **det.timings}
         return det
+
+    def _call_many(self, images: list, clip: bool, options: dict, raise_errors: bool) -> list:
+        """A list call: one result per image, in order (see :meth:`__call__`)."""
+        def path_of(im):
+            return str(im) if isinstance(im, (str, os.PathLike)) else None
+
+        if self.batch_size == 1 or not images:  # one image per call, with its path and timings
+            out = []
+            for im in images:
+                try:
+                    out.append(self(im, clip=clip, **options))
+                except (SingleshotError, OSError) as err:
+                    if raise_errors or isinstance(err, UsageError):
+                        raise
+                    out.append(Detections.failed(str(err), path_of(im)))
+            return out
+        out, decoded = [None] * len(images), []
+        for k, im in enumerate(images):
+            try:
+                decoded.append((k, self.decode(im)))
+            except (SingleshotError, OSError) as err:
+                if raise_errors:
+                    raise
+                out[k] = Detections.failed(str(err), path_of(im))
+        for (k, _), d in zip(decoded, self.detect_many([rgb for _, rgb in decoded], clip=clip,
+                                                       **options)):
+            d.path = path_of(images[k])
+            out[k] = d
+        return out
 
     def decode(self, image, max_pixels: int | None = None) -> np.ndarray:
         """Any accepted image -> RGB uint8 [H, W, 3] (EXIF orientation applied when ``exif``);
@@ -296,13 +342,17 @@ class Detector:
 
 
 def merge_options(base: NmsParams, conf: float | None = None, iou: float | None = None,
-                  max_det: int | None = None) -> NmsParams:
-    """``base`` with the given thresholds instead (a cap above the per-class cap raises it)."""
+                  max_det: int | None = None, agnostic: bool | None = None) -> NmsParams:
+    """``base`` with the given thresholds instead (a cap above the per-class cap raises it);
+    ``agnostic``: suppression across classes too (None: ``base``'s)."""
     check_all(conf=conf, iou=iou, max_det=max_det)
+    if agnostic is not None and not isinstance(agnostic, (bool, np.bool_)):
+        raise UsageError(f"{{opt:agnostic}} must be true or false, got {agnostic!r}")
     return NmsParams(base.score_threshold if conf is None else float(conf),
                      base.iou_threshold if iou is None else float(iou),
                      max(base.max_per_class, int(max_det or 0)),
-                     base.max_det if max_det is None else int(max_det))
+                     base.max_det if max_det is None else int(max_det),
+                     base.agnostic if agnostic is None else bool(agnostic))
 
 
 def class_indices(spec: ModelSpec, classes) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.anchors import default_boxes
-from ..core.nms import NmsParams
+from ..core.nms import IOU_THRESHOLD, NmsParams, agnostic_nms
 from ..core.spec import ModelSpec
 from ..errors import ModelError, UsageError
 from ..graph.contract import per_image
@@ -59,6 +59,16 @@ class Postprocessor:
         scores [K] descending. ``params``/``classes``: this call's options (None: the
         detector's)."""
         params = params or self.params
+        images = self._per_class(outputs, params, classes, limit)
+        if not params.agnostic:
+            return images
+        # across classes, on the per-class result (the graphs have no class-agnostic path);
+        # a graph with unknown constants says IoU 0: the zoo's 0.5 then
+        iou = params.iou_threshold or IOU_THRESHOLD
+        return [tuple(o[keep] for o in (b, lab, s))
+                for b, lab, s in images for keep in [agnostic_nms(b, s, iou)]]
+
+    def _per_class(self, outputs, params: NmsParams, classes, limit):
         if self.mode == "raw":
             loc, conf = outputs
             if loc.shape[-1] != self.anchors.shape[0] or conf.shape[1] != self.spec.num_classes + 1:

@@ -178,7 +178,9 @@ def detector_manifest(detector, **extra) -> dict:
             "model_sha256": digest, "backend": detector.backend.name,
             "precision": detector.backend.precision, "preprocess": detector.preprocess_mode,
             "thresholds": {"conf": p.score_threshold, "iou": p.iou_threshold,
-                           "max_per_class": p.max_per_class, "max_det": p.max_det}, **extra}
+                           "max_per_class": p.max_per_class, "max_det": p.max_det,
+                           # only when on: earlier runs' manifests stay the same
+                           **({"agnostic": True} if p.agnostic else {})}, **extra}
 
 
 class AnnotatedWriter:

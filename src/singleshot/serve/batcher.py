@@ -2,7 +2,7 @@
 of up to ``max_batch`` images, on one of ``instances`` detector copies (each its own session,
 the cores shared out between them), from one bounded queue.
 
-Requests share a batch only when their options (conf, iou, max_det, classes) agree: those are
+Requests share a batch only when their options (conf, iou, max_det, classes, agnostic) agree: those are
 inputs of the graph, but one value per call. A graph that takes one image per call still
 benefits: its batch is run image by image on the same worker without waiting for the event loop.
 """
@@ -37,7 +37,7 @@ class _Job:
     def key(self) -> tuple:
         o = self.options
         classes = tuple(o.get("classes") or ()) or None
-        return (o.get("conf"), o.get("iou"), o.get("max_det"), classes)
+        return (o.get("conf"), o.get("iou"), o.get("max_det"), classes, o.get("agnostic"))
 
 
 class Batcher:

@@ -47,7 +47,7 @@ def grpc_code(err: ServiceError) -> str:
 def options(values: dict, conf_default: float | None = None) -> dict:
     """Request parameters -> Detector call options (types only: their ranges and classes are
     checked by :meth:`Detector.options` before the request is queued); ServiceError 400."""
-    out = {"conf": conf_default, "iou": None, "max_det": None, "classes": None}
+    out = {"conf": conf_default, "iou": None, "max_det": None, "classes": None, "agnostic": None}
     try:
         if str(values.get("conf")).lower() == "model":  # as the CLI's --conf model
             out["conf"], values = None, {k: v for k, v in values.items() if k != "conf"}
@@ -56,6 +56,13 @@ def options(values: dict, conf_default: float | None = None) -> dict:
                 if isinstance(values[key], bool):
                     raise ValueError(f"{key} must be a number, got {values[key]!r}")
                 out[key] = kind(values[key])
+        agnostic = values.get("agnostic")
+        if agnostic is not None:  # JSON true/false, or a query string's text
+            text = str(agnostic).strip().lower()
+            if isinstance(agnostic, bool) or text in ("true", "false", "1", "0"):
+                out["agnostic"] = agnostic if isinstance(agnostic, bool) else text in ("true", "1")
+            else:
+                raise ValueError(f"agnostic must be true or false, got {agnostic!r}")
         classes = values.get("classes")
         if classes is not None:
             items = classes if isinstance(classes, list) else str(classes).split(",")

@@ -55,6 +55,7 @@ def detect(
     max_det: MaxDetOpt = None,
     batch: BatchOpt = 1,
     classes: ClassesOpt = None,
+    agnostic_nms: Annotated[bool, typer.Option("--agnostic-nms", help="Suppress across classes too (same IoU), after the model's per-class NMS: one object is not reported as two classes.")] = False,
     only_classes: Annotated[Optional[str], typer.Option("--only-classes", hidden=True)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write annotated images and detections.json here (a rerun with the same --out resumes).")] = None,
     overwrite: OverwriteOpt = False,
@@ -103,7 +104,7 @@ def detect(
                   inputs=[*paths, *model_files([model])])
     det = Detector(model, conf=conf_value, iou=iou, max_det=max_det, exif=not no_exif,
                    threads=threads, backend=backend, precision=precision,
-                   preprocess=preprocess, streams=streams or 1)
+                   preprocess=preprocess, streams=streams or 1, agnostic=agnostic_nms)
     if classes is not None:
         det.options(classes=classes)  # unknown names fail here, before any work
     det.check_batch(batch)
