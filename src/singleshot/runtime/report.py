@@ -206,15 +206,19 @@ class AnnotatedWriter:
 def detect_paths(detector, paths: Iterable[str], load: Callable[[str], np.ndarray], *,
                  report: DetectionReport | None = None, annotate_into: Path | None = None,
                  annotated: Iterable[str] = (), streams: int | None = None, batch: int = 1,
-                 **options) -> Iterator[ImageResult]:
+                 crops_into: Path | None = None, **options) -> Iterator[ImageResult]:
     """Run ``detector`` over ``paths`` (``load``: path -> RGB uint8, raising ImageError) through
     the overlapped pipeline; yield each :class:`ImageResult` in input order as it finishes and
     append it to ``report``. ``annotate_into``: also write annotated images there. ``options``:
     conf, iou, max_det, classes for these calls; ``annotated``: names already taken in
     ``annotate_into``. ``batch`` > 1: that many images per backend
-    call (the graph must take batches; decoding then does not overlap inference). An error other
-    than a bad input (ImageError) propagates."""
+    call (the graph must take batches; decoding then does not overlap inference).
+    ``crops_into``: each detection cut out into ``crops_into/<category>/<stem>_<n>.jpg``
+    (:class:`~.exports.CropWriter`). An error other than a bad input (ImageError) propagates."""
+    from .exports import CropWriter, Stems
+
     writer = AnnotatedWriter(annotate_into, annotated) if annotate_into is not None else None
+    crops, stem_of = (CropWriter(crops_into), Stems()) if crops_into is not None else (None, None)
     t0 = time.perf_counter()
     results = (detect_pipelined(detector, paths, load, path_of=str, streams=streams,
                                 options=options) if batch <= 1 else
@@ -223,12 +227,16 @@ def detect_paths(detector, paths: Iterable[str], load: Callable[[str], np.ndarra
         for path, d, rgb in results:
             if isinstance(d, ImageError):
                 result = ImageResult(str(path), error=str(d))
+                if stem_of is not None:
+                    stem_of(str(path))  # as the label files' names count it
             elif isinstance(d, Exception):
                 raise d
             else:
                 result = ImageResult(str(path), d)
                 if writer is not None:
                     result.annotated = writer(str(path), rgb, d)
+                if crops is not None:
+                    crops(stem_of(str(path), result.annotated), rgb, d)
             if report is not None:
                 report.images.append(result)
             yield result

@@ -59,6 +59,11 @@ def detect(
     only_classes: Annotated[Optional[str], typer.Option("--only-classes", hidden=True)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write annotated images and detections.json here (a rerun with the same --out resumes).")] = None,
     overwrite: OverwriteOpt = False,
+    save_txt: Annotated[bool, typer.Option("--save-txt", help="YOLO label files in OUT/labels/<image>.txt: 'class cx cy w h' normalised, class the 0-based index in the model's class order (needs --out).")] = False,
+    save_conf: Annotated[bool, typer.Option("--save-conf", help="--save-txt: the score as a sixth column.")] = False,
+    save_coco: Annotated[Optional[Path], typer.Option("--save-coco", help="COCO results JSON (image_id, category_id of the model, bbox xywh, score); image ids are the file names' numbers when all are numbers, else input positions from 1.")] = None,
+    save_csv: Annotated[Optional[Path], typer.Option("--save-csv", help="CSV, one row per detection: path, width, height, x1, y1, x2, y2, score, category_id, category.")] = None,
+    save_crops: Annotated[Optional[Path], typer.Option("--save-crops", help="Each detection cut out as DIR/<category>/<image>_<n>.jpg.")] = None,
     as_json: JsonOpt = False,
     no_exif: Annotated[bool, typer.Option("--no-exif", help="Do not apply EXIF orientation.")] = False,
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders (never into singleshot output folders).")] = False,
@@ -95,10 +100,26 @@ def detect(
     if overwrite and out is None:
         raise UsageError("--overwrite applies to --out")
     # the guard sees every input before any work: never read our own output, never write on it
+    if (save_txt or save_conf) and out is None:
+        raise UsageError("--save-txt writes into --out (OUT/labels/): give --out")
+    if save_conf and not save_txt:
+        raise UsageError("--save-conf adds the score to --save-txt's lines: give --save-txt")
+    if save_crops is not None and engine == "ray":
+        raise UsageError("--save-crops needs the images' pixels: run it with --engine local")
     check_url_schemes(sources)
-    paths, notes = expand_sources(sources, recursive, exclude=[out] if out is not None else [])
+    paths, notes = expand_sources(sources, recursive,
+                                  exclude=[p for p in (out, save_crops) if p is not None])
     for note in notes:
         _note(note)
+    from ...io.guard import check_output_file, check_output_folder
+
+    for option, file in (("save_coco", save_coco), ("save_csv", save_csv)):
+        if file is not None:
+            check_output_file(file, paths, option)
+            if file.is_dir():
+                raise UsageError(f"--{option.replace('_', '-')} {file} is a folder: give a file")
+    if save_crops is not None:
+        check_output_folder(save_crops, paths, "save_crops")
     if out is not None:
         claim_out(out, "detect", overwrite=overwrite, again="resume",
                   inputs=[*paths, *model_files([model])])
@@ -134,7 +155,7 @@ def detect(
         load = lambda p: load_image(p, exif=not no_exif, max_pixels=limit)  # noqa: E731
         results = detect_paths(det, todo, load, annotate_into=out, streams=streams,
                                annotated=store.annotated_names() if store else (),
-                               batch=batch, classes=classes)
+                               batch=batch, classes=classes, crops_into=save_crops)
     t0 = time.perf_counter()
     with store.recorder() if store else contextlib.nullcontext() as record:
         for r in results:
@@ -168,6 +189,12 @@ def detect(
         n_failed, n_dets = report.failed, report.detections
         if as_json:
             print(json.dumps(doc))
+    if save_txt or save_coco or save_csv:
+        _write_exports(det, out / "detections.json" if store is not None else doc, out,
+                       save_txt, save_conf, save_coco, save_csv)
+    if save_crops is not None:
+        print(f"wrote the crops of this run's detections into {save_crops}/<category>/",
+              file=sys.stderr)
     if len(paths) > 1:
         rate = f", {len(todo) / max(seconds, 1e-9):.2f} images/s" if todo else ""
         print(f"{len(paths)} images, {plural(n_dets, 'detection')} (score >= "
@@ -177,3 +204,23 @@ def detect(
     if n_failed:
         print(f"{n_failed} of {len(paths)} input(s) failed", file=sys.stderr)
         raise typer.Exit(1)
+
+
+def _write_exports(det, document, out, save_txt, save_conf, save_coco, save_csv) -> None:
+    """The detect document (a dict, or the assembled detections.json of a journaled run: every
+    input's one result, resumed ones included) in the formats other tools read."""
+    from ...runtime import exports
+
+    if not isinstance(document, dict):
+        with open(document) as f:
+            document = json.load(f)
+    entries = document["images"]
+    if save_txt:
+        n = exports.write_yolo_labels(entries, out / "labels", det.spec.category_ids, save_conf)
+        print(f"wrote {plural(n, 'label file')} to {out / 'labels'}", file=sys.stderr)
+    if save_coco is not None:
+        n = exports.write_coco(entries, save_coco)
+        print(f"wrote {plural(n, 'COCO result')} to {save_coco}", file=sys.stderr)
+    if save_csv is not None:
+        n = exports.write_csv(entries, save_csv)
+        print(f"wrote {plural(n, 'row')} to {save_csv}", file=sys.stderr)
