@@ -118,6 +118,9 @@ RANGES: dict[str, Range] = {
     "dist_timeout_s": Range(1.0, 86_400.0),  # a collective's wait for a silent peer
     "log_every": Range(1, _MANY, **_INT),  # steps between progress lines in logs
     "val_images": Range(0, 64, **_INT),  # validation images drawn for TensorBoard/MLflow
+    # drawing (detect)
+    "line_width": Range(1, 1000, **_INT),
+    "font_size": Range(4, 2000, **_INT),
     # verify
     "box_tol": Range(0.0, 1e9),
     "score_tol": Range(0.0, 1e9),

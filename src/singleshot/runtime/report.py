@@ -187,8 +187,8 @@ class AnnotatedWriter:
     """Writes ``<stem>.jpg`` annotated images into ``folder``, ``<stem>_2.jpg``... when names
     repeat (inputs from different folders)."""
 
-    def __init__(self, folder: Path, used: Iterable[str] = ()) -> None:
-        self.folder, self.used = Path(folder), set(used)
+    def __init__(self, folder: Path, used: Iterable[str] = (), style=None) -> None:
+        self.folder, self.used, self.style = Path(folder), set(used), style
 
     def __call__(self, path: str, rgb: np.ndarray, d: Detections) -> str:
         from ..io.draw import annotate
@@ -199,25 +199,27 @@ class AnnotatedWriter:
             k += 1
             name = f"{stem}_{k}.jpg"
         self.used.add(name)
-        annotate(rgb, d).save(self.folder / name, quality=90)
+        annotate(rgb, d, style=self.style).save(self.folder / name, quality=90)
         return name
 
 
 def detect_paths(detector, paths: Iterable[str], load: Callable[[str], np.ndarray], *,
                  report: DetectionReport | None = None, annotate_into: Path | None = None,
                  annotated: Iterable[str] = (), streams: int | None = None, batch: int = 1,
-                 crops_into: Path | None = None, **options) -> Iterator[ImageResult]:
+                 crops_into: Path | None = None, style=None, **options) -> Iterator[ImageResult]:
     """Run ``detector`` over ``paths`` (``load``: path -> RGB uint8, raising ImageError) through
     the overlapped pipeline; yield each :class:`ImageResult` in input order as it finishes and
     append it to ``report``. ``annotate_into``: also write annotated images there. ``options``:
     conf, iou, max_det, classes for these calls; ``annotated``: names already taken in
     ``annotate_into``. ``batch`` > 1: that many images per backend
     call (the graph must take batches; decoding then does not overlap inference).
+    ``style``: how annotated images are drawn (:class:`~singleshot.io.draw.DrawStyle`).
     ``crops_into``: each detection cut out into ``crops_into/<category>/<stem>_<n>.jpg``
     (:class:`~.exports.CropWriter`). An error other than a bad input (ImageError) propagates."""
     from .exports import CropWriter, Stems
 
-    writer = AnnotatedWriter(annotate_into, annotated) if annotate_into is not None else None
+    writer = AnnotatedWriter(annotate_into, annotated, style) if annotate_into is not None \
+        else None
     crops, stem_of = (CropWriter(crops_into), Stems()) if crops_into is not None else (None, None)
     t0 = time.perf_counter()
     results = (detect_pipelined(detector, paths, load, path_of=str, streams=streams,

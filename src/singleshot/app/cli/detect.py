@@ -37,6 +37,7 @@ from .common import (
     claim_out,
     parse_classes,
     plural,
+    ranged,
     _parse_conf,
     app,
     cluster_summary,
@@ -64,6 +65,10 @@ def detect(
     save_coco: Annotated[Optional[Path], typer.Option("--save-coco", help="COCO results JSON (image_id, category_id of the model, bbox xywh, score); image ids are the file names' numbers when all are numbers, else input positions from 1.")] = None,
     save_csv: Annotated[Optional[Path], typer.Option("--save-csv", help="CSV, one row per detection: path, width, height, x1, y1, x2, y2, score, category_id, category.")] = None,
     save_crops: Annotated[Optional[Path], typer.Option("--save-crops", help="Each detection cut out as DIR/<category>/<image>_<n>.jpg.")] = None,
+    line_width: Annotated[Optional[int], ranged("line_width", "--line-width", help="Box line width in pixels of annotated images (default: scaled with the image).")] = None,
+    font_size: Annotated[Optional[int], ranged("font_size", "--font-size", help="Label text size in pixels (default: scaled with the image, at least 11).")] = None,
+    hide_labels: Annotated[bool, typer.Option("--hide-labels", help="Annotated images: boxes only, no labels.")] = False,
+    hide_conf: Annotated[bool, typer.Option("--hide-conf", help="Annotated images: labels without the score.")] = False,
     as_json: JsonOpt = False,
     no_exif: Annotated[bool, typer.Option("--no-exif", help="Do not apply EXIF orientation.")] = False,
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders (never into singleshot output folders).")] = False,
@@ -87,6 +92,7 @@ def detect(
     from tqdm import tqdm
 
     from ...core.nms import NmsParams
+    from ...io.draw import DrawStyle
     from ...io.images import MAX_PIXELS, load_image
     from ...io.fetch import check_url_schemes
     from ...io.sources import expand_sources
@@ -155,7 +161,9 @@ def detect(
         load = lambda p: load_image(p, exif=not no_exif, max_pixels=limit)  # noqa: E731
         results = detect_paths(det, todo, load, annotate_into=out, streams=streams,
                                annotated=store.annotated_names() if store else (),
-                               batch=batch, classes=classes, crops_into=save_crops)
+                               batch=batch, classes=classes, crops_into=save_crops,
+                               style=DrawStyle(line_width, font_size, not hide_labels,
+                                               not hide_conf))
     t0 = time.perf_counter()
     with store.recorder() if store else contextlib.nullcontext() as record:
         for r in results:
