@@ -118,6 +118,7 @@ RANGES: dict[str, Range] = {
     "dist_timeout_s": Range(1.0, 86_400.0),  # a collective's wait for a silent peer
     "log_every": Range(1, _MANY, **_INT),  # steps between progress lines in logs
     "val_images": Range(0, 64, **_INT),  # validation images drawn for TensorBoard/MLflow
+    "report_worst": Range(0, 1000, **_INT),  # eval --report: the costliest images drawn
     # drawing (detect)
     "line_width": Range(1, 1000, **_INT),
     "font_size": Range(4, 2000, **_INT),

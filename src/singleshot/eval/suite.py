@@ -41,6 +41,7 @@ class EvalResult:
     failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # a run whose numbers mislead, said
     nothing_evaluated: bool = False  # no image, or no object: every metric is -1
+    report: Path | None = None  # report.html, when asked for
 
     def to_dict(self) -> dict:
         """The ``eval --json`` document: one model's ``{"AP", ..., "ARl", "per_class": {name:
@@ -66,7 +67,8 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
                   mlperf: bool = False, fast: bool = False, limit: int | None = None,
                   threads: int | None = None, detector_options: dict | None = None,
                   overwrite: bool = False, progress: Progress = SILENT,
-                  batch: int = 1, runner=None) -> EvalResult:
+                  batch: int = 1, runner=None, report: bool = False, report_conf: float = 0.25,
+                  report_worst: int = 8) -> EvalResult:
     """Evaluate models (run over ``images``) and results files against ``annotations``, side by
     side. Writes per-model folders and summary.md / summary.json into ``out`` (default
     runs/eval/<timestamp>). ``detector_options``: backend, precision, preprocess, thresholds
@@ -74,7 +76,10 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
     file and settings left in ``out``; ``overwrite`` first moves what is there to
     ``out/previous-N/``. ``batch``: images per backend call (graphs that take batches).
     ``runner``: the engine that detects (default: this process, see
-    :func:`~singleshot.eval.runner.detect_images`; a cluster's runner gives identical results)."""
+    :func:`~singleshot.eval.runner.detect_images`; a cluster's runner gives identical results).
+    ``report``: also ``report.html``, ``report.json`` and ``report/`` - why each AP is what it
+    is (:mod:`~singleshot.eval.explain`; ``report_conf``: the score threshold of its confusion
+    matrix and drawings, ``report_worst``: how many of the costliest images to draw)."""
     if batch < 1:
         raise UsageError("{opt:batch} must be at least 1")
     if models and images is None:
@@ -84,6 +89,8 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
             "is a file; give the folder of the dataset's images" if Path(images).exists()
             else "no such folder"))
     check(name="limit", value=limit)
+    check(name="conf", value=report_conf)
+    check(name="report_worst", value=report_worst)
     gt = load_annotations(annotations)
     for fix in gt.fixes:
         progress.note(f"{annotations}: {fix}")
@@ -95,7 +102,8 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
         return _evaluate_into(out, gt, models, result_files, annotations, images, clip=clip,
                               mlperf=mlperf, fast=fast, limit=limit, threads=threads,
                               progress=progress, detector_options=detector_options, batch=batch,
-                              runner=runner)
+                              runner=runner, report=report, report_conf=report_conf,
+                              report_worst=report_worst)
     except BaseException:
         if not existed and out.is_dir() and all(p.name == MARKER for p in out.iterdir()):
             shutil.rmtree(out)  # a run that failed before any work leaves no empty folder
@@ -104,10 +112,12 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
 
 def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotations, images, *,
                    clip, mlperf, fast, limit, threads, progress, detector_options,
-                   batch=1, runner=None) -> EvalResult:
+                   batch=1, runner=None, report=False, report_conf=0.25,
+                   report_worst=8) -> EvalResult:
     from ..runtime.detector import Detector
 
     result = EvalResult([], "", out)
+    explained = []  # (name, results, img_ids) of each row, for the report
     if not gt.data["annotations"]:
         result.nothing_evaluated = True
         result.warnings.append(f"{annotations}: holds no objects (0 annotations): there is "
@@ -142,6 +152,7 @@ def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotat
                             "images_per_s": run.images_per_s if run.done_ids else None,
                             "inference_ms": run.inference_ms if run.done_ids else None,
                             "evaluator": score.backend})
+        explained.append((name, run.results, sorted(run.done_ids)))
     for rf in result_files:
         rf = Path(rf)
         name = _unique(rf.stem, taken)
@@ -164,7 +175,16 @@ def _evaluate_into(out: Path, gt: CocoAnnotations, models, result_files, annotat
         result.rows.append({"model": name, **score.flat(), "images": len(gt.images), "failed": 0,
                             "images_per_s": None, "inference_ms": None,
                             "evaluator": score.backend})
+        explained.append((name, checked, None))
     rows = result.rows
+    if report and rows and not result.nothing_evaluated:
+        from .explain import analyse_model, write_report
+
+        progress.note("writing the report (errors, confusion matrix, curves, costliest images)")
+        reports = [analyse_model(name, gt, res, row, conf=report_conf, images_dir=images,
+                                 worst=report_worst, img_ids=ids)
+                   for (name, res, ids), row in zip(explained, rows)]
+        result.report = write_report(out, reports, rows, str(annotations))
     result.table = markdown_table(rows)
     write_text_atomic(out / "summary.md", (
         f"# COCO evaluation\n\nannotations: {annotations}\nevaluator: {rows[0]['evaluator']}\n"

@@ -46,6 +46,9 @@ def eval_(
     clip: Annotated[bool, typer.Option("--clip", help="Clip boxes to the image (the reference does not).")] = False,
     fast: Annotated[bool, typer.Option("--fast", help="faster-coco-eval instead of pycocotools (unofficial).")] = False,
     limit: Annotated[Optional[int], ranged("limit", help="Evaluate only the first N images (by id).")] = None,
+    report: Annotated[Optional[bool], typer.Option("--report/--no-report", help="Explain the AP in OUT/report.html (+ report.json, report/*.png): TIDE error breakdown, confusion matrix, PR and F1 curves with the best threshold per class, AP by size and objects per image, the costliest images drawn. Default: on with --out.")] = None,
+    report_conf: Annotated[float, ranged("conf", "--report-conf", help="The report's score threshold for the confusion matrix and drawings.")] = 0.25,
+    report_worst: Annotated[int, ranged("report_worst", "--report-worst", help="How many of the images that lose the most AP the report draws.")] = 8,
     threads: ThreadsOpt = None,
     backend: BackendOpt = "onnxruntime",
     precision: PrecisionOpt = "auto",
@@ -79,7 +82,8 @@ def eval_(
         fast=fast, limit=limit, threads=threads,
         detector_options={"backend": backend, "precision": precision, "preprocess": preprocess},
         overwrite=overwrite, progress=ConsoleProgress(enabled=not as_json or sys.stderr.isatty()),
-        batch=batch, runner=runner)
+        batch=batch, runner=runner, report=out is not None if report is None else report,
+        report_conf=report_conf, report_worst=report_worst)
     rows, table, out = res.rows, res.table, res.out
     for failures in res.failures.values():
         for _, error in failures:
@@ -90,7 +94,8 @@ def eval_(
     stream = sys.stderr if as_json else sys.stdout
     print(per_class_table(rows), file=stream)
     print(table, file=stream, end="")
-    print(f"evaluator: {rows[0]['evaluator']}; report in {out}", file=stream)
+    print(f"evaluator: {rows[0]['evaluator']}; report in {out}"
+          + (f" ({res.report.name}: why each AP is what it is)" if res.report else ""), file=stream)
     if cluster is not None and cluster.timings.get("images"):
         print(cluster_summary(cluster), file=sys.stderr)
     for warning in res.warnings:
