@@ -78,3 +78,27 @@ def test_agnostic_nms_suppresses_across_classes_only():
     # visiting order is by score, whatever the input order
     assert agnostic_nms(d.xyxy[::-1], d.scores[::-1], 0.5).tolist() == [0, 2]
     assert agnostic_nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
+
+
+def test_plot_and_save(tmp_path):
+    import json
+
+    from PIL import Image
+
+    d = _three()
+    img = np.zeros((200, 200, 3), np.uint8)
+    drawn = d.plot(img)
+    assert drawn.shape == (200, 200, 3) and drawn.dtype == np.uint8 and drawn.any()
+    assert not img.any()  # a copy: the caller's image is untouched
+    bare = d.plot(img, labels=False, line_width=1)
+    assert bare.sum() < drawn.sum()
+    Image.fromarray(img).save(tmp_path / "a.jpg")
+    d.path = str(tmp_path / "a.jpg")
+    assert d.plot().shape == (200, 200, 3)  # the file at d.path
+    d.save(tmp_path / "out.png")
+    assert Image.open(tmp_path / "out.png").size == (200, 200)
+    d.save(tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text())["detections"] == d.to_dicts()
+    d.path = None
+    with pytest.raises(ValueError, match="no path"):
+        d.plot()

@@ -10,6 +10,18 @@ from .boxes import box_convert, clip_boxes
 from .spec import ModelSpec
 
 
+# Detections.plot draws with singleshot.io.draw, a layer above this one: it registers itself
+# here when imported (the package's __init__ imports it), so core never imports io
+_renderer = None
+
+
+def set_renderer(render) -> None:
+    """``render(detections, image, **style) -> RGB uint8 array``: what :meth:`Detections.plot`
+    calls (registered by :mod:`singleshot.io.draw`)."""
+    global _renderer
+    _renderer = render
+
+
 @dataclass
 class Detections:
     """Detections of one image.
@@ -146,6 +158,27 @@ class Detections:
         return cls(xyxy[order], scores[order], labels[order], cats[order],
                    [spec.class_names[labels[i] - 1] for i in order], int(width), int(height),
                    path)
+
+    def plot(self, image=None, *, line_width: int | None = None, font_size: int | None = None,
+             labels: bool = True, conf: bool = True) -> np.ndarray:
+        """These detections drawn on ``image`` (an RGB uint8 array [H, W, 3], a PIL image or a
+        path; None: the file at :attr:`path`) -> RGB uint8 [H, W, 3]. Labels scale with the
+        image and avoid each other (:mod:`singleshot.io.draw`)."""
+        return _renderer(self, image, line_width=line_width, font_size=font_size,
+                         labels=labels, conf=conf)
+
+    def save(self, path, image=None, **style) -> None:
+        """``path`` ending in ``.json``: :meth:`to_json`; otherwise :meth:`plot` (``style``: its
+        options) saved as an image in the format its suffix names."""
+        from pathlib import Path
+
+        path = Path(path)
+        if path.suffix.lower() == ".json":
+            path.write_text(self.to_json(indent=2))
+            return
+        from PIL import Image
+
+        Image.fromarray(self.plot(image, **style)).save(path)
 
     @classmethod
     def failed(cls, error: str, path: str | None = None) -> "Detections":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..core import detections as _detections
 from ..core.detections import Detections
 
 MIN_FONT_PX = 11  # below this the default font stops being readable
@@ -153,3 +154,18 @@ def label_layout(det: Detections, width: int, height: int, style: DrawStyle = DE
         left, _, right, _ = font.getbbox(text)
         sizes.append((right - left + 2 * pad, size + 2 * pad))
     return texts, layout_labels(det.xyxy, sizes, det.scores, width, height), size
+
+
+def _render(det: Detections, image=None, **style) -> np.ndarray:
+    """:meth:`Detections.plot`: ``image`` an array, a PIL image, a path, or None (``det.path``)."""
+    from .images import as_rgb, load_image
+
+    if image is None:
+        if det.path is None:
+            raise ValueError("these detections have no path: give the image to draw on")
+        image = det.path
+    rgb = as_rgb(image) if isinstance(image, (Image.Image, np.ndarray)) else load_image(image)
+    return np.asarray(annotate(rgb, det, style=DrawStyle(**style)))
+
+
+_detections.set_renderer(_render)
