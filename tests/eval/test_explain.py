@@ -22,6 +22,7 @@ def evaluated(tmp_path_factory):
         str(root / "set" / "annotations.json"), "-o", str(root / "ev"), "--results",
         str(_results_file(root)), "--report-worst", "3"])
     assert res.exit_code == 0, res.output
+    (root / "printed.txt").write_text(res.stdout)
     return root
 
 
@@ -59,6 +60,8 @@ def test_report_files_and_numbers(evaluated):
     assert [b["objects"] for b in demo["ap_by_count"]] == ["1", "2-5", "6-10", "11+"]
     assert len(demo["worst_images"]) == 3
     assert all(a["dAP"] >= b["dAP"] for a, b in zip(demo["worst_images"], demo["worst_images"][1:]))
+    printed = (evaluated / "printed.txt").read_text()
+    assert f"demo: best --conf by F1 {best['conf']:.2f}" in printed
     files = {p.name for p in (out / "report").iterdir()}
     assert {"tide.png", "demo-confusion.png", "demo-pr.png", "demo-f1.png", "demo-worst-1.jpg",
             "exact-confusion.png"} <= files

@@ -107,6 +107,19 @@ def test_an_image_its_options_and_errors(browser, served, scenes, tmp_path):
     # hovering a row highlights it
     page.hover("#table tbody tr >> nth=0")
     assert "hot" in page.get_attribute("#table tbody tr >> nth=0", "class")
+    # NMS across classes: the rows `detect --agnostic-nms` gives, at a low threshold where the
+    # demo model reports some objects as two classes
+    page.uncheck(f"#classes label:has-text('{top}') input")
+    page.fill("#conf", "0.05")
+    low = _detect(scene, "--conf", "0.05")
+    page.wait_for_function(f"document.querySelectorAll('#table tbody tr').length === {len(low)}")
+    agnostic = _detect(scene, "--conf", "0.05", "--agnostic-nms")
+    assert len(agnostic) < len(low)
+    page.check("#agnostic")
+    page.wait_for_function(
+        f"document.querySelectorAll('#table tbody tr').length === {len(agnostic)}")
+    assert [r[1] for r in _rows(page)] == [d["category"] for d in agnostic]
+    _shot(page, "agnostic")
     # a non-image: the server's 415, one line, and the page keeps working
     text = tmp_path / "notes.txt"
     text.write_text("not an image")

@@ -347,7 +347,7 @@ def merge_options(base: NmsParams, conf: float | None = None, iou: float | None 
     ``agnostic``: suppression across classes too (None: ``base``'s)."""
     check_all(conf=conf, iou=iou, max_det=max_det)
     if agnostic is not None and not isinstance(agnostic, (bool, np.bool_)):
-        raise UsageError(f"{{opt:agnostic}} must be true or false, got {agnostic!r}")
+        raise UsageError(f"agnostic must be true or false, got {agnostic!r}")
     return NmsParams(base.score_threshold if conf is None else float(conf),
                      base.iou_threshold if iou is None else float(iou),
                      max(base.max_per_class, int(max_det or 0)),

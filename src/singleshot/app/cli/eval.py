@@ -96,9 +96,25 @@ def eval_(
     print(table, file=stream, end="")
     print(f"evaluator: {rows[0]['evaluator']}; report in {out}"
           + (f" ({res.report.name}: why each AP is what it is)" if res.report else ""), file=stream)
+    if res.report:
+        _print_best_conf(res.report.with_name("report.json"), stream)
     if cluster is not None and cluster.timings.get("images"):
         print(cluster_summary(cluster), file=sys.stderr)
     for warning in res.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if any(r["failed"] for r in rows) or res.nothing_evaluated:
         raise typer.Exit(1)
+
+
+def _print_best_conf(report_json: Path, stream) -> None:
+    """Per model, the F1-optimal score threshold overall and per class: what --conf should be
+    for people (from report.json)."""
+    for m in json.loads(report_json.read_text())["models"]:
+        best = m["f1_optimal"]
+        overall = best.get("all")
+        if not overall:
+            continue
+        per = ", ".join(f"{name} {v['conf']:.2f}" for name, v in best.items()
+                        if name != "all" and v)
+        print(f"{m['model']}: best --conf by F1 {overall['conf']:.2f} (F1 {overall['f1']:.3f});"
+              f" per class: {per}", file=stream)

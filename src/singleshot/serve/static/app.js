@@ -1,5 +1,5 @@
 // singleshot's page: images, clipboard or webcam -> POST detect (the server's own endpoint, with
-// the per-call options conf, iou, max_det, classes) -> boxes on a canvas and a table. Every URL
+// the per-call options conf, iou, max_det, classes, agnostic) -> boxes on a canvas and a table. Every URL
 // is relative, so the page works under a reverse proxy's path prefix; the API key lives in this
 // tab's session storage and goes only in the Authorization header.
 "use strict";
@@ -78,6 +78,7 @@ function options() {
                                   max_det: $("max-det").value });
   if (state.model) q.set("model", state.model.name);
   if (picked.length) q.set("classes", picked.join(","));
+  if ($("agnostic").checked) q.set("agnostic", "true");
   return q.toString();
 }
 
@@ -335,6 +336,7 @@ function init() {
     if (files.length) addImages(files);
   });
   for (const id of ["conf", "iou", "max-det"]) $(id).addEventListener("input", rerun);
+  $("agnostic").addEventListener("change", rerun);
   $("class-search").addEventListener("input", () => {
     const q = $("class-search").value.toLowerCase();
     for (const label of $("classes").children) label.hidden = !label.textContent.toLowerCase().includes(q);
