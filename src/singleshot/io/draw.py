@@ -68,42 +68,36 @@ def label_text(det: Detections, k: int, style: DrawStyle = DEFAULT_STYLE,
     return text + (f" #{track_id}" if track_id is not None else "")
 
 
-def _overlap(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return max(0.0, w) * max(0.0, h)
-
-
 def layout_labels(boxes_xyxy: np.ndarray, sizes: list[tuple[float, float]], scores: np.ndarray,
                   width: int, height: int) -> list[tuple[float, float, float, float]]:
     """Where each label goes: boxes [N, 4] xyxy pixels, ``sizes`` [(w, h)] of the labels, scores
     [N] -> a rectangle (x1, y1, x2, y2) per detection, inside the image, placed highest score
     first on the first candidate clear of the ones placed before (else the least overlapping)."""
-    placed: dict[int, tuple] = {}
+    placed = np.zeros((0, 4))
+    out = [None] * len(boxes_xyxy)
     for i in np.argsort(-np.asarray(scores), kind="stable"):
         x1, y1, x2, y2 = (float(v) for v in boxes_xyxy[i])
         w, h = sizes[i]
         tops = [y1 - h, y1, y2, y2 - h]  # above, inside top, below, inside bottom
-        step = y1 + h
-        while step + h <= y2 - h and len(tops) < 40:  # further down inside the box
-            tops.append(step)
-            step += h
-        lefts = [x1, x2 - w]
-        best, best_cost = None, None
-        for top in tops:
-            for left in lefts:
-                cx = min(max(left, 0.0), max(0.0, width - w))
-                cy = min(max(top, 0.0), max(0.0, height - h))
-                rect = (cx, cy, cx + w, cy + h)
-                cost = sum(_overlap(rect, r) for r in placed.values())
-                if best_cost is None or cost < best_cost:
-                    best, best_cost = rect, cost
-                if cost == 0:
-                    break
-            if best_cost == 0:
-                break
-        placed[int(i)] = best
-    return [placed[i] for i in range(len(boxes_xyxy))]
+        tops += list(np.arange(y1 + h, y2 - 2 * h, h)[:36])  # further down inside the box
+        # candidates in order: each top with the left edge, then with the right edge
+        cand = np.asarray([(left, top) for top in tops for left in (x1, x2 - w)], np.float64)
+        cand[:, 0] = np.clip(cand[:, 0], 0.0, max(0.0, width - w))
+        cand[:, 1] = np.clip(cand[:, 1], 0.0, max(0.0, height - h))
+        rects = np.concatenate([cand, cand + (w, h)], 1)  # [K, 4]
+        if len(placed):
+            ix = np.clip(np.minimum(rects[:, None, 2], placed[None, :, 2])
+                         - np.maximum(rects[:, None, 0], placed[None, :, 0]), 0, None)
+            iy = np.clip(np.minimum(rects[:, None, 3], placed[None, :, 3])
+                         - np.maximum(rects[:, None, 1], placed[None, :, 1]), 0, None)
+            cost = (ix * iy).sum(1)
+            free = np.flatnonzero(cost == 0)
+            pick = int(free[0]) if len(free) else int(np.argmin(cost))
+        else:
+            pick = 0
+        out[i] = tuple(float(v) for v in rects[pick])
+        placed = np.vstack([placed, rects[pick]])
+    return out
 
 
 def annotate(image_rgb: np.ndarray, det: Detections, line_width: int | None = None, *,
