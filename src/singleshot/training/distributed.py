@@ -156,10 +156,13 @@ def free_port() -> int:
 
 def _worker(local_rank: int, target, args, env: dict) -> None:
     """A launched process: the torchrun environment of its rank, then ``target(*args)``, whose
-    return value is the exit code."""
+    return value is the exit code (``target`` flushes its output first). The process ends with ``os._exit``: its work is written and
+    its group closed by then, and the interpreter's teardown of gloo's threads can abort a
+    process that has finished ("terminate called without an active exception", seen once in
+    a few dozen runs), which would read as a failed rank."""
     os.environ.update(env)
     os.environ["RANK"] = os.environ["LOCAL_RANK"] = str(local_rank)
-    raise SystemExit(target(*args))
+    os._exit(target(*args))  # target flushed what it printed
 
 
 def launch(nproc: int, target, args: tuple = (), grace_s: float = 60.0) -> tuple[int, str | None]:

@@ -419,4 +419,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
         progress.done()
         loggers.close(status)
     save(last)
+    # every process leaves together, once rank 0 has written: a peer that left early would
+    # look dead to a rank still saving
+    world.barrier()
     return last

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -163,3 +164,5 @@ def _rank_main(settings: dict, resume: bool, exist_ok: bool, log_every: int | No
     finally:
         if world is not None:
             world.close()
+        sys.stdout.flush()  # a launched process ends with os._exit (training.distributed)
+        sys.stderr.flush()
