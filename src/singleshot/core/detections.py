@@ -96,8 +96,8 @@ class Detections:
                 for box, s, c, n in zip(self.xyxy, self.scores, self.category_ids, self.names)]
 
     def to_dict(self, decimals: int = 2) -> dict:
-        """One image as ``detect --json`` writes it: ``{"path", "width", "height", "detections":
-        [...] (:meth:`to_dicts`), "timings"}`` (plus ``"error"`` for an image that failed)."""
+        """One image: ``{"path", "width", "height", "detections": [...] (:meth:`to_dicts`: the
+        entries of ``detect --json``), "timings"}``, plus ``"error"`` for an image that failed."""
         out = {"path": self.path, "width": self.width, "height": self.height,
                "detections": self.to_dicts(decimals),
                "timings": {k: round(float(v), 3) for k, v in self.timings.items()}}

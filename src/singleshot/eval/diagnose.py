@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.boxes import box_iou
 from .coco import coco_score
-from .tide import T_F, TideResult, _ap_of
+from .tide import T_F, TideResult, ap_sorted
 
 COUNT_BINS = ((1, 1), (2, 5), (6, 10), (11, 1 << 30))
 
@@ -85,7 +85,8 @@ class Curves:
         return out
 
 
-def curves(tide: TideResult, n_gt: dict[int, int]) -> Curves:
+def curves(tide: TideResult) -> Curves:
+    n_gt = tide.n_gt
     records = defaultdict(list)
     for d in tide.detections:
         if not d.ignored:
@@ -109,50 +110,57 @@ def ap_by_count(gt, results: list[dict], tide: TideResult) -> list[dict]:
     counts = {i: len(t.cats) for i, t in tide.truths.items()}
     out = []
     for lo, hi in COUNT_BINS:
-        ids = [i for i, c in counts.items() if lo <= c <= hi]
+        ids = {i for i, c in counts.items() if lo <= c <= hi}
         label = f"{lo}" if lo == hi else (f"{lo}+" if hi >= 1 << 29 else f"{lo}-{hi}")
         if not ids:
             out.append({"objects": label, "images": 0, "AP": None, "AP50": None})
             continue
-        mine = [r for r in results if r["image_id"] in set(ids)]
-        m = coco_score(gt, mine, img_ids=ids).metrics
+        mine = [r for r in results if r["image_id"] in ids]
+        m = coco_score(gt, mine, img_ids=sorted(ids)).metrics
         out.append({"objects": label, "images": len(ids), "AP": m["AP"], "AP50": m["AP50"]})
     return out
 
 
-def worst_images(tide: TideResult, n_gt: dict[int, int], n: int = 8) -> list[dict]:
-    """The ``n`` images whose errors cost the most AP50: for each image, the AP gained when its
+def worst_images(tide: TideResult, n: int = 8) -> list[dict]:
+    """The ``n`` images whose errors cost the most AP50: for an image, the AP gained when its
     false positives are removed and its unmatched ground truth leaves the count (every other
-    image as it is); largest gain first. ``{"image_id", "dAP", "false_positives", "missed"}``."""
-    base = tide.ap
-    fps = defaultdict(set)
+    image as it is); largest gain first. ``{"image_id", "dAP", "false_positives", "missed"}``.
+
+    The exact gain takes a pass over every detection, so it is computed for the images with the
+    most error weight (the scores of their false positives plus their missed objects): the
+    ``4 n`` heaviest, at least 32 - every image with an error on a small set."""
+    fp_weight, n_fp = defaultdict(float), defaultdict(int)
     for d in tide.detections:
         if d.error is not None:
-            fps[d.image_id].add(d.index)
-    gains = []
-    records_all = defaultdict(list)
+            fp_weight[d.image_id] += d.score
+            n_fp[d.image_id] += 1
+    missed = {i: t.cats[~t.matched] for i, t in tide.truths.items()}
+    weight = {i: fp_weight[i] + len(missed[i]) for i in tide.truths
+              if n_fp[i] or len(missed[i])}
+    chosen = sorted(weight, key=lambda i: (-weight[i], i))[:max(4 * n, 32)]
+    # per class, the detections once in the order the AP visits them (score, then given order)
+    columns = {}
+    by_class = defaultdict(list)
     for d in sorted(tide.detections, key=lambda d: d.index):
         if not d.ignored:
-            records_all[d.category_id].append((d.score, d.tp, d.image_id, d.index))
-    for image_id, truth in tide.truths.items():
-        unmatched = truth.cats[~truth.matched]
-        if not fps[image_id] and not len(unmatched):
-            continue
-        fewer = dict(n_gt)
-        for c in unmatched:
-            fewer[int(c)] -= 1
-        records = {c: [(s, tp) for s, tp, _, idx in rec if idx not in fps[image_id]]
-                   for c, rec in records_all.items()}
-        gains.append({"image_id": image_id, "dAP": _ap_of(records, fewer)[0] - base,
-                      "false_positives": len(fps[image_id]), "missed": int(len(unmatched))})
+            by_class[d.category_id].append(d)
+    for c, ds in by_class.items():
+        order = np.argsort(-np.asarray([d.score for d in ds], np.float64), kind="mergesort")
+        columns[c] = (np.asarray([d.tp for d in ds], np.float64)[order],
+                      np.asarray([d.image_id for d in ds])[order],
+                      np.asarray([d.error is not None for d in ds])[order])
+    gains = []
+    for image_id in chosen:
+        per_class = []
+        for c, total in tide.n_gt.items():
+            left = total - int((missed[image_id] == c).sum())
+            if left <= 0:
+                continue
+            hits, images, errors = columns.get(c, (np.zeros(0),) * 3)
+            keep = ~((images == image_id) & errors) if len(hits) else np.zeros(0, bool)
+            per_class.append(ap_sorted(hits[keep], left))
+        fixed = float(np.mean(per_class)) if per_class else -1.0
+        gains.append({"image_id": image_id, "dAP": fixed - tide.ap,
+                      "false_positives": n_fp[image_id], "missed": int(len(missed[image_id]))})
     gains.sort(key=lambda g: (-g["dAP"], g["image_id"]))
     return gains[:n]
-
-
-def n_gt_of(gt, tide: TideResult) -> dict[int, int]:
-    n = {c["id"]: 0 for c in gt.categories}
-    for t in tide.truths.values():
-        for c in t.cats:
-            n[int(c)] += 1
-    return n
-

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.files import write_json_atomic, write_text_atomic
-from .diagnose import ap_by_count, confusion_matrix, curves, n_gt_of, worst_images
+from .diagnose import ap_by_count, confusion_matrix, curves, worst_images
 from .tide import ERROR_NAMES, ERROR_TYPES, TideResult, analyse
 
 SIZE_KEYS = ("APs", "APm", "APl")
@@ -60,12 +60,11 @@ def analyse_model(name: str, gt, results: list[dict], metrics: dict, *, conf: fl
     size); ``images_dir``: where the images are, to draw the worst ones (none drawn without);
     ``img_ids``: the images evaluated (default: all)."""
     tide = analyse(gt, results, img_ids)
-    n_gt = n_gt_of(gt, tide)
     names = gt.category_names()
     matrix, labels = confusion_matrix(gt, tide, conf)
-    cv = curves(tide, n_gt)
+    cv = curves(tide)
     best = cv.best()
-    worst_list = worst_images(tide, n_gt, worst)
+    worst_list = worst_images(tide, worst)
     numbers = {
         "tide": tide.to_dict(),
         "confusion": {"conf": conf, "iou": 0.5, "labels": labels, "counts": matrix.tolist()},

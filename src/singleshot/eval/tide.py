@@ -50,7 +50,15 @@ def ap_101(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> float:
     if not len(scores):
         return 0.0
     order = np.argsort(-np.asarray(scores, np.float64), kind="mergesort")
-    hits = np.asarray(tp, np.float64)[order]
+    return ap_sorted(np.asarray(tp, np.float64)[order], n_gt)
+
+
+def ap_sorted(hits: np.ndarray, n_gt: int) -> float:
+    """:func:`ap_101` of true-positive flags already in descending score order."""
+    if n_gt <= 0:
+        return -1.0
+    if not len(hits):
+        return 0.0
     ctp = np.cumsum(hits)
     cfp = np.cumsum(1 - hits)
     recall = ctp / n_gt
@@ -96,7 +104,8 @@ class ImageTruth:
 class TideResult:
     """The analysis of one results set: ``ap`` (AP at IoU 0.5), ``dap`` per error type and
     ``FP``/``FN``, ``counts`` per error type, per-class ``ap_by_class``, the matched
-    ``detections`` and per-image truths (for the other diagnostics)."""
+    ``detections``, per-image truths and ``n_gt`` (non-crowd objects per category id; for the
+    other diagnostics)."""
 
     ap: float
     dap: dict[str, float]
@@ -105,6 +114,7 @@ class TideResult:
     detections: list[Detection] = field(repr=False)
     truths: dict[int, ImageTruth] = field(repr=False)
     missed: set = field(repr=False, default_factory=set)  # {(image_id, gt index)}
+    n_gt: dict = field(repr=False, default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"AP50": self.ap, "dAP": self.dap, "counts": self.counts,
@@ -240,7 +250,7 @@ def analyse(gt, results: list[dict], img_ids=None) -> TideResult:
     for image_id, j in unmatched:
         all_found[int(truths[image_id].cats[j])] -= 1
     dap["FN"] = _ap_of(_base_records(dets), all_found)[0] - base_ap
-    return TideResult(base_ap, dap, counts, by_class, dets, truths, missed)
+    return TideResult(base_ap, dap, counts, by_class, dets, truths, missed, dict(n_gt))
 
 
 def _fixed_ap(dets, truths, n_gt, kind: str) -> float:

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -109,11 +109,10 @@ def annotate(image_rgb: np.ndarray, det: Detections, line_width: int | None = No
     labels show (``line_width``: the older spelling of ``style.line_width``)."""
     style = style or DEFAULT_STYLE
     if line_width is not None:
-        style = DrawStyle(line_width, style.font_size, style.labels, style.conf)
+        style = replace(style, line_width=line_width)
     img = Image.fromarray(image_rgb).convert("RGB")
     draw = ImageDraw.Draw(img)
-    lw, size = style.sizes(*img.size)
-    font = _font(size)
+    lw, _ = style.sizes(*img.size)
     for tid, points in (trails or {}).items():
         if len(points) > 1:
             draw.line([tuple(map(float, p)) for p in points], fill=_colour(int(tid)), width=lw)
@@ -126,7 +125,7 @@ def annotate(image_rgb: np.ndarray, det: Detections, line_width: int | None = No
     if not style.labels or not len(det):
         return img
     texts, rects, size = label_layout(det, *img.size, style, ids)
-    pad = max(1, size // 6)
+    font, pad = _font(size), max(1, size // 6)
     for k in order:
         rx1, ry1, rx2, ry2 = rects[k]
         draw.rectangle([rx1, ry1, rx2, ry2], fill=colours[k])

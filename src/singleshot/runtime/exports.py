@@ -32,10 +32,11 @@ from ..io.files import ensure_dir, write_text_atomic
 class Stems:
     """File stems unique within a run, given in input order: the annotated image's stem where
     there is one (its name is already unique), else the input's stem, ``_2``, ``_3``... on
-    repeats. Crops (as results come) and label files (at the end) name an image alike."""
+    repeats (``used``: stems taken already). Annotated images, crops (as results come) and label
+    files (at the end) name an image alike."""
 
-    def __init__(self) -> None:
-        self.used: set[str] = set()
+    def __init__(self, used: Iterable[str] = ()) -> None:
+        self.used: set[str] = set(used)
 
     def __call__(self, path: str | None, annotated: str | None = None) -> str:
         if annotated:  # unique already, across resumed runs too
@@ -57,8 +58,8 @@ def stems(entries: list[dict]) -> list[str]:
 
 
 def _stem(path: str | None) -> str:
-    stem = Path(str(path or "image").split("?")[0]).stem or "image"
-    return re.sub(r"[^\w.-]", "_", stem)
+    """The file stem of a path or URL (its query left out)."""
+    return Path(str(path or "image").split("?")[0]).stem or "image"
 
 
 def yolo_text(entry: dict, category_ids: Iterable[int], with_score: bool = False) -> str:

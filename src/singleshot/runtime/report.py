@@ -188,17 +188,15 @@ class AnnotatedWriter:
     repeat (inputs from different folders)."""
 
     def __init__(self, folder: Path, used: Iterable[str] = (), style=None) -> None:
-        self.folder, self.used, self.style = Path(folder), set(used), style
+        from .exports import Stems
+
+        self.folder, self.style = Path(folder), style
+        self.stems = Stems(Path(name).stem for name in used)
 
     def __call__(self, path: str, rgb: np.ndarray, d: Detections) -> str:
         from ..io.draw import annotate
 
-        stem = Path(path).stem
-        name, k = f"{stem}.jpg", 1
-        while name in self.used:
-            k += 1
-            name = f"{stem}_{k}.jpg"
-        self.used.add(name)
+        name = f"{self.stems(path)}.jpg"
         annotate(rgb, d, style=self.style).save(self.folder / name, quality=90)
         return name
 

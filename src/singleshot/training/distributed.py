@@ -25,8 +25,6 @@ import torch.distributed as dist
 
 from ..errors import SingleshotError
 
-TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                 "MASTER_PORT")
 DEFAULT_TIMEOUT_S = 1800.0  # torch's own default; rank 0 evaluates while the others wait
 
 
@@ -156,10 +154,10 @@ def free_port() -> int:
 
 def _worker(local_rank: int, target, args, env: dict) -> None:
     """A launched process: the torchrun environment of its rank, then ``target(*args)``, whose
-    return value is the exit code (``target`` flushes its output first). The process ends with ``os._exit``: its work is written and
-    its group closed by then, and the interpreter's teardown of gloo's threads can abort a
-    process that has finished ("terminate called without an active exception", seen once in
-    a few dozen runs), which would read as a failed rank."""
+    return value is the exit code (``target`` flushes its output first). The process ends with
+    ``os._exit``: its work is written and its group closed by then, and the interpreter's
+    teardown of gloo's threads can abort a process that has finished ("terminate called without
+    an active exception", seen once in a few dozen runs), which would read as a failed rank."""
     os.environ.update(env)
     os.environ["RANK"] = os.environ["LOCAL_RANK"] = str(local_rank)
     os._exit(target(*args))  # target flushed what it printed

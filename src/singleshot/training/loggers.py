@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def mlflow_available() -> bool:
 
 class TensorBoardLog:
     """Scalars (``train/*`` per step, ``epoch/*`` and ``val/*`` per epoch) and validation images
-    (``val/images``, [H, W, 3] uint8 with the predicted boxes drawn) in ``OUT/tb/``."""
+    (``val/image_<k>``, [H, W, 3] uint8 with the predicted boxes drawn) in ``OUT/tb/``."""
 
     def __init__(self, out: str | Path, resume_step: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -54,7 +55,7 @@ class TensorBoardLog:
             self.writer.add_image(f"val/image_{k}", image, step, dataformats="HWC")
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
         self.writer.close()
 
 
@@ -66,7 +67,9 @@ class MlflowLog:
     def __init__(self, uri: str, out: str | Path, settings: dict, run_id: str | None = None,
                  experiment: str = "singleshot") -> None:
         import mlflow
+        from mlflow.entities import Metric
 
+        self._metric = Metric
         if uri.startswith("file:") or "://" not in uri and ":" not in uri[:2]:
             # MLflow 3 refuses its file store unless opted in; a file: URI given here is that
             # choice, made by the user (a server or sqlite: URI is used as it is)
@@ -97,11 +100,8 @@ class MlflowLog:
                    if k not in ("epoch", "step") and v not in ("", None)}, step)
 
     def _log(self, metrics: dict, step: int) -> None:
-        from mlflow.entities import Metric
-        import time
-
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step)
+        self.client.log_batch(self.run_id, metrics=[self._metric(k, float(v), now, step)
                                                     for k, v in metrics.items()])
 
     def images(self, step: int, images: list[np.ndarray]) -> None:
@@ -135,10 +135,7 @@ class RunLoggers:
 
     def close(self, status: str = "FINISHED") -> None:
         for lg in self.loggers:
-            if isinstance(lg, MlflowLog):
-                lg.close(status)
-            else:
-                lg.close()
+            lg.close(status)
 
     @property
     def mlflow_run_id(self) -> str | None:

@@ -371,9 +371,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
                 rate = seen / max(time.monotonic() - t0, 1e-9)
                 progress.advance(1, f"step {step} loss {loss_g:.3f} {rate:.1f} img/s lr {lr:.2e}")
                 cfg.history.append({"step": step, "loss": round(loss_g, 5)})
-                if world.is_main:
-                    loggers.step(step, {"loss": loss_g, "loss_loc": loc_g, "loss_cls": cls_g,
-                                        "lr": lr})
+                loggers.step(step, {"loss": loss_g, "loss_loc": loc_g, "loss_cls": cls_g,
+                                    "lr": lr})
                 if time.monotonic() - last_save > cfg.save_every_s:
                     save(last)
                     last_save = time.monotonic()
@@ -384,10 +383,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
             seconds, metrics = time.monotonic() - t0, None
             if epoch_done and cfg.val and world.is_main and (
                     (step // steps_per_epoch) % cfg.eval_every == 0 or step >= total_steps):
-                metrics, drawn = evaluate_model(model, cfg.val, model_cfg.input_size,
-                                                dataset.class_names, cfg.eval_images,
-                                                draw=max(cfg.val_images, 1))
-                loggers.images(step, drawn[:cfg.val_images])
+                n_draw = cfg.val_images if loggers.loggers else 0  # drawn only to be logged
+                got = evaluate_model(model, cfg.val, model_cfg.input_size, dataset.class_names,
+                                     cfg.eval_images, draw=n_draw)
+                metrics, drawn = got if n_draw else (got, [])
+                if drawn:
+                    loggers.images(step, drawn)
                 cfg.history.append({"step": step, "val": metrics})
                 progress.note(f"step {step} (epoch {step / steps_per_epoch:.1f}): val AP "
                               f"{metrics['AP']:.4f} AP50 {metrics['AP50']:.4f}")

@@ -56,12 +56,11 @@ class TargetEncoder:
 
 
 def ssd_loss(ploc: torch.Tensor, pconf: torch.Tensor, gloc: torch.Tensor,
-             glabel: torch.Tensor, parts: bool = False, per_image: bool = False):
+             glabel: torch.Tensor, per_image: bool = False):
     """ploc [N, 4, A], pconf [N, C+1, A] (logits), gloc [N, 4, A], glabel [N, A] -> scalar;
-    ``parts``: (total, localisation, classification), the two terms each normalised the same
-    way (their sum is the total). ``per_image``: the three as [N] tensors before the mean over
-    images (data-parallel training sums them over the processes and divides by the global
-    number of images)."""
+    ``per_image``: (total, localisation, classification) as [N] tensors before the mean over
+    images, the two terms normalised alike (their sum is the total; training sums them over
+    its processes and divides by the global number of images)."""
     pos = glabel > 0  # [N, A]
     n_pos = pos.sum(1)  # [N]
     loc = F.smooth_l1_loss(ploc, gloc, reduction="none").sum(1)  # [N, A]
@@ -77,7 +76,4 @@ def ssd_loss(ploc: torch.Tensor, pconf: torch.Tensor, gloc: torch.Tensor,
     scale = has_pos / n_pos.float().clamp(min=1e-6)
     if per_image:
         return (loc + con) * scale, (loc * scale).detach(), (con * scale).detach()
-    total = ((loc + con) * scale).mean()
-    if not parts:
-        return total
-    return total, (loc * scale).mean().detach(), (con * scale).mean().detach()
+    return ((loc + con) * scale).mean()
