@@ -6,6 +6,7 @@ every PIL mode (grayscale, CMYK, palette, alpha, 16-bit, float) and EXIF orienta
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
@@ -98,6 +99,31 @@ def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
     else:
         name = name or str(source)
         source = read_source(source)
+    with _opened(source, name, max_pixels) as img:
+        try:
+            img.load()
+            if exif:
+                img = exif_upright(img, name)
+            rgb = _to_rgb(img)
+            return np.asarray(rgb, dtype=np.uint8)
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
+            raise _decode_error(name, err) from None
+
+
+def image_pixels(data: bytes, *, max_pixels: int = MAX_PIXELS, name: str = "<bytes>") -> int:
+    """The pixel count of encoded ``data`` read from its header alone (nothing is decoded), with
+    :func:`load_image`'s ImageErrors: what a server admits a request by before decoding it."""
+    if not data:
+        raise ImageError(f"{name}: empty input (0 bytes)")
+    with _opened(data, name, max_pixels) as img:
+        w, h = img.size
+        return w * h
+
+
+@contextlib.contextmanager
+def _opened(source: bytes, name: str, max_pixels: int):
+    """PIL's lazy image of ``source`` (header read, pixels not), its size checked against
+    ``max_pixels``; ImageError (one line) for what cannot be opened."""
     try:
         fp = io.BytesIO(source)
         # PIL refuses over 2 * Image.MAX_IMAGE_PIXELS (~179 MP) on its own, before our limit is
@@ -115,11 +141,7 @@ def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
                 )
             if w < 1 or h < 1:
                 raise ImageError(f"{name}: image has no pixels ({w}x{h})")
-            img.load()
-            if exif:
-                img = exif_upright(img, name)
-            rgb = _to_rgb(img)
-            return np.asarray(rgb, dtype=np.uint8)
+            yield img
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -127,8 +149,12 @@ def load_image(source: str | os.PathLike | bytes, *, exif: bool = True,
     except Image.DecompressionBombError as err:  # PIL's own guard fired before ours
         raise ImageError(f"{name}: image is over the limit of decodable pixels ({err})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
-        msg = str(err) or type(err).__name__
-        if "truncated" in msg or isinstance(err, EOFError):
-            msg = f"file is truncated or corrupt ({msg})"
-        raise ImageError(f"{name}: cannot decode image: {msg}") from None
+        raise _decode_error(name, err) from None
+
+
+def _decode_error(name: str, err: Exception) -> ImageError:
+    msg = str(err) or type(err).__name__
+    if "truncated" in msg or isinstance(err, EOFError):
+        msg = f"file is truncated or corrupt ({msg})"
+    return ImageError(f"{name}: cannot decode image: {msg}")
 

@@ -18,7 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from .._version import __version__
 from .models import Repository
-from .protocol import OUTPUTS, ProtocolError, bytes_elements, detections_tensors
+from .protocol import OUTPUTS, ProtocolError, TooMany, bytes_elements, check_shape, \
+    detections_tensors
 from .proto import inference_pb2 as pb
 from .proto import inference_pb2_grpc as pb_grpc
 from .service import EXTENSIONS, Service, ServiceError, grpc_code, key_matches, options
@@ -176,8 +177,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def _infer(self, request) -> pb.ModelInferResponse:
         mv = self.service.find(request.model_name, request.model_version)
 
-        async def work():
-            images, names = parse_request(request)
+        async def work():  # parsing off the event loop: its work grows with the message
+            images, names = await run_in_threadpool(parse_request, request,
+                                                    mv.batching.max_queue)
             opts = options({k: _param(v) for k, v in request.parameters.items()})
             dets, stages = await self.service.run(mv, images, opts,
                                                   pinned=bool(request.model_version))
@@ -187,27 +189,34 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return await self.service.counted(mv, work)
 
 
-def parse_request(request: pb.ModelInferRequest) -> tuple[list[bytes], list[str]]:
+def parse_request(request: pb.ModelInferRequest, max_images: int | None = None
+                  ) -> tuple[list[bytes], list[str]]:
     """The images of input ``image`` and the output names asked for (all when none);
-    ServiceError 400 for anything malformed."""
+    ServiceError 400 for anything malformed, 413 for more than ``max_images`` images (counted
+    before they are split out)."""
     images = None
-    raw = list(request.raw_input_contents)
-    if raw and len(raw) != len(request.inputs):
+    raw = request.raw_input_contents
+    if len(raw) and len(raw) != len(request.inputs):
         raise ServiceError(400, f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
     for k, inp in enumerate(request.inputs):
         if inp.name != "image":
             continue
         if inp.datatype != "BYTES":
             raise ServiceError(400, f"input 'image' must be BYTES, got {inp.datatype!r}")
-        if len(inp.shape) != 1 or inp.shape[0] < 1:
-            raise ServiceError(400, f"input 'image' must have shape [N] with N >= 1, got "
-                                    f"{list(inp.shape)}")
         try:
-            images = bytes_elements(raw[k]) if raw else list(inp.contents.bytes_contents)
+            n = check_shape(list(inp.shape), max_images)
+            if len(raw):
+                images = bytes_elements(raw[k], n)
+            else:
+                contents = inp.contents.bytes_contents
+                if len(contents) > n:  # before a Python object is made for each
+                    raise ProtocolError(f"input 'image' has shape [{n}] but {len(contents)} "
+                                        "elements")
+                images = list(contents)
         except ProtocolError as err:
-            raise ServiceError(400, str(err)) from None
-        if len(images) != inp.shape[0]:
-            raise ServiceError(400, f"input 'image' has shape [{inp.shape[0]}] but "
+            raise ServiceError(413 if isinstance(err, TooMany) else 400, str(err)) from None
+        if len(images) != n:
+            raise ServiceError(400, f"input 'image' has shape [{n}] but "
                                     f"{len(images)} elements")
     if images is None:
         raise ServiceError(400, "the request has no input named 'image'")

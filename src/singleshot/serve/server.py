@@ -11,7 +11,6 @@ runs in worker threads (``run_in_threadpool``), detection in the batcher's detec
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from ..runtime.report import DetectionReport, ImageResult
 from .coding import CodingError, compress, inflate
 from .metrics import Metrics
 from .models import Batching, ModelVersion, Repository
-from .protocol import ProtocolError, detections_tensors, parse_infer, write_infer
+from .protocol import ProtocolError, TooMany, detections_tensors, loads, parse_infer, write_infer
 from .service import EXTENSIONS, MAX_PIXELS_SERVED, Service, key_matches
 from .settings import Settings
 from .service import ServiceError as HTTPError
@@ -278,10 +277,12 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
 
         async def work():
             body = await read_body(request)
-            try:
-                req = parse_infer(body, request.headers.get("inference-header-content-length"))
+            try:  # off the event loop: the work grows with the body
+                req = await run_in_threadpool(
+                    parse_infer, body, request.headers.get("inference-header-content-length"),
+                    mv.batching.max_queue)
             except ProtocolError as err:
-                raise HTTPError(400, str(err)) from None
+                raise HTTPError(413 if isinstance(err, TooMany) else 400, str(err)) from None
             dets, stages = await run(mv, req.images, _options(req.parameters),
                                      pinned=version is not None)
             payload, headers = write_infer(mv.name, req, detections_tensors(dets), mv.version)
@@ -290,12 +291,15 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
 
         return await counted(mv, work)
 
-    async def json_body(request: Request) -> dict:
+    async def json_body(request: Request, what: str = "the body must be a JSON object") -> dict:
         body = await read_body(request)
         try:
-            return json.loads(body) if body.strip() else {}
-        except (ValueError, RecursionError):
-            raise HTTPError(400, "the body must be a JSON object") from None
+            doc = await run_in_threadpool(loads, body) if body.strip() else {}
+        except ProtocolError as err:
+            raise HTTPError(400, f"{what} ({err})") from None
+        if not isinstance(doc, dict):
+            raise HTTPError(400, what)
+        return doc
 
     @app.get("/v2/logging")
     async def get_logging():
@@ -330,13 +334,9 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
 
     @app.post("/v2/repository/index")
     async def repository_index(request: Request):
-        body = await read_body(request)
-        try:
-            ready_only = bool((json.loads(body) if body.strip() else {}).get("ready", False))
-        except (ValueError, AttributeError, RecursionError):
-            raise HTTPError(400, "the index request must be a JSON object like "
-                                 '{"ready": false}') from None
-        return repository.index(ready_only)
+        doc = await json_body(request, 'the index request must be a JSON object like '
+                                       '{"ready": false}')
+        return repository.index(bool(doc.get("ready", False)))
 
     @app.post("/v2/repository/models/{model}/load")
     async def repository_load(model: str):

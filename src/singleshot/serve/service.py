@@ -16,8 +16,12 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import ImageError, SingleshotError
+from ..io.images import image_pixels
+from .admission import MAX_PIXELS_IN_FLIGHT, MAX_REQUEST_PIXELS, TRIM_PIXELS, PixelBudget, \
+    give_back_memory
 from .batcher import Closed, QueueFull
 from .models import ModelVersion, Repository, UnknownModel
+from .protocol import TooMany
 
 MAX_PIXELS_SERVED = 40_000_000  # 8K UHD photos (33 MP) pass; a 16000 x 16000 bomb does not
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics",
@@ -75,8 +79,16 @@ def options(values: dict, conf_default: float | None = None) -> dict:
 
 
 class Service:
-    def __init__(self, repository: Repository, *, max_pixels: int = MAX_PIXELS_SERVED) -> None:
+    """``max_pixels``: per image; ``max_request_pixels``: the sum over one request's images;
+    ``max_pixels_in_flight``: decoded pixels held by all requests at once
+    (:mod:`singleshot.serve.admission`)."""
+
+    def __init__(self, repository: Repository, *, max_pixels: int = MAX_PIXELS_SERVED,
+                 max_request_pixels: int = MAX_REQUEST_PIXELS,
+                 max_pixels_in_flight: int = MAX_PIXELS_IN_FLIGHT) -> None:
         self.repository, self.max_pixels = repository, max_pixels
+        self.max_request_pixels = max_request_pixels
+        self.pixels = PixelBudget(max_pixels_in_flight)
 
     def find(self, name: str, version: str | None = None, ready: bool = True) -> ModelVersion:
         """The model version (the newest when ``version`` is empty); 404 when unknown, or not
@@ -87,20 +99,33 @@ class Service:
         except UnknownModel as err:
             raise ServiceError(404, str(err)) from None
 
-    def decode(self, detector, images: list[bytes], opts: dict) -> list[np.ndarray]:
-        """Decoded images, and the options checked against the model (400s, before queueing).
-        One image at a time, each size checked from its header before it is decoded."""
+    def admit(self, detector, images: list[bytes], opts: dict) -> int:
+        """The options checked against the model and each image's size read from its header
+        (400s), before anything is decoded; returns the request's pixels (413 over its limit)."""
         try:
             detector.options(**opts)
         except SingleshotError as err:  # e.g. an unknown class
             raise ServiceError(400, str(err)) from None
+        total = 0
+        for k, data in enumerate(images):
+            try:
+                total += image_pixels(data, max_pixels=self.max_pixels)
+            except ImageError as err:
+                raise ServiceError(400, f"image {k}: {_client_text(err)}") from None
+        if total > self.max_request_pixels:
+            raise ServiceError(413, f"the request's {len(images)} image(s) hold {total} pixels, "
+                                    f"over the limit of {self.max_request_pixels} per request "
+                                    "(send fewer or smaller images per request)")
+        return total
+
+    def decode(self, detector, images: list[bytes]) -> list[np.ndarray]:
+        """Decoded images (admitted first: :meth:`admit`)."""
         rgbs = []
         for k, data in enumerate(images):
             try:
                 rgbs.append(detector.decode(data, max_pixels=self.max_pixels))
             except ImageError as err:
-                text = str(err).removeprefix("<bytes>: ").split(" (raise it with")[0]
-                raise ServiceError(400, f"image {k}: {text}") from None
+                raise ServiceError(400, f"image {k}: {_client_text(err)}") from None
         return rgbs
 
     def versions_of(self, name: str) -> list[ModelVersion]:
@@ -144,22 +169,31 @@ class Service:
         if batcher is None or detectors is None:
             raise Closed(mv.version)
         if len(images) > batcher.max_queue:  # could never be queued: no retry will help
-            raise ServiceError(413, f"{len(images)} images in one request; the server queues "
-                                    f"at most {batcher.max_queue} (send fewer per request)")
+            raise ServiceError(413, str(TooMany(len(images), batcher.max_queue)))
         if batcher.waiting + len(images) > batcher.max_queue:  # full: say so before decoding
             raise ServiceError(503, f"busy: {batcher.waiting} images are waiting (the limit is "
                                     f"{batcher.max_queue}); retry shortly", {"Retry-After": "1"})
         t0 = time.perf_counter()
-        rgbs = await run_in_threadpool(self.decode, detectors[0], images, opts)
-        decoded = time.perf_counter() - t0
+        pixels = await run_in_threadpool(self.admit, detectors[0], images, opts)
         try:
-            future = batcher.submit(rgbs, opts)
-        except QueueFull as err:
-            raise ServiceError(503, f"busy: {err}; retry shortly", {"Retry-After": "1"}) from None
-        try:
-            dets = await asyncio.wrap_future(future)
-        except SingleshotError as err:
-            raise ServiceError(400, str(err)) from None
+            async with self.pixels.hold(pixels, lambda: ServiceError(
+                    503, "busy: the server is decoding as many pixels as it may hold; retry "
+                         "shortly", {"Retry-After": "1"})):
+                rgbs = await run_in_threadpool(self.decode, detectors[0], images)
+                decoded = time.perf_counter() - t0
+                try:
+                    future = batcher.submit(rgbs, opts)
+                except QueueFull as err:
+                    raise ServiceError(503, f"busy: {err}; retry shortly",
+                                       {"Retry-After": "1"}) from None
+                del rgbs  # the batcher holds them until they are resized
+                try:
+                    dets = await asyncio.wrap_future(future)
+                except SingleshotError as err:
+                    raise ServiceError(400, str(err)) from None
+        finally:
+            if pixels >= TRIM_PIXELS:
+                await run_in_threadpool(give_back_memory)
         ms = {k: sum(d.timings.get(k, 0.0) for d in dets) / 1e3
               for k in ("preprocess", "inference", "postprocess")}
         stages = {"queue": future.started_at - future.queued_at,
@@ -180,6 +214,11 @@ class Service:
         stages["compute_output"] += max(0.0, written)
         mv.stats.request(True, time.perf_counter() - t0, stages, n)
         return response
+
+
+def _client_text(err: ImageError) -> str:
+    """An image error as a client reads it: no ``<bytes>:`` and no CLI advice."""
+    return str(err).removeprefix("<bytes>: ").split(" (raise it with")[0]
 
 
 def key_matches(header: str | None, key: str) -> bool:
