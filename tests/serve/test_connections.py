@@ -14,7 +14,8 @@ from test_server import _http, serve_process
 @pytest.fixture(scope="module")
 def served():
     proc, url = serve_process("--no-grpc", "--head-timeout-s", "2", "--read-timeout-s", "1",
-                              "--max-connections", "30", "--max-delay-ms", "1500",
+                              "--max-connections", "30", "--max-connections-per-client", "30",
+                              "--max-delay-ms", "1500",
                               "--max-batch", "64")
     yield int(url.rsplit(":", 1)[1]), url
     proc.terminate()

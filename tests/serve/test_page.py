@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,16 @@ class Console:
         return [e for e in self.errors if not any(a in e for a in self.allowed)]
 
 
+def _wait(page, expression: str, timeout_s: float = 30.0) -> None:
+    """Until ``expression`` is true in the page. Polled from here with ``evaluate``: the page's
+    Content-Security-Policy (no eval) refuses Playwright's own wait_for_function, and the
+    tests keep that policy on, as users get it."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"not true within {timeout_s} s: {expression}"
+        time.sleep(0.05)
+
+
 def _rows(page):
     return page.eval_on_selector_all("#table tbody tr", "rows => rows.map(r => "
                                      "[...r.cells].map(c => c.textContent))")
@@ -71,7 +82,7 @@ def test_an_image_its_options_and_errors(browser, served, scenes, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     console = Console(page)
     page.goto(served)
-    page.wait_for_function("document.getElementById('model-info').textContent.includes('demo')")
+    _wait(page, "document.getElementById('model-info').textContent.includes('demo')")
     assert "onnxruntime" in page.text_content("#model-info")
     assert page.locator("#classes input").count() > 0  # the model's class names
     # one scene: the table is `detect --json` on the file (conf 0.25, the document's rounding)
@@ -91,16 +102,16 @@ def test_an_image_its_options_and_errors(browser, served, scenes, tmp_path):
     conf = f"{min(0.99, round(high + 0.005, 2)):.2f}"
     page.fill("#conf", conf)
     want = [d for d in expected if d["score"] >= float(conf)]
-    page.wait_for_function(f"document.querySelectorAll('#table tbody tr').length === {len(want)}")
+    _wait(page, f"document.querySelectorAll('#table tbody tr').length === {len(want)}")
     assert page.text_content("#conf-value") == conf
     _shot(page, "confidence")
     # one class picked: only it remains
     page.fill("#conf", "0.25")
-    page.wait_for_function(f"document.querySelectorAll('#table tbody tr').length === {len(rows)}")
+    _wait(page, f"document.querySelectorAll('#table tbody tr').length === {len(rows)}")
     top = max({d["category"] for d in expected}, key=[d["category"] for d in expected].count)
     page.fill("#class-search", top)
     page.check(f"#classes label:has-text('{top}') input")
-    page.wait_for_function(
+    _wait(page, 
         f"[...document.querySelectorAll('#table tbody tr')].every(r => r.cells[1].textContent === {json.dumps(top)})"
         f" && document.querySelectorAll('#table tbody tr').length === {sum(d['category'] == top for d in expected)}")
     _shot(page, "one-class")
@@ -112,11 +123,11 @@ def test_an_image_its_options_and_errors(browser, served, scenes, tmp_path):
     page.uncheck(f"#classes label:has-text('{top}') input")
     page.fill("#conf", "0.05")
     low = _detect(scene, "--conf", "0.05")
-    page.wait_for_function(f"document.querySelectorAll('#table tbody tr').length === {len(low)}")
+    _wait(page, f"document.querySelectorAll('#table tbody tr').length === {len(low)}")
     agnostic = _detect(scene, "--conf", "0.05", "--agnostic-nms")
     assert len(agnostic) < len(low)
     page.check("#agnostic")
-    page.wait_for_function(
+    _wait(page, 
         f"document.querySelectorAll('#table tbody tr').length === {len(agnostic)}")
     assert [r[1] for r in _rows(page)] == [d["category"] for d in agnostic]
     _shot(page, "agnostic")
@@ -141,9 +152,9 @@ def test_the_webcam_keeps_one_request_in_flight(browser, served):
     page = context.new_page()
     console = Console(page)
     page.goto(served)
-    page.wait_for_function("document.getElementById('model-info').textContent.includes('demo')")
+    _wait(page, "document.getElementById('model-info').textContent.includes('demo')")
     page.click("#camera")
-    page.wait_for_function("window.singleshotStats.answered >= 5", timeout=60_000)
+    _wait(page, "window.singleshotStats.answered >= 5", timeout_s=60)
     stats = page.evaluate("window.singleshotStats")
     assert stats["maxInFlight"] == 1 and stats["frames"] >= 5
     assert "frames/s" in page.text_content("#status")
@@ -167,7 +178,7 @@ def test_the_api_key_field_and_phone_width(browser, scenes):
         page.fill("#api-key", "s3cret")
         page.press("#api-key", "Enter")
         page.dispatch_event("#api-key", "change")
-        page.wait_for_function("document.getElementById('model-info').textContent.includes('demo')")
+        _wait(page, "document.getElementById('model-info').textContent.includes('demo')")
         assert page.evaluate("sessionStorage.getItem('singleshot-api-key')") == "s3cret"
         assert "s3cret" not in page.url
         page.set_input_files("#files", str(scenes[2]))

@@ -46,9 +46,10 @@ class _Server:
         self.thread.join(timeout=30)
 
 
-def serve_process(*args: str, port: int | None = None):
+def serve_process(*args: str, port: int | None = None, env: dict | None = None, stderr=None):
     """`singleshot serve --port PORT ARGS` in a process of its own, once it answers ready;
-    returns (process, "127.0.0.1:PORT"). The caller terminates it."""
+    returns (process, "127.0.0.1:PORT"). The caller terminates it. ``env``: added to this
+    process's environment; ``stderr``: where its log goes (none by default)."""
     import os
     import subprocess
     import sys
@@ -57,8 +58,8 @@ def serve_process(*args: str, port: int | None = None):
     port = port or _free_port()
     exe = Path(sys.executable).with_name("singleshot")
     proc = subprocess.Popen([str(exe), "serve", "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=os.environ.copy())
+                            stdout=subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
     url = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:

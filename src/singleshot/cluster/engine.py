@@ -49,6 +49,7 @@ class RayOptions:
     cpus_per_worker: float | None = None
     batch: int = 1
     timings: dict = field(default_factory=dict)
+    runtime_env: dict | None = None  # for a local instance started here only
 
     def check(self) -> None:
         """The ranges of :mod:`singleshot.core.limits` (RangeError naming the parameter)."""
@@ -85,7 +86,8 @@ def connect(opts: RayOptions) -> bool:
             _reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR, configure_logging=False)
+                     logging_level=logging.ERROR, configure_logging=False,
+                     runtime_env=None if joined else opts.runtime_env)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise UsageError(f"cannot join the Ray cluster at {address}: "
                              f"{str(err).splitlines()[0]}") from None

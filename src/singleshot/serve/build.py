@@ -12,7 +12,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..errors import UsageError
+from .admission import MAX_PIXELS_IN_FLIGHT, MAX_REQUEST_PIXELS
 from .service import MAX_PIXELS_SERVED
+
+MAX_MODEL_MB = 1024.0  # a model file, and any tensor its load would make, at most
 
 
 SMALL_INPUT = 512  # input side up to which two instances share the cores (see ServerConfig.plan)
@@ -52,8 +55,14 @@ class ServerConfig:
     max_queue: int = 64
     max_body_mb: float = 32.0
     max_pixels: int = MAX_PIXELS_SERVED
-    api_key: str | None = None
+    max_request_pixels: int = MAX_REQUEST_PIXELS
+    max_pixels_in_flight: int = MAX_PIXELS_IN_FLIGHT
+    max_model_mb: float = MAX_MODEL_MB
+    follow_symlinks: bool = False
+    api_key: str | list[str] | None = None
     cors: list[str] | None = None
+    allowed_hosts: list[str] | None = None  # None: loopback names and ``host``
+    host: str = "127.0.0.1"  # where the server listens (its Host names by default)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +82,12 @@ class ServerConfig:
                              "are named by their folders")
         if self.model_repository is None and self.poll_s is not None:
             raise UsageError("--poll-s watches a --model-repository folder")
+        if self.max_request_pixels < self.max_pixels:
+            raise UsageError(f"--max-request-pixels ({self.max_request_pixels}) is below "
+                             f"--max-pixels ({self.max_pixels}): one image could never pass")
+        if self.max_pixels_in_flight < self.max_request_pixels:
+            raise UsageError(f"--max-pixels-in-flight ({self.max_pixels_in_flight}) is below "
+                             f"--max-request-pixels ({self.max_request_pixels})")
 
     @property
     def served_name(self) -> str:
@@ -98,9 +113,13 @@ class ServerConfig:
 
 
 def build_app(config: ServerConfig, *, cpus: float | None = None, grpc_port: int | None = None,
-              grpc_host: str = "127.0.0.1", ssl_files: tuple[str, str] | None = None):
+              grpc_host: str = "127.0.0.1", ssl_files: tuple[str, str] | None = None,
+              max_connections: int = 512, head_timeout_s: float = 10.0):
     """The FastAPI app serving ``config`` (:func:`singleshot.serve.server.create_app`); the
-    models load and warm up at the app's startup. ``cpus``: see :meth:`ServerConfig.plan`."""
+    models load and warm up at the app's startup. ``cpus``: see :meth:`ServerConfig.plan`;
+    ``max_connections``, ``head_timeout_s``: gRPC's connection limits, as the HTTP side's."""
+    from ..graph.load_budget import check_model_file
+    from .access import allowed_hosts
     from ..runtime.detector import Detector
     from .folder import FolderRepository, VersionPolicy
     from .models import Batching
@@ -109,6 +128,7 @@ def build_app(config: ServerConfig, *, cpus: float | None = None, grpc_port: int
     config.check()
 
     def make(path) -> list:
+        check_model_file(path, config.max_model_mb)  # before a runtime spends memory on it
         side = None if config.instances or cpus is not None else input_side(path)
         instances, per = config.plan(cpus, side)
         return [Detector(str(path), threads=per, backend=config.backend,
@@ -121,11 +141,16 @@ def build_app(config: ServerConfig, *, cpus: float | None = None, grpc_port: int
                             max_queue=config.max_queue)
         repository = FolderRepository(Path(config.model_repository), make,
                                       policy=VersionPolicy.parse(config.version_policy),
-                                      batching=batching)
+                                      batching=batching, follow_symlinks=config.follow_symlinks)
     else:
         detectors, name = make(config.model), config.served_name
     return create_app(detectors, name, api_key=config.api_key, max_body_mb=config.max_body_mb,
                       max_batch=config.max_batch, max_delay_ms=config.max_delay_ms,
                       max_queue=config.max_queue, repository=repository, poll_s=config.poll_s,
                       max_pixels=config.max_pixels, cors=config.cors, grpc_port=grpc_port,
-                      grpc_host=grpc_host, ssl_files=ssl_files)
+                      grpc_host=grpc_host, ssl_files=ssl_files,
+                      allowed_hosts=allowed_hosts(config.host, config.allowed_hosts),
+                      max_request_pixels=config.max_request_pixels,
+                      max_pixels_in_flight=config.max_pixels_in_flight,
+                      grpc_limits={"max_connections": max_connections,
+                                   "handshake_s": head_timeout_s})

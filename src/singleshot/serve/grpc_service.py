@@ -22,7 +22,9 @@ from .protocol import OUTPUTS, ProtocolError, TooMany, bytes_elements, check_sha
     detections_tensors
 from .proto import inference_pb2 as pb
 from .proto import inference_pb2_grpc as pb_grpc
-from .service import EXTENSIONS, Service, ServiceError, grpc_code, key_matches, options
+from .access import key_matches
+from .service import EXTENSIONS, Service, ServiceError, check_load_request, \
+    check_unload_request, grpc_code, options
 from .settings import Settings
 
 OPEN_METHODS = ("ServerLive", "ServerReady", "ModelReady")  # probes carry no credentials
@@ -50,7 +52,7 @@ def _param(p: pb.InferParameter):
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, service: Service, settings: Settings, *, api_key: str | None,
+    def __init__(self, service: Service, settings: Settings, *, api_key: str | list[str] | None,
                  is_ready) -> None:
         self.service, self.settings = service, settings
         self.api_key, self.is_ready = api_key, is_ready
@@ -123,11 +125,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @_checked
     async def RepositoryModelLoad(self, request, context):
+        check_load_request({"parameters": {k: _param(v) for k, v in request.parameters.items()}})
         await run_in_threadpool(self.service.load, request.model_name)
         return pb.RepositoryModelLoadResponse()
 
     @_checked
     async def RepositoryModelUnload(self, request, context):
+        check_unload_request({"parameters": {k: _param(v)
+                                             for k, v in request.parameters.items()}})
         await run_in_threadpool(self.service.unload, request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
@@ -239,11 +244,25 @@ def write_response(model: str, version: str, request_id: str, names: list[str],
 
 
 async def start(service: Service, settings: Settings, host: str, port: int, *,
-                api_key: str | None, is_ready, max_message_bytes: int,
-                ssl: tuple[bytes, bytes] | None = None):
-    """A started ``grpc.aio`` server on ``host:port`` (0: a free port); returns (server, port)."""
+                api_key: str | list[str] | None, is_ready, max_message_bytes: int,
+                ssl: tuple[bytes, bytes] | None = None, max_connections: int = 512,
+                handshake_s: float = 10.0, idle_s: float = 300.0):
+    """A started ``grpc.aio`` server on ``host:port`` (0: a free port); returns (server, port).
+
+    Bounded as the HTTP side is, with gRPC core's own options: at most ``max_connections``
+    connections (more are refused at accept), a connection that has not finished its HTTP/2
+    handshake in ``handshake_s`` closed (idle TCP connections held 1,100 descriptors before), one
+    without an RPC for ``idle_s`` sent GOAWAY, 100 streams per connection, and keepalive pings
+    faster than every 10 s without data answered with GOAWAY (ping floods)."""
     opts = [("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max(max_message_bytes, 64 << 20))]
+            ("grpc.max_send_message_length", max(max_message_bytes, 64 << 20)),
+            ("grpc.max_allowed_incoming_connections", max_connections),
+            ("grpc.server_handshake_timeout_ms", int(handshake_s * 1000)),
+            ("grpc.max_connection_idle_ms", int(idle_s * 1000)),
+            ("grpc.max_concurrent_streams", 100),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.max_ping_strikes", 2),
+            ("grpc.keepalive_permit_without_calls", 0)]
     server = grpc.aio.server(options=opts)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(service, settings, api_key=api_key, is_ready=is_ready), server)

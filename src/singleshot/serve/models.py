@@ -81,10 +81,14 @@ class ModelVersion:
             if self.state == "READY":
                 return
             self.reason = "loading"
-            detectors = self.make()
-            h, w = detectors[0].spec.input_size
-            for d in detectors:
-                d(np.full((h, w, 3), 114, np.uint8))
+            try:
+                detectors = self.make()
+                h, w = detectors[0].spec.input_size
+                for d in detectors:
+                    d(np.full((h, w, 3), 114, np.uint8))
+            except Exception as err:  # the state says so; the caller decides what follows
+                self.state, self.reason = "UNAVAILABLE", f"failed to load: {one_line(err)}"
+                raise
 
             def observe(queue_s, inference_s, images, stages_ms):
                 ms = stages_ms or {}
@@ -193,6 +197,15 @@ class Repository:
 
     def all_versions(self) -> list[ModelVersion]:
         return [self.models[n][k] for n in sorted(self.models) for k in self.versions(n)]
+
+
+def one_line(err: BaseException, root: str | None = None) -> str:
+    """An error as one line for clients and logs: its first line, paths under ``root`` (a
+    repository folder) relative to it."""
+    text = (str(err).strip() or type(err).__name__).splitlines()[0]
+    if root:
+        text = text.replace(root.rstrip("/") + "/", "")
+    return text[:300]
 
 
 def _version_key(v: str):

@@ -280,7 +280,10 @@ def run(config: ServerConfig, scaling: Scaling, *, address: str | None = None,
                              f"takes it from the environment it starts in: {HAPROXY_ENV}=1 "
                              f"ray start ... on every node")
         os.environ[HAPROXY_ENV] = "1"  # inherited by the instance's controller and proxies
-    joined = connect(RayOptions(address=address))
+    from .ray_bind import runtime_env
+
+    # a local instance: Serve's gRPC listeners bind where HTTP does (ray_bind)
+    joined = connect(RayOptions(address=address, runtime_env=runtime_env(host)))
     for logger in ("ray.serve", "ray"):  # Serve's notes would drown the command's own lines
         logging.getLogger(logger).setLevel(logging.WARNING)
     start(host, port, grpc_port)

@@ -11,6 +11,7 @@ runs in worker threads (``run_in_threadpool``), detection in the batcher's detec
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -23,9 +24,13 @@ from .._version import __version__
 from ..runtime.report import DetectionReport, ImageResult
 from .coding import CodingError, compress, inflate
 from .metrics import Metrics
-from .models import Batching, ModelVersion, Repository
+from .models import Batching, ModelVersion, Repository, one_line
 from .protocol import ProtocolError, TooMany, detections_tensors, loads, parse_infer, write_infer
-from .service import EXTENSIONS, MAX_PIXELS_SERVED, Service, key_matches
+from . import access
+from .access import key_matches
+from .admission import MAX_PIXELS_IN_FLIGHT, MAX_REQUEST_PIXELS
+from .service import EXTENSIONS, MAX_PIXELS_SERVED, Service, check_load_request, \
+    check_unload_request
 from .settings import Settings
 from .service import ServiceError as HTTPError
 from .service import options as _options
@@ -60,19 +65,27 @@ DETECT_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
         "image": {"type": "string", "format": "binary"}}}}}}}
 
-def create_app(detectors, name: str | None = None, *, api_key: str | None = None,
+def create_app(detectors, name: str | None = None, *, api_key: str | list[str] | None = None,
                max_body_mb: float = 32.0, max_batch: int = 8, max_delay_ms: float | None = None,
                max_queue: int = 64, repository: Repository | None = None,
                max_pixels: int = MAX_PIXELS_SERVED, cors: list[str] | None = None,
                grpc_port: int | None = None, grpc_host: str = "127.0.0.1",
-               ssl_files: tuple[str, str] | None = None, poll_s: float | None = None) -> FastAPI:
+               ssl_files: tuple[str, str] | None = None, poll_s: float | None = None,
+               allowed_hosts: set[str] | None = None,
+               max_request_pixels: int = MAX_REQUEST_PIXELS,
+               max_pixels_in_flight: int = MAX_PIXELS_IN_FLIGHT,
+               grpc_limits: dict | None = None) -> FastAPI:
     """The server for ``detectors`` (one Detector, or several copies of one model: the
     instances) as model ``name`` version 1, or for every model of ``repository`` (``detectors``
     None). ``max_pixels``: larger images are refused from their header, before decoding;
     ``cors``: origins allowed to call from a browser (none by default); ``grpc_port``: also
     serve gRPC there (0: a free port, in ``app.state.grpc_port`` once started), over TLS with
     ``ssl_files`` (certificate, key) as HTTPS; ``poll_s``: a folder repository is looked at
-    this often (:meth:`~singleshot.serve.folder.FolderRepository.sync`)."""
+    this often (:meth:`~singleshot.serve.folder.FolderRepository.sync`); ``api_key``: one key
+    or several (any is accepted); ``allowed_hosts``: the Host names answered (None: any;
+    :func:`~singleshot.serve.access.allowed_hosts`); ``max_request_pixels``,
+    ``max_pixels_in_flight``: :mod:`singleshot.serve.admission`; ``grpc_limits``: keyword
+    arguments of :func:`singleshot.serve.grpc_service.start` (connections, handshake)."""
     metrics = Metrics()
     batching = Batching(max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue)
     if repository is None:
@@ -106,21 +119,33 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
                 ssl = (key, cert)
             app.state.grpc_server, app.state.grpc_port = await start(
                 service, settings, grpc_host, grpc_port, api_key=api_key, is_ready=lambda: app.state.ready,
-                max_message_bytes=limit, ssl=ssl)
-            import logging
-
+                max_message_bytes=limit, ssl=ssl, **(grpc_limits or {}))
             logging.getLogger("uvicorn.error").info(
                 "gRPC (inference.GRPCInferenceService) on %s:%d%s", grpc_host,
                 app.state.grpc_port, " with TLS" if ssl else "")
-        for mv in repository.all_versions():
-            await run_in_threadpool(mv.load)
+        log = logging.getLogger("uvicorn.error")
+        if hasattr(repository, "sync"):  # a folder: its sync is the transaction
+            for change in await run_in_threadpool(repository.sync):
+                log.info("model repository: %s", change)
+        else:
+            for mv in repository.all_versions():
+                try:
+                    await run_in_threadpool(mv.load)
+                except Exception as err:  # noqa: BLE001 - its state says why
+                    log.error("model %s version %s: %s", mv.name, mv.version, one_line(err))
+        if not any(mv.state == "READY" for mv in repository.all_versions()):
+            # serve what loads; nothing loaded: stop, and the CLI says why in one line
+            app.state.startup_error = "no model could be loaded: " + "; ".join(
+                f"{mv.name} version {mv.version}: {mv.reason}" for mv in repository.all_versions())
+            server = getattr(app.state, "uvicorn", None)
+            if server is not None:
+                server.should_exit = True
+            return
         app.state.ready = True
         if poll_s and hasattr(repository, "sync"):
             app.state.poller = asyncio.create_task(poll(poll_s))
 
     async def poll(every: float) -> None:
-        import logging
-
         log = logging.getLogger("uvicorn.error")
         while True:
             await asyncio.sleep(every)
@@ -165,11 +190,25 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
         return response
 
     async def _guarded(request: Request, call_next):
+        response = await _checked(request, call_next)
+        for k, v in access.HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    async def _checked(request: Request, call_next):
+        host = request.headers.get("host")
+        if allowed_hosts is not None and (host is None or
+                                          access.host_of(host) not in allowed_hosts):
+            return JSONResponse({"error": f"Host {host!r} is not one this server answers to "
+                                          "(serve --allowed-hosts)"}, status_code=400)
         if api_key is not None and not is_open(request.url.path):
             if not key_matches(request.headers.get("authorization"), api_key):
                 return JSONResponse({"error": "missing or wrong API key (Authorization: Bearer)"},
                                     status_code=401,
                                     headers={"WWW-Authenticate": 'Bearer realm="singleshot"'})
+        refusal = access.cross_site(request.method, request.url.path, request.headers, cors)
+        if refusal is not None:
+            return JSONResponse({"error": refusal}, status_code=403)
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return JSONResponse({"error": f"body over the limit of {max_body_mb:g} MB"},
@@ -198,7 +237,8 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
             status = 413 if err.too_large else 400
             raise HTTPError(status, str(err).replace("LIMIT", f"{max_body_mb:g} MB")) from None
 
-    service = Service(repository, max_pixels=max_pixels)
+    service = Service(repository, max_pixels=max_pixels, max_request_pixels=max_request_pixels,
+                      max_pixels_in_flight=max_pixels_in_flight)
     settings = Settings()  # logging and trace settings, shared by both protocols
     app.state.service, app.state.settings = service, settings
     find, run, counted = service.find, service.run, service.counted
@@ -211,7 +251,8 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
     @app.get("/", include_in_schema=False)
     async def page():
         """The page (singleshot/serve/static): images, clipboard or webcam against /detect."""
-        return FileResponse(static / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(static / "index.html",
+                            headers={"Cache-Control": "no-cache", **access.PAGE_HEADERS})
 
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}},
@@ -253,7 +294,15 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
         return mv.metadata(repository.versions(model))
 
     @versioned("get", "/ready")
-    async def model_ready(model: str, version: str | None = None):
+    async def model_ready(request: Request, model: str, version: str | None = None):
+        if api_key is not None and not key_matches(request.headers.get("authorization"),
+                                                   api_key):
+            # a probe without the key learns ready or not, nothing of the models or errors
+            try:
+                ok = find(model, version, ready=False).state == "READY"
+            except HTTPError:
+                ok = False
+            return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
         mv = find(model, version, ready=False)
         if mv.state != "READY":
             raise HTTPError(503 if mv.reason == "loading" else 404,
@@ -339,12 +388,15 @@ def create_app(detectors, name: str | None = None, *, api_key: str | None = None
         return repository.index(bool(doc.get("ready", False)))
 
     @app.post("/v2/repository/models/{model}/load")
-    async def repository_load(model: str):
+    async def repository_load(request: Request, model: str):
+        check_load_request(await json_body(request, "the load request must be a JSON object"))
         await run_in_threadpool(service.load, model)
         return {}
 
     @app.post("/v2/repository/models/{model}/unload")
-    async def repository_unload(model: str):
+    async def repository_unload(request: Request, model: str):
+        check_unload_request(await json_body(request, "the unload request must be a JSON "
+                                                      "object"))
         await run_in_threadpool(service.unload, model)
         return {}
 
@@ -421,7 +473,8 @@ def check_listen(host: str, port: int, option: str = "port") -> None:
 def serve_forever(app: FastAPI, host: str, port: int, *, graceful_s: float = 30.0,
                   ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
                   head_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
-                  max_connections: int = 512) -> None:
+                  max_connections: int = 512, body_timeout_s: float = 60.0,
+                  per_client: int | None = None) -> None:
     """Run ``app`` with uvicorn until SIGINT/SIGTERM. SIGTERM drains the requests in flight (up
     to ``graceful_s``) and the process exits 0, as process managers expect (uvicorn itself would
     re-raise the signal after shutting down). Connections: :mod:`singleshot.serve.connections`."""
@@ -438,8 +491,31 @@ def serve_forever(app: FastAPI, host: str, port: int, *, graceful_s: float = 30.
     check_listen(host, port)
     from .connections import guarded_protocol
 
-    Draining(uvicorn.Config(app, host=host, port=port, log_level="info",
+    server = Draining(uvicorn.Config(app, host=host, port=port, log_level="info",
                             timeout_graceful_shutdown=graceful_s, ssl_certfile=ssl_certfile,
                             ssl_keyfile=ssl_keyfile,
                             http=guarded_protocol(head_timeout_s, read_timeout_s,
-                                                  max_connections))).run()
+                                                  max_connections, body_timeout_s,
+                                                  per_client)))
+    raise_descriptor_limit()
+    app.state.uvicorn = server  # the startup stops it when no model loads
+    server.run()
+    if getattr(app.state, "startup_error", None):
+        from ..errors import ModelError
+
+        raise ModelError(app.state.startup_error)
+
+
+def raise_descriptor_limit() -> None:
+    """The soft limit on open files raised to the hard one: the connection caps of both
+    protocols (512 each by default) are meant to bind before the descriptors run out (1,024 by
+    default on Linux), not after."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY
+                                                        else max(soft, 65536), hard))
+    except (ImportError, ValueError, OSError):  # not POSIX, or not allowed: the caps still hold
+        pass

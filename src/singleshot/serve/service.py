@@ -9,7 +9,6 @@ codes (:data:`GRPC_CODES`), so both protocols refuse the same things the same wa
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 
 import numpy as np
@@ -134,17 +133,23 @@ class Service:
 
     def load(self, name: str) -> None:
         """The repository extension's load: a folder repository looks at the folder for
-        ``name`` first (a model added there is served without waiting for the poll); each
-        version is loaded and warmed. A model that fails to load: 400, as Triton answers."""
+        ``name`` first (a model added there is served without waiting for the poll; one that
+        failed is tried again); each version is loaded and warmed. A model none of whose
+        versions loads: 400 with the reason, as Triton answers."""
         sync = getattr(self.repository, "sync", None)
         if sync is not None:
-            sync(names=[name])
-        for mv in self.versions_of(name):
+            sync(names=[name], retry=True)
+        versions = self.versions_of(name)
+        for mv in versions:
+            if mv.state == "READY" or sync is not None:
+                continue
             try:
                 mv.load()
-            except Exception as err:  # noqa: BLE001 - said, and the model stays unavailable
-                mv.state, mv.reason = "UNAVAILABLE", f"failed to load: {err}"
-                raise ServiceError(400, f"failed to load {name!r}: {err}") from None
+            except Exception:  # noqa: BLE001 - said below, the model stays unavailable
+                pass
+        if not any(mv.state == "READY" for mv in versions):
+            reasons = "; ".join(f"version {mv.version}: {mv.reason}" for mv in versions)
+            raise ServiceError(400, f"failed to load {name!r}: {reasons}")
 
     def unload(self, name: str) -> None:
         for mv in self.versions_of(name):
@@ -221,9 +226,24 @@ def _client_text(err: ImageError) -> str:
     return str(err).removeprefix("<bytes>: ").split(" (raise it with")[0]
 
 
-def key_matches(header: str | None, key: str) -> bool:
-    """``Authorization: Bearer KEY`` - the scheme in any case (RFC 7235), the key compared in
-    constant time."""
-    scheme, _, given = (header or "").strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              key.encode())
+def check_load_request(doc: dict) -> None:
+    """A repository load request's parameters: Triton's overrides (``config``, ``file:...``
+    contents) are not applied by this server, so they are refused (400), never ignored."""
+    params = doc.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ServiceError(400, "the load request's 'parameters' must be an object")
+    if params:
+        raise ServiceError(400, f"load parameters are not supported here ({', '.join(sorted(params))[:200]}): "
+                                "this server loads the files of its repository folder as they are; "
+                                "put the model there instead of sending it")
+
+
+def check_unload_request(doc: dict) -> None:
+    """An unload request's parameters: ``unload_dependents`` (a boolean; a detector has no
+    dependents), nothing else (400)."""
+    params = doc.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ServiceError(400, "the unload request's 'parameters' must be an object")
+    unknown = sorted(set(params) - {"unload_dependents"})
+    if unknown or not isinstance(params.get("unload_dependents", False), bool):
+        raise ServiceError(400, f"unload parameters not understood: {', '.join(unknown) or 'unload_dependents must be true or false'}")

@@ -23,7 +23,8 @@ from .common import (
 
 
 LOCAL_ONLY = ("model_repository", "version_policy", "poll_s", "max_connections",
-              "head_timeout_s", "read_timeout_s", "ssl_certfile", "ssl_keyfile")
+              "head_timeout_s", "read_timeout_s", "body_timeout_s", "max_connections_per_client",
+              "ssl_certfile", "ssl_keyfile", "follow_symlinks")
 RAY_ONLY = ("address", "replicas", "autoscale", "cpus_per_worker", "max_ongoing_requests",
             "target_ongoing_requests", "upscale_delay_s", "downscale_delay_s",
             "metrics_interval_s", "detach", "stop", "write_config", "app_name", "proxy")
@@ -44,7 +45,9 @@ def serve(
     version_policy: Annotated[str, typer.Option("--version-policy", help="With --model-repository: latest:N, all or specific:1,3.")] = "latest:1",
     poll_s: Annotated[Optional[float], ranged("poll_s", "--poll-s", help="With --model-repository: look at the folder this often (new versions loaded and warmed before they take traffic); default: only at start and on repository load.")] = None,
     max_body_mb: Annotated[float, ranged("max_body_mb", help="Largest request body, MB (413 above).")] = 32.0,
-    api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' (health endpoints excepted).")] = None,
+    api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' (health endpoints excepted). Visible in ps: prefer --api-key-file or SINGLESHOT_API_KEY.")] = None,
+    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="Require one of the keys in this file (one a line: several for a rotation); SINGLESHOT_API_KEY (commas between several) adds to them.")] = None,
+    allowed_hosts: Annotated[Optional[list[str]], typer.Option("--allowed-hosts", help="A Host name the server answers to (repeat for more; '*' any). Default: the loopback names and the bind address (any name when bound to 0.0.0.0 or ::); others get 400 (DNS rebinding).")] = None,
     instances: Annotated[Optional[int], ranged("instances", help="Detector copies in this process (one queue, the cores shared out; default 2 on 2 or more cores for a model input up to 512 px such as the demo's, else 1 with every core; under Ray: per replica, default 1).")] = None,
     max_batch: Annotated[int, ranged("max_batch", help="Images per batch at most (dynamic batching).")] = 8,
     max_delay_ms: Annotated[Optional[float], ranged("max_delay_ms", help="How long a batch waits for more requests (default 0 for a graph that takes one image per call, 5 for a batching graph).")] = None,
@@ -53,6 +56,12 @@ def serve(
     head_timeout_s: Annotated[float, ranged("timeout_s", "--head-timeout-s", help="A request's head (line and headers) must arrive within this after the connection or the last response.")] = 10.0,
     read_timeout_s: Annotated[float, ranged("timeout_s", "--read-timeout-s", help="Close a connection that sends no byte for this long while a request is due or coming in.")] = 10.0,
     max_pixels: Annotated[int, ranged("max_pixels", "--max-pixels", help="Refuse larger images from their header, before decoding (400).")] = 40_000_000,
+    max_request_pixels: Annotated[int, ranged("max_pixels", "--max-request-pixels", help="Refuse a request whose images add up to more pixels, from their headers (413).")] = 64_000_000,
+    max_pixels_in_flight: Annotated[int, ranged("max_pixels", "--max-pixels-in-flight", help="Decoded pixels held by all requests at once; a request past it waits up to 1 s, then gets 503 with Retry-After.")] = 128_000_000,
+    body_timeout_s: Annotated[float, ranged("timeout_s", "--body-timeout-s", help="Close a connection whose request body is still coming this long after its head.")] = 60.0,
+    max_connections_per_client: Annotated[Optional[int], ranged("max_connections", "--max-connections-per-client", help="Open HTTP connections from one address at most (default: half of --max-connections).")] = None,
+    max_model_mb: Annotated[float, ranged("max_body_mb", "--max-model-mb", help="Refuse a model file larger than this, or one whose input or constant-folded tensors would take more (checked before it loads).")] = 1024.0,
+    follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="With --model-repository: serve model files whose link leaves the folder.")] = False,
     cors: Annotated[Optional[list[str]], typer.Option("--cors", help="An origin allowed to call from a browser (repeat for more; none by default).")] = None,
     ssl_certfile: Annotated[Optional[Path], typer.Option("--ssl-certfile", help="Serve HTTPS with this certificate (PEM), with --ssl-keyfile.")] = None,
     ssl_keyfile: Annotated[Optional[Path], typer.Option("--ssl-keyfile", help="The certificate's private key (PEM).")] = None,
@@ -92,6 +101,7 @@ def serve(
     model repository options to local serve: they are refused there."""
     _require_extra("fastapi", "serve", "serve")
     _require_extra("uvicorn", "serve", "serve")
+    from ...serve.access import read_keys
     from ...serve.build import ServerConfig
 
     given = {p for p in ctx.params  # typer's click: its own ParameterSource, compared by name
@@ -107,8 +117,12 @@ def serve(
     config = ServerConfig(model=model, name=name, backend=backend, precision=precision,
                           preprocess=preprocess, threads=threads, instances=instances,
                           max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
-                          max_body_mb=max_body_mb, max_pixels=max_pixels, api_key=api_key,
-                          cors=cors,
+                          max_body_mb=max_body_mb, max_pixels=max_pixels,
+                          max_request_pixels=max_request_pixels,
+                          max_pixels_in_flight=max_pixels_in_flight, max_model_mb=max_model_mb,
+                          follow_symlinks=follow_symlinks,
+                          api_key=read_keys(api_key, api_key_file), cors=cors,
+                          allowed_hosts=allowed_hosts, host=host,
                           model_repository=None if model_repository is None
                           else str(model_repository),
                           version_policy=version_policy, poll_s=poll_s)
@@ -140,7 +154,9 @@ def serve(
         if f is not None and not f.is_file():
             raise UsageError(f"{f}: no such file")
     app_ = build_app(config, grpc_port=None if no_grpc else grpc_port, grpc_host=host,
-                     ssl_files=(str(ssl_certfile), str(ssl_keyfile)) if ssl_certfile else None)
+                     ssl_files=(str(ssl_certfile), str(ssl_keyfile)) if ssl_certfile else None,
+                     max_connections=max_connections, head_timeout_s=head_timeout_s)
     serve_forever(app_, host, port, ssl_certfile=ssl_certfile and str(ssl_certfile),
                   ssl_keyfile=ssl_keyfile and str(ssl_keyfile), head_timeout_s=head_timeout_s,
-                  read_timeout_s=read_timeout_s, max_connections=max_connections)
+                  read_timeout_s=read_timeout_s, max_connections=max_connections,
+                  body_timeout_s=body_timeout_s, per_client=max_connections_per_client)

@@ -362,9 +362,19 @@ function init() {
     const doc = currentDoc();
     const rows = [["category", "score", "x1", "y1", "x2", "y2"]].concat(
       doc.images[0].detections.map((d) => [d.category, d.score, ...d.box]));
-    download(stem() + ".csv", new Blob([rows.map((r) => r.join(",")).join("\n") + "\n"], { type: "text/csv" }));
+    download(stem() + ".csv", new Blob([rows.map((r) => r.map(csvCell).join(",")).join("\r\n") + "\r\n"],
+      { type: "text/csv" }));
   });
   loadModels();
+}
+
+// RFC 4180 quoting, and a text that a spreadsheet would take as a formula (= + - @ tab CR
+// first) made inert with a leading apostrophe (OWASP's CSV injection advice); numbers as they are
+function csvCell(v) {
+  if (typeof v === "number") return String(v);
+  let s = String(v);
+  if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
+  return /[",\r\n]/.test(s) || s !== String(v) ? '"' + s.replace(/"/g, '""') + '"' : s;
 }
 
 init();
