@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from test_hostile import ARTIFACTS, Probes, _bomb_json
+from test_hostile import ARTIFACTS, MEASURED, Probes, _bomb_json
 from test_server import _free_port, _http
 
 pytest.importorskip("ray")  # an extra of `all`: CI installs it, so this never skips there
@@ -87,6 +87,8 @@ def test_a_json_bomb_through_ray_is_refused_and_probes_answer(ray_served):
                                         "Content-Encoding": "gzip"})
             assert status == 400 and "too many JSON values" in json.loads(payload)["error"]
     probes.check("gzip JSON of 4.6 M strings, 3 in a row (--engine ray)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "hostile-ray.json").write_text(json.dumps(MEASURED, indent=1))
 
 
 def test_cross_site_changes_are_refused_through_ray(ray_served):
