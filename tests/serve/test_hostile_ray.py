@@ -15,13 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
-
 from test_hostile import ARTIFACTS, MEASURED, Probes, _bomb_json
 from test_server import _free_port, _http
-
-pytest.importorskip("ray")  # an extra of `all`: CI installs it, so this never skips there
-psutil = pytest.importorskip("psutil")
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import time
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from test_server import _http, _Server, serve_process
 
 from singleshot.runtime.detector import Detector, resolve_model_path
 from singleshot.serve.folder import FolderRepository, VersionPolicy
 from singleshot.serve.server import create_app
-from test_server import _http, _Server, serve_process
 
 DEMO = resolve_model_path("demo")
 

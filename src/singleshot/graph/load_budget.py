@@ -18,6 +18,7 @@ from onnx import numpy_helper
 
 from ..errors import ModelError
 
+
 def _elements(op: str, values: list) -> int | None:
     """Elements of the output of ``op`` on constant inputs ``values`` (None: not estimated)."""
     try:
@@ -74,14 +75,12 @@ def check_graph(model: onnx.ModelProto, max_bytes: float, name: str) -> None:
                                  "(--max-model-mb)")
 
 
-def check_model_file(model: str | os.PathLike, max_mb: float) -> None:
-    """A model file a server is asked to load (a registry name is resolved; a checkpoint is
-    checked for its size only): ModelError past ``max_mb`` in the file or in what loading it
-    would make."""
-    from ..runtime.detector import resolve_model_path
+def check_model_file(path: str | os.PathLike, max_mb: float) -> None:
+    """A model file a server is asked to load (a checkpoint is checked for its size only):
+    ModelError past ``max_mb`` in the file or in what loading it would make."""
     from .contract import load_model
 
-    path = Path(resolve_model_path(model))
+    path = Path(path)
     try:
         size = path.stat().st_size
     except OSError:

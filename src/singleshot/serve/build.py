@@ -119,8 +119,8 @@ def build_app(config: ServerConfig, *, cpus: float | None = None, grpc_port: int
     models load and warm up at the app's startup. ``cpus``: see :meth:`ServerConfig.plan`;
     ``max_connections``, ``head_timeout_s``: gRPC's connection limits, as the HTTP side's."""
     from ..graph.load_budget import check_model_file
+    from ..runtime.detector import Detector, resolve_model_path
     from .access import allowed_hosts
-    from ..runtime.detector import Detector
     from .folder import FolderRepository, VersionPolicy
     from .models import Batching
     from .server import create_app
@@ -128,7 +128,8 @@ def build_app(config: ServerConfig, *, cpus: float | None = None, grpc_port: int
     config.check()
 
     def make(path) -> list:
-        check_model_file(path, config.max_model_mb)  # before a runtime spends memory on it
+        # before a runtime spends memory on it
+        check_model_file(resolve_model_path(path), config.max_model_mb)
         side = None if config.instances or cpus is not None else input_side(path)
         instances, per = config.plan(cpus, side)
         return [Detector(str(path), threads=per, backend=config.backend,

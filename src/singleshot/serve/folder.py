@@ -209,7 +209,7 @@ class FolderRepository(Repository):
         self.failed[(name, version)] = (path, stamp)
         old = self.models.get(name, {}).get(version)
         if old is None or old.state != "READY":
-            entry = ModelVersion(name, version, make=lambda: [], batching=self.batching,
+            entry = ModelVersion(name, version, make=list, batching=self.batching,
                                  observe=self.observe, reason=reason)
             self.add(entry)
         changes.append(f"{name} version {version}: {reason}")

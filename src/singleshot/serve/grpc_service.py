@@ -17,14 +17,27 @@ from google.protobuf import json_format
 from starlette.concurrency import run_in_threadpool
 
 from .._version import __version__
+from .access import key_matches
 from .models import Repository
-from .protocol import OUTPUTS, ProtocolError, TooMany, bytes_elements, check_shape, \
-    detections_tensors
 from .proto import inference_pb2 as pb
 from .proto import inference_pb2_grpc as pb_grpc
-from .access import key_matches
-from .service import EXTENSIONS, Service, ServiceError, check_load_request, \
-    check_unload_request, grpc_code, options
+from .protocol import (
+    OUTPUTS,
+    ProtocolError,
+    TooMany,
+    bytes_elements,
+    check_shape,
+    detections_tensors,
+)
+from .service import (
+    EXTENSIONS,
+    Service,
+    ServiceError,
+    check_load_request,
+    check_unload_request,
+    grpc_code,
+    options,
+)
 from .settings import Settings
 
 OPEN_METHODS = ("ServerLive", "ServerReady", "ModelReady")  # probes carry no credentials

@@ -22,18 +22,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
 from ..runtime.report import DetectionReport, ImageResult
+from . import access
+from .access import key_matches
+from .admission import MAX_PIXELS_IN_FLIGHT, MAX_REQUEST_PIXELS
 from .coding import CodingError, compress, inflate
 from .metrics import Metrics
 from .models import Batching, ModelVersion, Repository, one_line
 from .protocol import ProtocolError, TooMany, detections_tensors, loads, parse_infer, write_infer
-from . import access
-from .access import key_matches
-from .admission import MAX_PIXELS_IN_FLIGHT, MAX_REQUEST_PIXELS
-from .service import EXTENSIONS, MAX_PIXELS_SERVED, Service, check_load_request, \
-    check_unload_request
-from .settings import Settings
+from .service import (
+    EXTENSIONS,
+    MAX_PIXELS_SERVED,
+    Service,
+    check_load_request,
+    check_unload_request,
+)
 from .service import ServiceError as HTTPError
 from .service import options as _options
+from .settings import Settings
 
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/metrics")
 CONF_FOR_PEOPLE = 0.25  # /detect's default, as `singleshot detect`

@@ -16,8 +16,13 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import ImageError, SingleshotError
 from ..io.images import image_pixels
-from .admission import MAX_PIXELS_IN_FLIGHT, MAX_REQUEST_PIXELS, TRIM_PIXELS, PixelBudget, \
-    give_back_memory
+from .admission import (
+    MAX_PIXELS_IN_FLIGHT,
+    MAX_REQUEST_PIXELS,
+    TRIM_PIXELS,
+    PixelBudget,
+    give_back_memory,
+)
 from .batcher import Closed, QueueFull
 from .models import ModelVersion, Repository, UnknownModel
 from .protocol import TooMany
