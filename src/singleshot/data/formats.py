@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from .categories import Categories
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -47,8 +48,13 @@ class Dataset:
     problems: list[str] = field(default_factory=list)
 
     @property
+    def categories(self) -> Categories:
+        """Category id <-> class index <-> name (:mod:`singleshot.data.categories`)."""
+        return Categories.of(self.coco, str(self.root))
+
+    @property
     def class_names(self) -> list[str]:
-        return [c["name"] for c in sorted(self.coco["categories"], key=lambda c: c["id"])]
+        return list(self.categories.names)
 
 
 def detect_layout(path: str | os.PathLike) -> str:
@@ -115,8 +121,9 @@ def splits_of(path: str | os.PathLike) -> list[str]:
     ImageSets lists: train only)."""
     p, layout = Path(path), detect_layout(path)
     if layout == "yolo":
-        _, doc = _yolo_yaml(p)
-        return [s for s in ("train", "val", "test") if doc.get(s)]
+        file, doc = _yolo_yaml(p)
+        return [s for s in ("train", "val", "test") if _yolo_split(file, doc, s) is not None] \
+            or ["train"]
     if layout == "voc":
         main = p / "ImageSets" / "Main"
         found = [s for s in ("train", "val", "test") if (main / f"{s}.txt").is_file()]
@@ -199,16 +206,57 @@ def _label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
+def _yolo_base(file: Path, doc: dict) -> Path:
+    """The folder a data.yaml's entries are relative to: its ``path`` (relative to the yaml's
+    folder, as written by this tool before) or the yaml's folder when it has none."""
+    return (file.parent / str(doc.get("path") or ".")).resolve()
+
+
+def _yolo_split(file: Path, doc: dict, split: str):
+    """The ``split`` entry of a data.yaml; a yaml with none of train/val/test (what
+    supervision's ``as_yolo`` writes: ``nc`` and ``names`` only) takes ``images/<split>/``, or
+    ``images/`` as train; None when there is nothing."""
+    if doc.get(split):
+        return doc[split]
+    if any(doc.get(s) for s in ("train", "val", "test")):
+        return None
+    base = _yolo_base(file, doc)
+    if (base / "images" / split).is_dir():
+        return f"images/{split}"
+    if split == "train" and (base / "images").is_dir():
+        return "images"
+    return None
+
+
+def _yolo_names(file: Path, doc: dict) -> list[str]:
+    names = doc["names"]
+    if isinstance(names, dict):
+        try:
+            keys = sorted(int(k) for k in names)
+        except (TypeError, ValueError):
+            raise UsageError(f"{file}: 'names' keys must be class indices 0..N-1") from None
+        if keys != list(range(len(keys))):
+            raise UsageError(f"{file}: 'names' keys must be 0..{len(keys) - 1}, got {keys[:5]}")
+        names = [names[k] if k in names else names[str(k)] for k in keys]
+    elif not isinstance(names, list):
+        raise UsageError(f"{file}: 'names' must be a list or a mapping of index to name")
+    nc = doc.get("nc")
+    if nc is not None and nc != len(names):
+        raise UsageError(f"{file}: 'nc' is {nc} but 'names' has {len(names)}")
+    return [str(n) for n in names]
+
+
 def read_yolo(path: Path, split: str = "train") -> Dataset:
     file, doc = _yolo_yaml(path)
-    names = doc["names"]
-    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
-    base = (file.parent / str(doc.get("path", "."))).resolve()
-    if split not in doc:
-        raise UsageError(f"{file}: no '{split}' entry (has {', '.join(k for k in doc)})")
-    image, box, coco = _builder([str(n) for n in names])
+    names = _yolo_names(file, doc)
+    base = _yolo_base(file, doc)
+    entry = _yolo_split(file, doc, split)
+    if entry is None:
+        raise UsageError(f"{file}: no '{split}' entry (has {', '.join(map(str, doc))}) and no "
+                         f"images/{split}/ beside it")
+    image, box, coco = _builder(names)
     problems: list[str] = []
-    for img in _yolo_images(base, doc[split]):
+    for img in _yolo_images(base, entry):
         size = _image_size(img) if img.is_file() else None
         if size is None:
             problems.append(f"{img}: {'not an image' if img.is_file() else 'missing image'}")
@@ -340,19 +388,24 @@ class _Names:
         return name
 
 
-def write_dataset(splits: dict[str, Dataset], out: str | os.PathLike, to: str) -> Path:
+def write_dataset(splits: dict[str, Dataset], out: str | os.PathLike, to: str,
+                  left_out: dict | None = None) -> Path:
     """Write ``splits`` (``{"train": Dataset, "val": ...}``, one class list) as a ``to``
     dataset in ``out``; returns the file a reader opens (annotations.json, data.yaml, or the
-    VOC folder)."""
+    VOC folder). Classes go through the set's :class:`Categories` (sparse ids, ids from 0 and
+    repeated names kept apart). ``left_out``: filled with what the layout cannot hold, by kind
+    (``crowd``: YOLO has no crowd regions)."""
     import json
+
+    left_out = {} if left_out is None else left_out
 
     if to not in LAYOUTS:
         raise UsageError(f"{{opt:to}} must be one of {', '.join(LAYOUTS)}, got {to!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = next(iter(splits.values())).class_names
+    cats = next(iter(splits.values())).categories
     for split, ds in splits.items():
-        if ds.class_names != names:
+        if ds.categories != cats:
             raise UsageError(f"the {split} split has other classes than the first split")
     if to == "coco":  # the train split (or the only one) in OUT, any other in OUT/<split>/
         first = "train" if "train" in splits else next(iter(splits))
@@ -374,19 +427,26 @@ def write_dataset(splits: dict[str, Dataset], out: str | os.PathLike, to: str) -
                 _place(ds.root / im["file_name"], out / "images" / split / name)
                 lines = []
                 for a in boxes.get(im["id"], []):
+                    if a.get("iscrowd"):  # YOLO has no crowd regions (nor do ultralytics'
+                        left_out["crowd"] = left_out.get("crowd", 0) + 1  # converters)
+                        continue
                     x, y, w, h = a["bbox"]
                     W, H = im["width"], im["height"]
-                    lines.append(f"{a['category_id'] - 1} {(x + w / 2) / W:.6f} "
+                    lines.append(f"{cats.index(a['category_id'])} {(x + w / 2) / W:.6f} "
                                  f"{(y + h / 2) / H:.6f} {w / W:.6f} {h / H:.6f}")
                 label = out / "labels" / split / f"{Path(name).stem}.txt"
                 label.parent.mkdir(parents=True, exist_ok=True)
                 label.write_text("".join(line + "\n" for line in lines))
-        doc = {"path": ".", **{s: f"images/{s}" for s in splits}, "names": list(names)}
-        (out / "data.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        # no 'path': ultralytics then takes the yaml's own folder, from any working directory
+        # (a relative 'path' is resolved against the working directory); supervision reads names
+        doc = {**{s: f"images/{s}" for s in splits}, "nc": len(cats),
+               "names": dict(enumerate(cats.names))}
+        (out / "data.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
         return out / "data.yaml"
     main = out / "ImageSets" / "Main"
     main.mkdir(parents=True, exist_ok=True)
     (out / "Annotations").mkdir(exist_ok=True)
+    names = cats.distinct_names()
     (out / "labels.txt").write_text("".join(n + "\n" for n in names))
     unique = _Names()  # one JPEGImages/ for every split
     for split, ds in splits.items():
@@ -396,7 +456,7 @@ def write_dataset(splits: dict[str, Dataset], out: str | os.PathLike, to: str) -
             _place(ds.root / im["file_name"], out / "JPEGImages" / name)
             stems.append(Path(name).stem)
             _voc_xml(out / "Annotations" / f"{Path(name).stem}.xml", name, im,
-                     boxes.get(im["id"], []), names)
+                     boxes.get(im["id"], []), lambda c: names[cats.index(c)])
         (main / f"{split}.txt").write_text("".join(s + "\n" for s in stems))
     return out
 
@@ -408,7 +468,7 @@ def _boxes_by_image(ds: Dataset) -> dict[int, list[dict]]:
     return out
 
 
-def _voc_xml(path: Path, file_name: str, im: dict, boxes: list[dict], names: list[str]) -> None:
+def _voc_xml(path: Path, file_name: str, im: dict, boxes: list[dict], name_of) -> None:
     root = ET.Element("annotation")
     ET.SubElement(root, "filename").text = file_name
     size = ET.SubElement(root, "size")
@@ -416,7 +476,7 @@ def _voc_xml(path: Path, file_name: str, im: dict, boxes: list[dict], names: lis
         ET.SubElement(size, tag).text = str(v)
     for a in boxes:
         obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = names[a["category_id"] - 1]
+        ET.SubElement(obj, "name").text = name_of(a["category_id"])
         ET.SubElement(obj, "difficult").text = str(int(a.get("iscrowd", 0)))
         bb = ET.SubElement(obj, "bndbox")
         x, y, w, h = a["bbox"]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..core.spec import IMAGENET_MEAN, IMAGENET_STD
+from ..data.categories import Categories
 from ..data.formats import read_dataset
 from ..errors import UsageError
 from ..eval.annotations import CocoAnnotations, check_annotations, load_annotations
@@ -64,9 +65,9 @@ class CocoDetection(torch.utils.data.Dataset):
         self.coco = annotations if isinstance(annotations, CocoAnnotations) else \
             load_annotations(annotations)
         self.size, self.train, self.seed, self.epoch = size, train, seed, 0
-        self.cat_ids = sorted(c["id"] for c in self.coco.categories)
-        self.class_names = tuple(self.coco.category_names()[c] for c in self.cat_ids)
-        label_of = {c: i + 1 for i, c in enumerate(self.cat_ids)}
+        cats = Categories.of(self.coco.data)
+        self.cat_ids, self.class_names = list(cats.ids), cats.names
+        label_of = {c: cats.index(c) + 1 for c in cats.ids}  # 0 is the background
         by_image: dict[int, list] = {im["id"]: [] for im in self.coco.images}
         for a in self.coco.data["annotations"]:
             x, y, w, h = a["bbox"]

@@ -121,15 +121,18 @@ def data_convert(
     for split, ds in splits.items():  # a malformed annotation file: its one line, nothing written
         check_annotations(ds.coco, f"{src} ({split})")
     claim_out(out, "data convert", overwrite=overwrite, inputs=[src])
-    written = write_dataset(splits, out, to)
+    left_out: dict = {}
+    written = write_dataset(splits, out, to, left_out)
     problems = [p for ds in splits.values() for p in ds.problems]
     for p in problems:
         _note(f"left out {p}")
+    if left_out.get("crowd"):
+        _note(f"left out {left_out['crowd']} crowd region(s): {to.upper()} has none")
     counts = {s: {"images": len(ds.coco["images"]), "boxes": len(ds.coco["annotations"])}
               for s, ds in splits.items()}
     if as_json:
         print(json.dumps({"from": layout, "to": to, "out": str(written), "splits": counts,
-                          "problems": problems}))
+                          "problems": problems, "left_out": left_out}))
         return
     parts = ", ".join(f"{s}: {c['images']} images, {c['boxes']} boxes" for s, c in counts.items())
     print(f"{src} ({layout.upper()}) -> {written} ({to.upper()}): {parts}"
