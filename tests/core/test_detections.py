@@ -58,14 +58,23 @@ def test_supervision_round_trip():
     s = d.to_supervision()
     assert isinstance(s, sv.Detections) and len(s) == 3
     assert np.allclose(s.xyxy, d.xyxy) and np.allclose(s.confidence, d.scores)
-    assert s.class_id.tolist() == [1, 3, 18]
+    # supervision's convention: a 0-based index into the class names; the COCO ids in data
+    assert s.class_id.tolist() == [0, 2, 16]
+    assert s.data["category_id"].tolist() == [1, 3, 18]
     assert s.data["class_name"].tolist() == ["person", "car", "dog"]
     back = Detections.from_supervision(s[::-1], zoo_spec(), 200, 200)  # order restored
     assert back.names == d.names and np.allclose(back.xyxy, d.xyxy)
     assert back.labels.tolist() == d.labels.tolist()
+    by_id = d.to_supervision(class_id="category_id")
+    assert by_id.class_id.tolist() == [1, 3, 18]
+    again = Detections.from_supervision(by_id, zoo_spec(), 200, 200, class_id="category_id")
+    assert again.names == d.names
     unknown = sv.Detections(xyxy=np.zeros((1, 4)), class_id=np.array([12]))  # not a COCO id
     with pytest.raises(ValueError, match=r"class ids \[12\]"):
-        Detections.from_supervision(unknown, zoo_spec(), 10, 10)
+        Detections.from_supervision(unknown, zoo_spec(), 10, 10, class_id="category_id")
+    with pytest.raises(ValueError, match=r"class ids \[80\]"):
+        Detections.from_supervision(sv.Detections(xyxy=np.zeros((1, 4)), class_id=np.array([80])),
+                                    zoo_spec(), 10, 10)
     assert "supervision" in sys.modules  # imported by the calls above, not by the module
 
 

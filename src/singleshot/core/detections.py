@@ -123,41 +123,69 @@ class Detections:
             "y2": self.xyxy[:, 3], "score": self.scores, "label": self.labels,
             "category_id": self.category_ids, "category": pd.Series(self.names, dtype=object)})
 
-    def to_supervision(self):
-        """A ``supervision.Detections``: ``xyxy`` (pixels), ``confidence``, ``class_id`` (the
-        category id, as COCO numbers classes), ``data["class_name"]``; ``data["label"]`` keeps
-        the contiguous 1..C label. supervision is imported only here."""
+    def to_supervision(self, class_id: str = "index"):
+        """A ``supervision.Detections``: ``xyxy`` (pixels), ``confidence``, ``class_id`` - by
+        default supervision's own convention, the 0-based index into the model's class names
+        (what its dataset loaders and annotators expect), or the COCO category id with
+        ``class_id="category_id"`` - and ``data["class_name"]``, ``data["category_id"]``,
+        ``data["label"]`` (the contiguous 1..C label). supervision is imported only here."""
         import supervision as sv
 
+        ids = self._class_id_kind(class_id)
         return sv.Detections(xyxy=self.xyxy.astype(np.float32).reshape(-1, 4),
                              confidence=self.scores.astype(np.float32),
-                             class_id=self.category_ids.astype(int),
+                             class_id=(self.labels - 1 if ids == "index" else
+                                       self.category_ids).astype(int),
                              data={"class_name": np.asarray(self.names, dtype=object).reshape(-1),
+                                   "category_id": self.category_ids.astype(np.int64),
                                    "label": self.labels.astype(np.int64)})
+
+    @staticmethod
+    def _class_id_kind(kind: str) -> str:
+        if kind not in ("index", "category_id"):
+            raise ValueError(f"class_id must be 'index' or 'category_id', got {kind!r}")
+        return kind
 
     @classmethod
     def from_supervision(cls, detections, spec: ModelSpec, width: int, height: int,
-                         path: str | None = None) -> "Detections":
-        """A ``supervision.Detections`` whose ``class_id`` are ``spec``'s category ids (as
-        :meth:`to_supervision` writes them) -> Detections, sorted by descending score (a missing
-        confidence counts as 1). ValueError for a class id ``spec`` does not have."""
+                         path: str | None = None, *, class_id: str = "index",
+                         classes: list[str] | None = None) -> "Detections":
+        """A ``supervision.Detections`` -> Detections, sorted by descending score (a missing
+        confidence counts as 1). Its ``class_id`` is, by default, supervision's 0-based index:
+        into ``classes`` when given (a supervision dataset's ``classes``; mapped to ``spec``'s
+        classes by name), else into ``spec``'s class names; ``class_id="category_id"``: COCO
+        category ids of ``spec``. Identifiers are looked up, never shifted: ValueError for a
+        class the model does not have."""
         xyxy = np.asarray(detections.xyxy, np.float32).reshape(-1, 4)
         n = len(xyxy)
         scores = np.ones(n, np.float32) if detections.confidence is None else \
             np.asarray(detections.confidence, np.float32)
         if detections.class_id is None:
             raise ValueError("supervision Detections without class_id cannot name their classes")
-        cats = np.asarray(detections.class_id, np.int64)
-        index = {int(c): k for k, c in enumerate(spec.category_ids)}
-        unknown = sorted({int(c) for c in cats} - set(index))
-        if unknown:
-            raise ValueError(f"class ids {unknown} are not category ids of this model "
-                             f"({list(spec.category_ids)[:5]}...)")
-        labels = np.asarray([index[int(c)] + 1 for c in cats], np.int64)
+        given = np.asarray(detections.class_id, np.int64).reshape(-1)
+        names = list(spec.class_names)
+        if cls._class_id_kind(class_id) == "category_id":
+            index = {int(c): k for k, c in enumerate(spec.category_ids)}
+            unknown = sorted({int(c) for c in given} - set(index))
+            if unknown:
+                raise ValueError(f"class ids {unknown} are not category ids of this model "
+                                 f"({list(spec.category_ids)[:5]}...)")
+            positions = [index[int(c)] for c in given]
+        else:
+            table = list(classes) if classes is not None else names
+            bad = sorted({int(c) for c in given if not 0 <= int(c) < len(table)})
+            if bad:
+                raise ValueError(f"class ids {bad} are not indices of the {len(table)} classes")
+            by_name = {nm: k for k, nm in enumerate(names)}
+            missing = sorted({table[int(c)] for c in given} - set(by_name))
+            if missing:
+                raise ValueError(f"classes {missing} are not classes of this model")
+            positions = [by_name[table[int(c)]] for c in given]
+        labels = np.asarray(positions, np.int64).reshape(-1) + 1
+        cats = np.asarray(spec.category_ids, np.int64)[labels - 1] if n else np.empty(0, np.int64)
         order = np.argsort(-scores, kind="stable")
         return cls(xyxy[order], scores[order], labels[order], cats[order],
-                   [spec.class_names[labels[i] - 1] for i in order], int(width), int(height),
-                   path)
+                   [names[labels[i] - 1] for i in order], int(width), int(height), path)
 
     def plot(self, image=None, *, line_width: int | None = None, font_size: int | None = None,
              labels: bool = True, conf: bool = True) -> np.ndarray:

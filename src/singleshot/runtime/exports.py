@@ -7,8 +7,10 @@ them), so a resumed run writes each file once, from every input's one result.
   the 0-based index of the category in the model's class order, the box normalised by the image
   size. An image without detections gets an empty file; a failed image none.
 - COCO results JSON: ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]`` with the
-  model's category ids; image ids are the file names' numbers when every name is a number (as
-  COCO's ``000000000139.jpg`` is image 139), else the input's position, from 1.
+  model's category ids. Image ids are data, taken from the annotations the results belong to
+  (:func:`image_ids_from`: by ``file_name``, as ``eval`` joins them) when there are any; without
+  them, the file names' numbers when every name is a number (as COCO's ``000000000139.jpg`` is
+  image 139), else the input's position, from 1.
 - CSV: a row per detection (path, width, height, x1, y1, x2, y2, score, category_id, category).
 - crops (:class:`CropWriter`): ``DIR/<category>/<stem>_<n>.jpg``, n the detection's rank in
   its image, from 1.
@@ -87,8 +89,63 @@ def write_yolo_labels(entries: list[dict], folder: str | Path, category_ids: Ite
     return n
 
 
-def coco_results(entries: list[dict]) -> list[dict]:
-    """COCO results entries for every detection (image ids as the module says)."""
+class ImageIds:
+    """Image ids of a COCO annotation file by the images' paths: ``file_name`` relative to the
+    set's image folder (``root``), else the base name when no two images share it."""
+
+    def __init__(self, coco: dict, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.by_name = {str(im["file_name"]).replace("\\", "/"): int(im["id"])
+                        for im in coco.get("images", [])}
+        base: dict[str, list[int]] = {}
+        for name, i in self.by_name.items():
+            base.setdefault(name.rsplit("/", 1)[-1], []).append(i)
+        self.by_base = {k: v[0] for k, v in base.items() if len(v) == 1}
+
+    def __call__(self, path: str) -> int | None:
+        try:
+            rel = Path(path).resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            rel = None
+        if rel in self.by_name:
+            return self.by_name[rel]
+        return self.by_base.get(Path(path).name)
+
+
+def image_ids_from(annotations: str | Path) -> ImageIds:
+    """:class:`ImageIds` of a COCO annotation file, or of a set's folder (its
+    ``annotations.json``); the images are in ``images/`` beside the file when there is one
+    (``data synth`` and ``data convert`` lay sets out so), else beside the file."""
+    from ..errors import UsageError
+
+    p = Path(annotations)
+    file = p / "annotations.json" if p.is_dir() else p
+    try:
+        coco = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UsageError(f"{{opt:annotations}} {file}: not a COCO annotation file "
+                         f"({getattr(err, 'strerror', None) or type(err).__name__})") from None
+    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
+        raise UsageError(f"{{opt:annotations}} {file}: not a COCO annotation file (no 'images')")
+    root = file.parent / "images" if (file.parent / "images").is_dir() else file.parent
+    return ImageIds(coco, root)
+
+
+def set_annotations(paths: list) -> Path | None:
+    """The annotation file of the set the inputs come from, when they all lie in one set's
+    ``images/`` folder beside an ``annotations.json`` (what ``data synth`` and ``data convert``
+    write); None otherwise."""
+    folders = {Path(p).resolve().parent for p in paths if not str(p).startswith(("http:", "https:"))}
+    if len(folders) != 1:
+        return None
+    (folder,) = folders
+    candidate = folder.parent / "annotations.json"
+    return candidate if folder.name == "images" and candidate.is_file() else None
+
+
+def coco_results(entries: list[dict], image_id=None) -> list[dict]:
+    """COCO results entries for every detection (image ids as the module says: ``image_id``,
+    an :class:`ImageIds`, when given - an input it does not know is left out)."""
     ok = [e for e in entries if e.get("error") is None and e.get("width")]
     names = [_stem(e["path"]) for e in ok]
     numbered = bool(names) and all(n.isdigit() for n in names) and \
@@ -97,16 +154,21 @@ def coco_results(entries: list[dict]) -> list[dict]:
     for k, e in enumerate(entries, 1):
         if e.get("error") is not None or not e.get("width"):
             continue
-        image_id = int(_stem(e["path"])) if numbered else k
+        if image_id is not None:
+            found = image_id(e["path"])
+            if found is None:
+                continue
+        else:
+            found = int(_stem(e["path"])) if numbered else k
         for d in e["detections"]:
             x1, y1, x2, y2 = d["box"]
-            out.append({"image_id": image_id, "category_id": int(d["category_id"]),
+            out.append({"image_id": found, "category_id": int(d["category_id"]),
                         "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d["score"]})
     return out
 
 
-def write_coco(entries: list[dict], path: str | Path) -> int:
-    results = coco_results(entries)
+def write_coco(entries: list[dict], path: str | Path, image_id=None) -> int:
+    results = coco_results(entries, image_id)
     write_text_atomic(Path(path), json.dumps(results))
     return len(results)
 

@@ -62,7 +62,8 @@ def detect(
     overwrite: OverwriteOpt = False,
     save_txt: Annotated[bool, typer.Option("--save-txt", help="YOLO label files in OUT/labels/<image>.txt: 'class cx cy w h' normalised, class the 0-based index in the model's class order (needs --out).")] = False,
     save_conf: Annotated[bool, typer.Option("--save-conf", help="--save-txt: the score as a sixth column.")] = False,
-    save_coco: Annotated[Optional[Path], typer.Option("--save-coco", help="COCO results JSON (image_id, category_id of the model, bbox xywh, score); image ids are the file names' numbers when all are numbers, else input positions from 1.")] = None,
+    save_coco: Annotated[Optional[Path], typer.Option("--save-coco", help="COCO results JSON (image_id, category_id of the model, bbox xywh, score). Image ids from --annotations by file name (found by itself when the inputs are a set's images/ beside its annotations.json, as data synth/convert write); else the file names' numbers when all are numbers, else input positions from 1.")] = None,
+    annotations: Annotated[Optional[Path], typer.Option("--annotations", help="With --save-coco: the COCO annotation file (or the set's folder) the results belong to; image ids are taken from it by file name, as eval joins them.")] = None,
     save_csv: Annotated[Optional[Path], typer.Option("--save-csv", help="CSV, one row per detection: path, width, height, x1, y1, x2, y2, score, category_id, category.")] = None,
     save_crops: Annotated[Optional[Path], typer.Option("--save-crops", help="Each detection cut out as DIR/<category>/<image>_<n>.jpg.")] = None,
     line_width: Annotated[Optional[int], ranged("line_width", "--line-width", help="Box line width in pixels of annotated images (default: scaled with the image).")] = None,
@@ -126,6 +127,17 @@ def detect(
                 raise UsageError(f"--{option.replace('_', '-')} {file} is a folder: give a file")
     if save_crops is not None:
         check_output_folder(save_crops, paths, "save_crops")
+    image_ids = None
+    if annotations is not None and save_coco is None:
+        raise UsageError("--annotations gives --save-coco its image ids: give --save-coco")
+    if save_coco is not None:
+        from ...runtime.exports import image_ids_from, set_annotations
+
+        found = annotations or set_annotations(paths)
+        if found is not None:
+            image_ids = image_ids_from(found)
+            if annotations is None:
+                _note(f"--save-coco: image ids from {found} (by file name)")
     if out is not None:
         claim_out(out, "detect", overwrite=overwrite, again="resume",
                   inputs=[*paths, *model_files([model])])
@@ -199,7 +211,7 @@ def detect(
             print(json.dumps(doc))
     if save_txt or save_coco or save_csv:
         _write_exports(det, out / "detections.json" if store is not None else doc, out,
-                       save_txt, save_conf, save_coco, save_csv)
+                       save_txt, save_conf, save_coco, save_csv, image_ids)
     if save_crops is not None:
         print(f"wrote the crops of this run's detections into {save_crops}/<category>/",
               file=sys.stderr)
@@ -214,7 +226,8 @@ def detect(
         raise typer.Exit(1)
 
 
-def _write_exports(det, document, out, save_txt, save_conf, save_coco, save_csv) -> None:
+def _write_exports(det, document, out, save_txt, save_conf, save_coco, save_csv,
+                   image_ids=None) -> None:
     """The detect document (a dict, or the assembled detections.json of a journaled run: every
     input's one result, resumed ones included) in the formats other tools read."""
     from ...runtime import exports
@@ -227,8 +240,14 @@ def _write_exports(det, document, out, save_txt, save_conf, save_coco, save_csv)
         n = exports.write_yolo_labels(entries, out / "labels", det.spec.category_ids, save_conf)
         print(f"wrote {plural(n, 'label file')} to {out / 'labels'}", file=sys.stderr)
     if save_coco is not None:
-        n = exports.write_coco(entries, save_coco)
+        n = exports.write_coco(entries, save_coco, image_ids)
         print(f"wrote {plural(n, 'COCO result')} to {save_coco}", file=sys.stderr)
+        if image_ids is not None:
+            unknown = sum(1 for e in entries if e.get("error") is None and e.get("width")
+                          and image_ids(e["path"]) is None)
+            if unknown:
+                _note(f"{plural(unknown, 'input')} not in the annotations: left out of "
+                      f"{save_coco}")
     if save_csv is not None:
         n = exports.write_csv(entries, save_csv)
         print(f"wrote {plural(n, 'row')} to {save_csv}", file=sys.stderr)
