@@ -2,8 +2,9 @@
 pycocotools' AP50.
 
 Every case: one image 100x100, classes 1 (a) and 2 (b). Ground truth A = a at [10, 10, 40, 40]
-(xyxy), B = b at [60, 60, 90, 90]. The AP is the mean over the classes with ground truth of the
-101-point interpolated AP at IoU 0.5.
+(xyxy), B = b at [60, 60, 90, 90]. The AP is tidecv's: the mean over the classes with ground
+truth or detections of the 101-point interpolated AP at IoU 0.5 (pycocotools' AP50 when every
+class with detections has ground truth).
 """
 
 import pytest
@@ -110,7 +111,10 @@ def test_crowd_regions_are_ignored():
     crowd = {"id": 3, "image_id": 1, "category_id": 1, "bbox": [50, 0, 50, 40], "area": 2000,
              "iscrowd": 1}
     r = analyse(_gt([crowd]), [_det(1, (55, 5, 80, 30), 0.95), _det(1, A, 0.9), _det(2, B, 0.8)])
-    assert sum(r.counts.values()) == 0 and r.ap == pytest.approx(1.0)
+    assert r.ap == pytest.approx(1.0)  # ignored: not in the AP
+    # as tidecv does, an ignored detection is still given a type (counted, fixing it gains 0)
+    assert r.counts["bkg"] == 1 and sum(r.counts.values()) == 1
+    assert r.dap["bkg"] == pytest.approx(0.0)
 
 
 def test_ap_agrees_with_pycocotools_ap50():
@@ -139,8 +143,23 @@ def test_ap_agrees_with_pycocotools_ap50():
     gt = check_annotations({"images": images, "annotations": anns, "categories": [
         {"id": c, "name": str(c)} for c in (1, 2, 3)]}, "random")
     r = analyse(gt, results)
+    assert {c["category_id"] for c in results} <= {a["category_id"] for a in anns}
     assert r.ap == pytest.approx(coco_score(gt, results).metrics["AP50"], abs=1e-6)
     # every false positive got one type; every fix gains or costs nothing below 0 but FN/FP
     n_fp = sum(1 for d in r.detections if not d.tp and not d.ignored)
     assert sum(v for k, v in r.counts.items() if k != "miss") == n_fp
     assert all(r.dap[k] >= -1e-9 for k in ("cls", "loc", "both", "dupl", "bkg", "miss"))
+
+
+def test_a_class_with_detections_and_no_objects_counts_as_zero():
+    """tidecv's mean (not COCO's): class b has a detection and no object -> AP 0 in the mean;
+    removing its background error takes the class out of the mean."""
+    gt = check_annotations({"images": [{"id": 1, "width": 100, "height": 100, "file_name": "1.jpg"}],
+                            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+                            "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
+                                             "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0}]},
+                           "one class")
+    r = analyse(gt, [_det(1, A, 0.9), _det(2, B, 0.8)])
+    assert r.ap == pytest.approx(0.5) and r.counts["bkg"] == 1
+    assert r.dap["bkg"] == pytest.approx(0.5)
+    assert coco_score(gt, [_det(1, A, 0.9), _det(2, B, 0.8)]).metrics["AP50"] == pytest.approx(1.0)

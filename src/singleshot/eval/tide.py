@@ -1,30 +1,34 @@
 """Why the AP is what it is: the error types of TIDE (Bolya et al., "TIDE: A General Toolbox for
-Identifying Object Detection Errors", ECCV 2020) and each type's dAP, written from the paper's
-definitions (its ``tidecv`` package has not been maintained since 2020).
+Identifying Object Detection Errors", ECCV 2020) and each type's dAP, computed as its reference
+implementation, ``tidecv`` 1.0.1, computes them - so the numbers people compare with papers
+match (tests/interop/test_tide.py runs tidecv itself, in a venv of its own, on the same inputs).
 
-Detections are matched per image and class, highest score first, to the unmatched ground truth
-of their class with the highest IoU >= ``T_F`` (0.5), COCO's rule; one that matches a crowd
-region (intersection over the detection's area >= 0.5) is ignored, as COCO ignores it. Every
-other unmatched detection is a false positive of exactly one type, tested in this order against
-the image's (non-crowd) ground truth:
+What tidecv does, and so what this does (its choices, kept even where COCO differs, because the
+numbers in papers are tidecv's):
 
-- ``bkg`` background: IoU < ``T_B`` (0.1) with every ground truth;
-- ``cls`` classification: IoU >= T_F with a ground truth of another class;
-- ``dupl`` duplicate: IoU >= T_F with a ground truth of its class that a higher-scoring
-  detection already matched;
-- ``loc`` localisation: T_B <= IoU < T_F with a ground truth of its class;
-- ``both`` classification and localisation: T_B <= IoU < T_F with one of another class.
+- per image, the ground truth's images only; at most 100 detections, highest score first (ties
+  in the given order); each matched greedily, in that order, to the ground truth of its class
+  with the highest IoU among those not yet matched, when that IoU >= ``T_F`` (0.5);
+- an unmatched detection inside a crowd region of its class (intersection over the detection's
+  area strictly above T_F) is ignored: not in the AP, but still given an error type;
+- every detection not matched gets the first type that fits, in this order: no ground truth in
+  the image -> ``bkg``; its best IoU with its own class in [T_B, T_F] (0.1, inclusive both
+  ends) -> ``loc``; IoU >= T_F with another class -> ``cls``; IoU >= T_F with a matched ground
+  truth of its class -> ``dupl``; best IoU with anything <= T_B -> ``bkg``; else ``both``;
+- ``miss``: a ground truth left unmatched that no ``cls``/``loc`` error points at (one pointing
+  at a ground truth that was matched does not count);
+- AP per class: COCO's 101-point interpolation of the precision envelope; the mean is over
+  every class with ground truth *or* detections (a class with detections and no ground truth
+  counts as AP 0 - COCO leaves it out, so this AP can sit below pycocotools' AP50);
+- a type's dAP: the AP with every error of that type fixed, minus the AP, floored at 0. Fixes:
+  ``cls`` and ``loc`` become true positives (``cls`` moved to the ground truth's class) when
+  their ground truth was unmatched and they are the highest-scoring error pointing at it, else
+  they are removed; ``dupl``, ``bkg`` and ``both`` are removed; ``miss`` leaves the count of
+  objects. A class left with no detections and no objects drops out of the mean. ``FP``: every
+  true positive ranked above every false positive; ``FN``: every unmatched object removed from
+  the counts (neither floored).
 
-``miss``: a ground truth no detection matched and no classification or localisation error
-points at. The AP is COCO-style AP at IoU 0.5 (101-point interpolated precision, averaged over
-the classes that have ground truth) over all detections given.
-
-A type's dAP is the AP gained by fixing that type alone, with the paper's oracles: a
-classification error takes the class of its ground truth, a localisation error its ground
-truth's box - each becoming a true positive unless that ground truth is matched already, when it
-is removed instead; duplicates, background and both-errors are removed; missed ground truth
-leaves the count of objects. ``FP`` removes every false positive, ``FN`` every unmatched ground
-truth.
+The AP and dAPs are fractions (tidecv prints percent).
 """
 
 from __future__ import annotations
@@ -154,8 +158,12 @@ def _ioa(dets: np.ndarray, regions: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area[:, None], 1e-12)
 
 
+MAX_DETS = 100  # per image, as tidecv's COCO loader sets it
+
+
 def match(gt, results: list[dict], img_ids=None) -> tuple[list[Detection], dict[int, ImageTruth]]:
-    """Match and type every detection (see the module); ``img_ids``: only these images."""
+    """Match and type every detection (see the module); ``img_ids``: only these images.
+    Detections past the 100 best of their image are marked ignored (no type)."""
     truths = _truths(gt)
     if img_ids is not None:
         keep = set(int(i) for i in img_ids)
@@ -167,108 +175,144 @@ def match(gt, results: list[dict], img_ids=None) -> tuple[list[Detection], dict[
     for d in dets:
         by_image[d.image_id].append(d)
     for image_id, items in by_image.items():
-        t = truths[image_id]
         items.sort(key=lambda d: -d.score)  # stable: ties keep the given order
-        boxes = np.asarray([d.box for d in items]).reshape(-1, 4)
-        iou = box_iou(boxes, t.boxes) if len(t.boxes) else np.zeros((len(items), 0))
-        ioa = _ioa(boxes, t.crowd_boxes)
-        for k, d in enumerate(items):  # true positives first, by score (COCO's greedy rule)
-            same = np.where((t.cats == d.category_id) & ~t.matched)[0]
-            if len(same):
-                j = same[np.argmax(iou[k, same])]
-                if iou[k, j] >= T_F:
-                    d.tp, t.matched[j] = True, True
-                    continue
-            crowd = np.where(t.crowd_cats == d.category_id)[0]
-            if len(crowd) and ioa[k, crowd].max() >= T_F:
-                d.ignored = True
-        for k, d in enumerate(items):
-            if d.tp or d.ignored:
-                continue
-            row = iou[k]
-            same = t.cats == d.category_id
-            best_same = int(np.argmax(np.where(same, row, -1))) if same.any() else None
-            best_other = int(np.argmax(np.where(~same, row, -1))) if (~same).any() else None
-            s = row[best_same] if best_same is not None else 0.0
-            o = row[best_other] if best_other is not None else 0.0
-            if max(s, o) < T_B:
-                d.error = "bkg"
-            elif o >= T_F:
-                d.error, d.target = "cls", best_other
-            elif s >= T_F:
-                d.error, d.target = "dupl", best_same
-            elif s >= T_B:
-                d.error, d.target = "loc", best_same
-            else:
-                d.error, d.target = "both", best_other
+        for d in items[MAX_DETS:]:
+            d.ignored = True
+        del items[MAX_DETS:]
+        _type_image(truths[image_id], items)
     return dets, truths
 
 
-def _ap_of(records: dict[int, list[tuple[float, bool]]], n_gt: dict[int, int]) -> tuple[float, dict]:
-    per_class = {}
-    for c, n in n_gt.items():
-        if n > 0:
-            rec = records.get(c, [])
-            per_class[c] = ap_101(np.asarray([r[0] for r in rec]), np.asarray([r[1] for r in rec]),
-                                  n)
-    return (float(np.mean(list(per_class.values()))) if per_class else -1.0), per_class
+def _type_image(t: ImageTruth, items: list[Detection]) -> None:
+    """Match ``items`` (score order) to ``t`` and give each unmatched one its error type."""
+    boxes = np.asarray([d.box for d in items]).reshape(-1, 4)
+    cats = np.asarray([d.category_id for d in items], np.int64)
+    iou = box_iou(boxes, t.boxes) if len(t.boxes) else np.zeros((len(items), 0))
+    same = cats[:, None] == t.cats[None, :]
+    cls_iou = iou * same
+    free = cls_iou.copy()  # a ground truth once matched leaves every later row
+    for k, d in enumerate(items):
+        if free.shape[1]:
+            j = int(np.argmax(free[k]))
+            if free[k, j] >= T_F:
+                d.tp, t.matched[j] = True, True
+                free[:, j] = 0
+    ioa = _ioa(boxes, t.crowd_boxes)
+    for r in range(len(t.crowd_cats)):
+        for k, d in enumerate(items):
+            if not d.tp and ioa[k, r] > T_F and t.crowd_cats[r] == d.category_id:
+                d.ignored = True
+    if not len(t.cats):
+        for d in items:
+            if not d.tp:
+                d.error = "bkg"
+        return
+    other_iou = iou * ~same
+    used_iou = cls_iou * t.matched[None, :]
+    for k, d in enumerate(items):
+        if d.tp:
+            continue
+        j = int(np.argmax(cls_iou[k]))
+        if T_B <= cls_iou[k, j] <= T_F:
+            d.error, d.target = "loc", j
+            continue
+        j = int(np.argmax(other_iou[k]))
+        if other_iou[k, j] >= T_F:
+            d.error, d.target = "cls", j
+            continue
+        j = int(np.argmax(used_iou[k]))
+        if used_iou[k, j] >= T_F:
+            d.error, d.target = "dupl", j
+            continue
+        d.error = "bkg" if iou[k].max() <= T_B else "both"
 
 
-def _base_records(dets: list[Detection], remove=frozenset()):
-    records = defaultdict(list)
-    for d in sorted(dets, key=lambda d: d.index):  # the given order: pycocotools' tie order
-        if not d.ignored and d.index not in remove:
-            records[d.category_id].append((d.score, d.tp))
-    return records
+def ap_of_points(points: list[tuple[float, bool]], n_gt: int) -> float:
+    """One class's AP as tidecv integrates it: ``points`` (score, true positive) in the order
+    they were added, sorted by score (stable), the precision envelope sampled at recall
+    0, 0.01, ..., 1; 0 without ground truth."""
+    if n_gt <= 0:
+        return 0.0
+    hits = np.asarray([p[1] for p in sorted(points, key=lambda p: -p[0])], np.float64)
+    return ap_sorted(hits, n_gt)
+
+
+def _mean_ap(points: dict, n_gt: dict) -> tuple[float, dict]:
+    """tidecv's mean: over the classes with points or ground truth."""
+    per_class = {c: ap_of_points(points.get(c, []), n_gt.get(c, 0))
+                 for c in sorted(set(points) | set(n_gt))
+                 if points.get(c) or n_gt.get(c, 0) > 0}
+    return (float(np.mean(list(per_class.values()))) if per_class else 0.0), per_class
 
 
 def analyse(gt, results: list[dict], img_ids=None) -> TideResult:
     """The TIDE analysis of COCO ``results`` against ``gt`` (:class:`~.annotations.CocoAnnotations`)."""
     dets, truths = match(gt, results, img_ids)
-    n_gt = defaultdict(int)
-    for c in (c["id"] for c in gt.categories):
-        n_gt[c] = 0
+    by_image = defaultdict(list)
+    for d in dets:
+        if not (d.ignored and d.error is None):  # the 100 best of each image
+            by_image[d.image_id].append(d)
+    n_gt: dict[int, int] = defaultdict(int)
     for t in truths.values():
         for c in t.cats:
             n_gt[int(c)] += 1
-    base_ap, by_class = _ap_of(_base_records(dets), n_gt)
-    errors = [d for d in dets if d.error is not None]
-    pointed = {(d.image_id, d.target) for d in errors if d.error in ("cls", "loc")}
-    unmatched = {(i, j) for i, t in truths.items() for j in np.where(~t.matched)[0]}
-    missed = {u for u in unmatched if u not in pointed}
-    counts = {e: sum(d.error == e for d in errors) for e in ERROR_TYPES[:-1]}
-    counts["miss"] = len(missed)
+    # tidecv's order: per image (the annotations' order), its detections' errors by score,
+    # then its missed objects; the AP's points in the same order
+    errors: list[tuple[str, object]] = []
+    points: dict[int, list] = defaultdict(list)  # class -> [(score, tp, detection index)]
+    best: dict[tuple[int, int], Detection] = {}  # an unmatched object -> the error that fixes it
+    missed, unmatched = set(), defaultdict(int)
+    for image_id, t in truths.items():
+        items = sorted(by_image.get(image_id, []), key=lambda d: -d.score)
+        for d in items:
+            if not d.ignored:
+                points[d.category_id].append((d.score, d.tp, d.index))
+            if d.error is None:
+                continue
+            errors.append((d.error, d))
+            if d.error in ("cls", "loc") and not t.matched[d.target]:
+                key = (image_id, d.target)
+                if key not in best or best[key].score < d.score:
+                    best[key] = d
+        for j in np.where(~t.matched)[0]:
+            unmatched[int(t.cats[j])] += 1
+            if (image_id, int(j)) not in best:
+                missed.add((image_id, int(j)))
+                errors.append(("miss", (image_id, int(j))))
+    base_ap, by_class = _mean_ap({c: [p[:2] for p in v] for c, v in points.items()}, n_gt)
+    counts = {e: sum(kind == e for kind, _ in errors) for e in ERROR_TYPES}
     dap = {}
-    for kind in ERROR_TYPES[:-1]:
-        dap[kind] = _fixed_ap(dets, truths, n_gt, kind) - base_ap
-    fewer = dict(n_gt)
-    for image_id, j in missed:
-        fewer[int(truths[image_id].cats[j])] -= 1
-    dap["miss"] = _ap_of(_base_records(dets), fewer)[0] - base_ap
-    dap["FP"] = _ap_of(_base_records(dets, {d.index for d in errors}), n_gt)[0] - base_ap
-    all_found = dict(n_gt)
-    for image_id, j in unmatched:
-        all_found[int(truths[image_id].cats[j])] -= 1
-    dap["FN"] = _ap_of(_base_records(dets), all_found)[0] - base_ap
+    for kind in ERROR_TYPES:
+        dap[kind] = max(_mean_ap(*_fixed(errors, points, n_gt, truths, best, kind))[0]
+                        - base_ap, 0.0)
+    ranked = _fixed(errors, points, n_gt, truths, best, None,
+                    transform=lambda score, tp: (1.0, True) if tp else (0.0, False))
+    dap["FP"] = _mean_ap(*ranked)[0] - base_ap
+    fewer = {c: n - unmatched.get(c, 0) for c, n in n_gt.items()}
+    dap["FN"] = _mean_ap(*_fixed(errors, points, fewer, truths, best, None))[0] - base_ap
     return TideResult(base_ap, dap, counts, by_class, dets, truths, missed, dict(n_gt))
 
 
-def _fixed_ap(dets, truths, n_gt, kind: str) -> float:
-    """AP with every error of ``kind`` fixed by its oracle (the module's text)."""
-    claimed = {(i, j) for i, t in truths.items() for j in np.where(t.matched)[0]}
-    remove, become_tp = set(), {}
-    for d in sorted((d for d in dets if d.error == kind), key=lambda d: (-d.score, d.index)):
-        if kind in ("cls", "loc") and (d.image_id, d.target) not in claimed:
-            claimed.add((d.image_id, d.target))
-            become_tp[d.index] = int(truths[d.image_id].cats[d.target])
-        else:
-            remove.add(d.index)
-    records = defaultdict(list)
-    for d in sorted(dets, key=lambda d: d.index):
-        if d.ignored or d.index in remove:
+def _fixed(errors, points, n_gt, truths, best, kind, transform=None):
+    """The points and object counts with every error of ``kind`` fixed (None: none), rebuilt
+    as tidecv rebuilds them: each error's point (fixed, or as it was), then every true
+    positive, class by class; ``transform(score, tp)`` applied to every point kept as it was."""
+    keep = transform or (lambda score, tp: (score, tp))
+    counts = dict(n_gt)
+    out: dict[int, list] = defaultdict(list)
+    for err, what in errors:
+        if err == "miss":
+            if kind == "miss":
+                c = int(truths[what[0]].cats[what[1]])
+                counts[c] = counts.get(c, 0) - 1
             continue
-        if d.index in become_tp:
-            records[become_tp[d.index]].append((d.score, True))
-        else:
-            records[d.category_id].append((d.score, d.tp))
-    return _ap_of(records, n_gt)[0]
+        d = what
+        if err != kind:
+            if not d.ignored:
+                out[d.category_id].append(keep(d.score, False))
+        elif err in ("cls", "loc") and best.get((d.image_id, d.target)) is d:
+            c = int(truths[d.image_id].cats[d.target]) if err == "cls" else d.category_id
+            out[c].append((d.score, True))
+    for c, v in points.items():
+        out[c].extend(keep(score, True) for score, tp, _ in v if tp)
+    return dict(out), counts
