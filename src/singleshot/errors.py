@@ -51,3 +51,48 @@ class CheckpointError(ModelError):
 
 class DownloadError(SingleshotError):
     """A download failed (network error, size or checksum mismatch)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``timeout``, ``kill`` and process managers send), raised where Ctrl-C's
+    KeyboardInterrupt would be, so every command ends the way it ends on Ctrl-C - finished
+    work kept, a checkpoint saved, a run marked cut - and exits 143 (128 + SIGTERM) instead of
+    130."""
+
+    exit_code = 143
+
+
+def is_terminated(err: BaseException | None) -> bool:
+    """Whether an interruption came from SIGTERM (a :class:`Terminated`, or an exception that
+    stands for one: ``terminated = True``)."""
+    return isinstance(err, Terminated) or bool(getattr(err, "terminated", False))
+
+
+def interrupt_code(err: BaseException | None) -> int:
+    """The exit code of an interruption: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 143 if is_terminated(err) else 130
+
+
+def raise_on_sigterm() -> None:
+    """From now on SIGTERM raises :class:`Terminated` in the main thread (a no-op elsewhere)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def terminated(signum, frame):
+        # an exception raised inside a finaliser is printed and dropped ("Exception ignored
+        # in ... __del__": seen when the signal met a DataLoader's teardown), and the command
+        # would go on: the signal is sent again once the finaliser has returned
+        f = frame
+        while f is not None:
+            if f.f_code.co_name == "__del__":
+                import os
+
+                threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+                return
+            f = f.f_back
+        raise Terminated("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, terminated)

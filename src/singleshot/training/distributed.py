@@ -158,6 +158,9 @@ def _worker(local_rank: int, target, args, env: dict) -> None:
     ``os._exit``: its work is written and its group closed by then, and the interpreter's
     teardown of gloo's threads can abort a process that has finished ("terminate called without
     an active exception", seen once in a few dozen runs), which would read as a failed rank."""
+    from ..errors import raise_on_sigterm
+
+    raise_on_sigterm()  # the launcher passes SIGTERM on: each rank saves, as on Ctrl-C
     os.environ.update(env)
     os.environ["RANK"] = os.environ["LOCAL_RANK"] = str(local_rank)
     os._exit(target(*args))  # target flushed what it printed
@@ -195,11 +198,18 @@ def launch(nproc: int, target, args: tuple = (), grace_s: float = 60.0) -> tuple
                 return failed or 1, None
             except mp.ProcessRaisedException as err:  # a bug in target: its traceback
                 return 1, str(err)
-    except KeyboardInterrupt:
-        # Ctrl-C reached every process of the terminal's group: rank 0 saves its checkpoint
+    except KeyboardInterrupt as err:
+        # Ctrl-C reached every process of the terminal's group; SIGTERM only this one, so it
+        # is passed on: rank 0 saves its checkpoint either way
+        from ..errors import interrupt_code
+
+        if interrupt_code(err) == 143:
+            for p in ctx.processes:
+                if p.is_alive():
+                    p.terminate()
         for p in ctx.processes:
             p.join(grace_s)
         for p in ctx.processes:
             if p.is_alive():
-                p.terminate()
-        return 130, None
+                p.kill()
+        return interrupt_code(err), None

@@ -27,4 +27,7 @@ _summaries(app)
 
 
 def main() -> None:
+    from ...errors import raise_on_sigterm
+
+    raise_on_sigterm()  # every command ends on SIGTERM as on Ctrl-C (exit 143)
     app()

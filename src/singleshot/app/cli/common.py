@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from ...core.limits import RANGES
-from ...errors import SingleshotError, UsageError
+from ...errors import SingleshotError, Terminated, UsageError, interrupt_code, is_terminated
 
 try:  # typer 0.26 vendors click; earlier releases use click itself
     from typer._click import exceptions as _click_errors
@@ -38,9 +38,11 @@ class OneLineErrors(TyperGroup):
             where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
             print(f"error: {err.format_message()}{where}", file=sys.stderr)
             sys.exit(err.exit_code)
-        except _click_errors.Abort:
-            print("error: interrupted", file=sys.stderr)
-            sys.exit(130)
+        except _click_errors.Abort as err:
+            cause = err.__cause__ or err.__context__
+            print(f"error: {'terminated' if is_terminated(cause) else 'interrupted'}",
+                  file=sys.stderr)
+            sys.exit(interrupt_code(cause) if cause is not None else 130)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -136,14 +138,16 @@ def user_errors(fn):
             _err(err.render(flag))
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt as err:
-            _err(f"interrupted: {err}" if str(err) else "interrupted")
+            word = "terminated" if is_terminated(err) else "interrupted"
+            text = str(err) if str(err) and not isinstance(err, Terminated) else ""
+            _err(f"{word}: {text}" if text else word)
             if getattr(err, "exit_at_once", False):
                 # a thread that cannot be stopped is still running (LoadGen): an orderly exit
                 # would wait on it or tear its objects down under it
                 sys.stdout.flush()
                 sys.stderr.flush()
-                os._exit(130)
-            raise typer.Exit(130) from None
+                os._exit(interrupt_code(err))
+            raise typer.Exit(interrupt_code(err)) from None
 
     return wrapper
 

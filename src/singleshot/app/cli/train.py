@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ...errors import UsageError
+from ...errors import UsageError, interrupt_code, is_terminated
 from .common import (
     JsonOpt,
     OverwriteOpt,
@@ -157,10 +157,11 @@ def _rank_main(settings: dict, resume: bool, exist_ok: bool, log_every: int | No
             and not str(err).startswith("rank ") else ""
         _err(who + err.render(flag))
         return err.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if world is None or world.is_main:
-            _err(f"interrupted; continue with: singleshot train ... -o {cfg.out} --resume")
-        return 130
+            word = "terminated" if is_terminated(err) else "interrupted"
+            _err(f"{word}; continue with: singleshot train ... -o {cfg.out} --resume")
+        return interrupt_code(err)
     finally:
         if world is not None:
             world.close()

@@ -104,9 +104,9 @@ class Interrupted(KeyboardInterrupt):
 
     exit_at_once = True
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, terminated: bool = False) -> None:
         super().__init__(f"LoadGen's partial logs kept in {out} (marked INTERRUPTED)")
-        self.out = out
+        self.out, self.terminated = out, terminated  # SIGTERM: exit 143
 
 
 def _start(lg, lg_sut, lg_qsl, settings, log, sut, outdir: Path) -> BaseException | None:
@@ -129,11 +129,14 @@ def _start(lg, lg_sut, lg_qsl, settings, log, sut, outdir: Path) -> BaseExceptio
     try:
         while thread.is_alive():
             thread.join(0.1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        from ...errors import is_terminated
+
         sut.stop()
         (outdir / "INTERRUPTED").write_text(
-            "Ctrl-C during this run: LoadGen's logs here are partial, not a result.\n")
-        raise Interrupted(outdir) from None
+            f"{'SIGTERM' if is_terminated(err) else 'Ctrl-C'} during this run: LoadGen's logs "
+            "here are partial, not a result.\n")
+        raise Interrupted(outdir, is_terminated(err)) from None
     return error[0] if error else None
 
 
