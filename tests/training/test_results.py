@@ -53,6 +53,12 @@ def test_a_resumed_run_continues_the_file(tiny_set, tmp_path):
     rows = _rows(out)
     # the partial epoch's row is replaced by the whole epoch's, none twice
     assert [(r["epoch"], r["step"]) for r in rows] == [("0", "2"), ("1", "4"), ("2", "6")]
+    # and the resumed epoch's row is the mean over all its steps, as without the cut
+    whole = tmp_path / "whole"
+    train(_cfg(tiny_set, whole, max_steps=6))
+    for cut, uncut in zip(rows, _rows(whole)):
+        for key in ("loss", "loss_loc", "loss_cls"):
+            assert float(cut[key]) == pytest.approx(float(uncut[key]), abs=1e-4), (key, cut)
 
 
 def test_bf16_trains_where_the_cpu_has_it_and_is_refused_elsewhere(tiny_set, tmp_path):

@@ -278,8 +278,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
         load_weights(model, init, skip_heads=not same_classes)
     opt = _optimizer(cfg, model)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch)
-    step, best, mlflow_run = 0, -1.0, None
+    step, best, mlflow_run, carried = 0, -1.0, None, None
     last = out / "last.pt"
+    epoch_so_far: dict = {}  # the current epoch's sums and seconds, saved with a mid-epoch step
     if resume:
         if not last.is_file():
             raise UsageError(f"{last}: nothing to resume")
@@ -290,6 +291,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
         cfg.history = list(ck.extra.get("history", []))
         torch.set_rng_state(ck.extra["torch_rng"])
         mlflow_run = ck.extra.get("mlflow_run_id")
+        carried = ck.extra.get("epoch_sums")  # the cut epoch's steps so far (its row's mean)
     device = world.device
     model.to(device)
     if world.backend == "nccl" and not cfg.freeze_bn:  # batch statistics of the global batch
@@ -319,7 +321,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
             save_checkpoint(path, model, model_cfg, dataset.class_names, tuple(dataset.cat_ids),
                             optimizer=opt.state_dict(), step=step, best_map=best,
                             history=cfg.history, torch_rng=torch.get_rng_state(),
-                            train_config=asdict(cfg), mlflow_run_id=loggers.mlflow_run_id)
+                            train_config=asdict(cfg), mlflow_run_id=loggers.mlflow_run_id,
+                            epoch_sums=dict(epoch_so_far) if step % steps_per_epoch else None)
 
     set_train_mode(model, cfg.freeze_bn)
     last_save = time.monotonic()
@@ -338,6 +341,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
                            in_epoch, unit="step")
             t0, seen = time.monotonic(), 0
             sums = {"steps": 0, "images": 0, "loss": 0.0, "loss_loc": 0.0, "loss_cls": 0.0}
+            if carried and carried.get("epoch") == epoch and start:
+                # a resumed epoch: its row is the mean over all its steps, before the cut too
+                sums.update(carried["sums"])
+                t0 -= carried.get("seconds", 0.0)
+            carried = None
+            epoch_so_far.update(epoch=epoch, sums=sums, seconds=0.0)
             for (images, boxes, labels), (_, real, whole) in zip(loader, batches.plan):
                 for group in opt.param_groups:
                     group["lr"] = lr_at(cfg, step, steps_per_epoch)
@@ -373,6 +382,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, exist_ok: bool = False,
                 cfg.history.append({"step": step, "loss": round(loss_g, 5)})
                 loggers.step(step, {"loss": loss_g, "loss_loc": loc_g, "loss_cls": cls_g,
                                     "lr": lr})
+                epoch_so_far["seconds"] = time.monotonic() - t0
                 if time.monotonic() - last_save > cfg.save_every_s:
                     save(last)
                     last_save = time.monotonic()
