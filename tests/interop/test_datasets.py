@@ -173,3 +173,22 @@ def test_the_data_yaml_is_read_from_any_working_directory(synth, tmp_path, monke
     assert (base / doc["train"]).is_dir()
     assert len(read_dataset(tmp_path / "yolo" / "data.yaml").coco["images"]) == 8
     assert os.getcwd() != str(base)
+
+
+def test_voc_written_by_globox_is_read_by_us(synth, tmp_path):
+    """globox writes VOC from our COCO set (its own 1-pixel convention: xmin = x, xmax = x + w);
+    read back, every box within a pixel and every class by name."""
+    src = _remapped(synth, tmp_path / "src", SPARSE, crowd=False)
+    voc = tmp_path / "gb-voc"
+    annotations = globox.AnnotationSet.from_coco(src / "annotations.json")
+    (voc / "Annotations").mkdir(parents=True)
+    annotations.save_pascal_voc(voc / "Annotations")
+    shutil.copytree(src / "images", voc / "JPEGImages")
+    back = read_dataset(voc)
+    got = {Path(im["file_name"]).stem: sorted(
+        (back.categories.name(a["category_id"]), (a["bbox"][0], a["bbox"][1],
+                                                  a["bbox"][0] + a["bbox"][2],
+                                                  a["bbox"][1] + a["bbox"][3]))
+        for a in back.coco["annotations"] if a["image_id"] == im["id"])
+        for im in back.coco["images"]}
+    _same(got, _stem_keyed(_truth(src)), tol=1.01)
