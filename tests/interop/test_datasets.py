@@ -192,3 +192,30 @@ def test_voc_written_by_globox_is_read_by_us(synth, tmp_path):
         for a in back.coco["annotations"] if a["image_id"] == im["id"])
         for im in back.coco["images"]}
     _same(got, _stem_keyed(_truth(src)), tol=1.01)
+
+
+def test_training_reads_the_same_samples_from_each_layout(synth, tmp_path):
+    """`train --data` on the sparse-id COCO set and on its YOLO and VOC conversions: the same
+    classes in the same order and the same (augmented) samples - so the same loss."""
+    import torch
+
+    from singleshot.training.dataset import CocoDetection, open_dataset
+
+    src = _remapped(synth, tmp_path / "src", SPARSE)
+    paths = {"coco": src}
+    for to in ("yolo", "voc"):
+        assert cli("data", "convert", src, "-o", tmp_path / to, "--to", to)[0] == 0
+        paths[to] = tmp_path / to
+    sets = {}
+    for layout, path in paths.items():
+        root, ann, _, _ = open_dataset(path, "train")
+        sets[layout] = CocoDetection(root, ann, 300, train=True, seed=1)
+    assert sets["coco"].class_names == sets["yolo"].class_names == sets["voc"].class_names
+    index = {k: {Path(ds.items[i][0]).stem: i for i in range(len(ds))} for k, ds in sets.items()}
+    for stem, i in index["coco"].items():
+        ref = sets["coco"][i]
+        for layout in ("yolo", "voc"):
+            got = sets[layout][index[layout][stem]]
+            torch.testing.assert_close(got[0], ref[0])
+            np.testing.assert_allclose(got[1].numpy(), ref[1].numpy(), atol=2e-5)
+            assert got[2].tolist() == ref[2].tolist()
