@@ -28,6 +28,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from test_connections import _closed_within
 from test_server import _free_port, _http, serve_process
 
 ARTIFACTS = Path(os.environ.get("SINGLESHOT_TEST_ARTIFACTS",
@@ -240,18 +241,6 @@ def test_decoded_pixels_are_bounded_and_memory_comes_back(served):
                                               "statuses": statuses}
     assert max(peak) - start < 1200, MEASURED  # two decoded at a time, not three or eight
     assert after - start < 200, MEASURED
-
-
-def _closed_within(sock, seconds):
-    sock.settimeout(seconds)
-    try:
-        while True:
-            if not sock.recv(4096):
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except TimeoutError:
-        return False
 
 
 def test_a_slow_body_is_cut_at_its_deadline(served):

@@ -10,6 +10,7 @@ import time
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from test_repository import _wait
 from test_server import _http, _Server, serve_process
 
 from singleshot.runtime.detector import Detector, resolve_model_path
@@ -53,15 +54,6 @@ class Load:
         for t in self.threads:
             t.join(timeout=60)
         return self.failed
-
-
-def _wait(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _index(url):
