@@ -56,6 +56,18 @@ def test_tensorboard_and_mlflow_hold_the_run_and_its_resumption(nine, tmp_path):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"results.csv", "results.png", "train_config.json", "val"} <= artifacts
     assert any(a.path.endswith("image_0.png") for a in client.list_artifacts(run.info.run_id, "val"))
+    # the three say the same of every epoch: results.csv, TensorBoard's epoch/*, MLflow's
+    import csv
+
+    with (out / "results.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6]
+    for key in ("loss", "loss_loc", "loss_cls"):
+        tb_values = {e.step: e.value for e in tb.Scalars(f"epoch/{key}")}
+        ml_values = {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+        for r in rows:
+            assert tb_values[int(r["step"])] == pytest.approx(float(r[key]), abs=1e-5)
+            assert ml_values[int(r["step"])] == pytest.approx(float(r[key]), abs=1e-5)
 
 
 def test_log_lines_every_n_steps_and_no_tensorboard(nine, tmp_path):
