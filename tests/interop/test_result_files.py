@@ -46,9 +46,9 @@ def _pycocotools_ap(gt_file, results_file, img_ids=None) -> tuple[float, float]:
     return float(e.stats[0]), float(e.stats[1])
 
 
-def _eval_ap(images, annotations) -> tuple[float, float]:
+def _eval_ap(images, annotations, out) -> tuple[float, float]:
     code, out, err = cli("eval", "-m", "demo", "--images", images, "--annotations", annotations,
-                         "--clip", "--json")
+                         "--clip", "--json", "-o", out, "--no-report")
     assert code == 0, err
     doc = json.loads(out)
     return doc["AP"], doc["AP50"]
@@ -60,7 +60,7 @@ def test_the_whole_set_scores_as_eval_does(synth, tmp_path):
     assert code == 0, err
     assert "image ids from" in err and "annotations.json" in err  # found by itself, and said
     got = _pycocotools_ap(synth / "annotations.json", results)
-    want = _eval_ap(synth / "images", synth / "annotations.json")
+    want = _eval_ap(synth / "images", synth / "annotations.json", tmp_path / "ev")
     assert got == pytest.approx(want, abs=1e-9) and want[1] > 0.5
 
 
@@ -79,7 +79,7 @@ def test_a_subset_joins_the_sets_ids(synth, tmp_path):
                                                 if a["image_id"] in ids])
     (tmp_path / "sub.json").write_text(json.dumps(sub))
     got = _pycocotools_ap(synth / "annotations.json", results, ids)
-    want = _eval_ap(synth / "images", tmp_path / "sub.json")
+    want = _eval_ap(synth / "images", tmp_path / "sub.json", tmp_path / "ev")
     assert got == pytest.approx(want, abs=1e-9) and got[1] > 0.5
 
 

@@ -252,7 +252,13 @@ def test_a_replica_killed_under_load_is_replaced(app, cluster, jpegs):
     # none hung; the server stayed ready; after the replacement every request succeeds
     assert len(failed) <= 8, failed
     assert all(r[1] == "cut" or (isinstance(r[1], int) and r[1] >= 500) for r in failed), failed
-    assert {c for _, c in load.ready} == {200}
+    # a readiness probe is a request too: one on the killed replica fails as the others do
+    # (seen once in CI: a 500 while the replica died); the server answered ready before and
+    # after, and every probe after the replacement is 200
+    bad_ready = [(t, c) for t, c in load.ready if c != 200]
+    assert len(bad_ready) <= 2 and all(isinstance(c, int) and c >= 500 and t >= killed - 0.5
+                                       for t, c in bad_ready), bad_ready
+    assert all(c == 200 for t, c in load.ready if t > killed + back_s + 1)
     assert after and all(r[1] == 200 for r in after)
 
 
