@@ -10,7 +10,6 @@ are options.
 
 from __future__ import annotations
 
-import datetime
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 from ..core.limits import check
 from ..errors import UsageError
 from ..hub.registry import model_files
-from ..io.files import write_json_atomic, write_text_atomic
+from ..io.files import new_run_folder, write_json_atomic, write_text_atomic
 from ..io.guard import MARKER, claim_output_folder
 from ..progress import SILENT, Progress
 from .annotations import CocoAnnotations, load_annotations
@@ -94,7 +93,7 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
     gt = load_annotations(annotations)
     for fix in gt.fixes:
         progress.note(f"{annotations}: {fix}")
-    out = Path(out or Path("runs") / "eval" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    out = Path(out or new_run_folder("eval"))
     existed = out.exists()
     claim_output_folder(out, "eval", overwrite=overwrite, again="resume", note=progress.note,
                         inputs=[annotations, images, *model_files(models), *result_files])

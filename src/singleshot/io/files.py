@@ -71,3 +71,22 @@ def set_aside(out: Path) -> Path | None:
     for p in items:
         os.replace(p, dest / p.name)
     return dest
+
+
+def new_run_folder(kind: str, root: str | os.PathLike = "runs") -> Path:
+    """``runs/<kind>/<YYYYmmdd-HHMMSS>`` for a command given no ``--out``, created here so that
+    it is this run's alone: two runs started in the same second get ``...-2``, ``...-3``
+    (sharing one, the second found the first's files and refused, or resumed them)."""
+    import datetime
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / kind
+    base.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 1000):
+        folder = base / (stamp if k == 1 else f"{stamp}-{k}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise UsageError(f"{base}: no free run folder for {stamp}; give --out")

@@ -26,13 +26,12 @@ def demo(
     """Run the bundled model on held-out synthetic scenes: annotated images, detections.json and
     a report with mAP and per-stage timings. Offline. Over an earlier demo folder, the old
     run moves into OUT/previous-N/ first (said)."""
-    import datetime
-
+    from ...io.files import new_run_folder
     from ..demo import run_demo
 
     images = _alias(num_images, "--num-images", images, "--images")
     images = 12 if images is None else images
-    out = out or Path("runs") / "demo" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = out or new_run_folder("demo")
     out = claim_out(out, "demo", overwrite=overwrite, inputs=model_files([model]))
     res = run_demo(out, model=model, n_images=images, compare=compare)
     t = res.timings_ms

@@ -81,10 +81,9 @@ def mlperf(
     Exit 0: every run done (a run LoadGen calls INVALID is said in the summary); 1: a compliance
     test failed; 2: usage error."""
     _require_extra("mlperf_loadgen", "loadgen", "singleshot mlperf")
-    import datetime
-
     from ...eval.annotations import load_annotations
     from ...eval.runner import category_map
+    from ...io.files import new_run_folder
     from ...perf.mlperf import conf as mconf
     from ...perf.mlperf.suite import ACCURACY_TARGET, run_suite, summary_table
     from ...runtime.backends import resolve_backend, threads_per_stream
@@ -124,7 +123,7 @@ def mlperf(
     if mode != "performance":  # accuracy is scored against the annotations' classes
         category_map(det.spec, gt)  # a model of other classes: one line, before any run
     det.check_batch(batch)
-    out = out or Path("runs") / "mlperf" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = out or new_run_folder("mlperf")
     claim_out(out, "mlperf", overwrite=overwrite,
               inputs=[images, annotations, user_conf, mlperf_conf, *model_files([model])])
     reference = ACCURACY_TARGET / 0.99 if Path(det.name).name.startswith("ssd-") else None

@@ -3,7 +3,6 @@ every frame accounted for."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 import sys
@@ -14,6 +13,7 @@ import typer
 
 from ...errors import SingleshotError
 from ...hub.registry import model_files
+from ...io.files import new_run_folder
 from .common import (
     CONF_FOR_PEOPLE,
     BackendOpt,
@@ -110,7 +110,7 @@ def video(
     opts.check(det)
     shown = conf_value if conf_value is not None else det.params.score_threshold
     paths = expand_videos(sources)
-    out = Path(out or Path("runs") / "video" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    out = Path(out or new_run_folder("video"))
     claim_out(out, "video", overwrite=overwrite, again="refuse",
               inputs=[*paths, *model_files([model])])
     taken: set[str] = set()
