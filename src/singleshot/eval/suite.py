@@ -93,8 +93,8 @@ def evaluate_many(models: list[str], result_files: list[Path], annotations: Path
     gt = load_annotations(annotations)
     for fix in gt.fixes:
         progress.note(f"{annotations}: {fix}")
+    existed = out is not None and Path(out).exists()  # a folder made here is this run's
     out = Path(out or new_run_folder("eval"))
-    existed = out.exists()
     claim_output_folder(out, "eval", overwrite=overwrite, again="resume", note=progress.note,
                         inputs=[annotations, images, *model_files(models), *result_files])
     try:

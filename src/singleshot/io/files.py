@@ -86,7 +86,19 @@ def new_run_folder(kind: str, root: str | os.PathLike = "runs") -> Path:
         folder = base / (stamp if k == 1 else f"{stamp}-{k}")
         try:
             folder.mkdir()
-            return folder
         except FileExistsError:
             continue
+        _MADE.append(folder)
+        return folder
     raise UsageError(f"{base}: no free run folder for {stamp}; give --out")
+
+
+_MADE: list[Path] = []  # run folders made by new_run_folder in this process
+
+
+def drop_empty_run_folders() -> None:
+    """Remove the run folders :func:`new_run_folder` made that are still empty: a command that
+    stops on an error before writing leaves no empty folder behind."""
+    while _MADE:
+        with contextlib.suppress(OSError):  # not empty: the run wrote something, keep it
+            _MADE.pop().rmdir()

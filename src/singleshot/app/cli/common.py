@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from ...core.limits import RANGES
 from ...errors import SingleshotError, Terminated, UsageError, interrupt_code, is_terminated
+from ...io.files import drop_empty_run_folders
 
 try:  # typer 0.26 vendors click; earlier releases use click itself
     from typer._click import exceptions as _click_errors
@@ -135,9 +136,11 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except SingleshotError as err:
+            drop_empty_run_folders()
             _err(err.render(flag))
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt as err:
+            drop_empty_run_folders()
             word = "terminated" if is_terminated(err) else "interrupted"
             text = str(err) if str(err) and not isinstance(err, Terminated) else ""
             _err(f"{word}: {text}" if text else word)
