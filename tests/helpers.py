@@ -196,3 +196,13 @@ def broken_exif() -> bytes:
         body += struct.pack("<HHI", tag, typ, count) + value
     body += struct.pack("<I", 0)
     return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + body
+
+
+def cli(*args):
+    """``singleshot ARGS`` in this process (typer's runner): (exit code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from singleshot.app.cli import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.stdout, res.stderr

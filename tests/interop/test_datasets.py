@@ -15,18 +15,12 @@ import globox
 import numpy as np
 import pytest
 import supervision as sv
-from typer.testing import CliRunner
 
-from singleshot.app.cli import app
+from helpers import cli
 from singleshot.data.formats import read_dataset
 
 SPARSE = {1: 11, 2: 3, 3: 5, 4: 7, 5: 9, 6: 1}  # data synth's ids 1..6 -> a sparse, shuffled set
 ZERO = {k: k - 1 for k in range(1, 7)}  # 0..5
-
-
-def cli(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    return res.exit_code, res.stdout, res.stderr
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,8 @@ import shutil
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from singleshot.app.cli import app
-
-
-def cli(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    return res.exit_code, res.stdout, res.stderr
+from helpers import cli
 
 
 @pytest.fixture(scope="module")

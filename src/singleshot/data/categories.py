@@ -10,6 +10,7 @@ is the k-th smallest id) and what a YOLO ``names`` list written from a COCO set 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..errors import UsageError
 
@@ -46,13 +47,9 @@ class Categories:
     def name(self, category_id: int) -> str:
         return self.names[self._index[category_id]]
 
-    @property
+    @cached_property
     def _index(self) -> dict[int, int]:
-        cached = self.__dict__.get("_index_cache")
-        if cached is None:
-            cached = {c: k for k, c in enumerate(self.ids)}
-            object.__setattr__(self, "_index_cache", cached)
-        return cached
+        return {c: k for k, c in enumerate(self.ids)}
 
     def distinct_names(self) -> list[str]:
         """The names with a repeated one made unique by its id (``car (id 7)``): for layouts

@@ -228,13 +228,12 @@ def _type_image(t: ImageTruth, items: list[Detection]) -> None:
 
 
 def ap_of_points(points: list[tuple[float, bool]], n_gt: int) -> float:
-    """One class's AP as tidecv integrates it: ``points`` (score, true positive) in the order
-    they were added, sorted by score (stable), the precision envelope sampled at recall
-    0, 0.01, ..., 1; 0 without ground truth."""
+    """One class's AP as tidecv integrates it: :func:`ap_101` of ``points`` (score, true
+    positive) in the order they were added (a stable sort, as tidecv's), 0 without ground
+    truth."""
     if n_gt <= 0:
         return 0.0
-    hits = np.asarray([p[1] for p in sorted(points, key=lambda p: -p[0])], np.float64)
-    return ap_sorted(hits, n_gt)
+    return ap_101([p[0] for p in points], [p[1] for p in points], n_gt)
 
 
 def _mean_ap(points: dict, n_gt: dict) -> tuple[float, dict]:
